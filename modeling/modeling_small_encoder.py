@@ -1,0 +1,448 @@
+"""SmallEncoder: one BERT-style encoder family (RoPE or absolute positions, LayerNorm or RMSNorm,
+pre- or post-norm, GELU MLP or SwiGLU, tied or untied MLM decoder).
+
+This file is copied next to the weights by `save_pretrained`, so it imports only torch, the public
+transformers API and its configuration file.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+
+from .configuration_small_encoder import SmallEncoderConfig
+
+
+def make_norm(config):
+    if config.norm_type == "rmsnorm":
+        return nn.RMSNorm(config.hidden_size, eps=config.norm_eps)
+    return nn.LayerNorm(config.hidden_size, eps=config.norm_eps)
+
+
+def positions_within_documents(document_ids):
+    """Position of each token counted from the start of its document (document ids are contiguous runs)."""
+    batch, length = document_ids.shape
+    index = torch.arange(length, device=document_ids.device).expand(batch, length)
+    starts = torch.ones_like(document_ids, dtype=torch.bool)
+    starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
+    first = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+    return index - first
+
+
+def build_attention_mask(attention_mask, document_ids, dtype_length):
+    """Boolean mask (True = may attend) of shape [B, 1, 1 or L, L], or None when nothing is masked."""
+    if document_ids is None:
+        if attention_mask is None or bool(attention_mask.all()):
+            return None
+        return attention_mask.bool()[:, None, None, :]
+    mask = document_ids[:, :, None] == document_ids[:, None, :]
+    if attention_mask is not None:
+        mask = mask & attention_mask.bool()[:, None, :]
+    # Every query may see itself, so a padding row is never empty (an empty row gives NaN in SDPA).
+    mask = mask | torch.eye(dtype_length, dtype=torch.bool, device=mask.device)
+    return mask[:, None, :, :]
+
+
+def rotate_half(x):
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class SmallEncoderRotary(nn.Module):
+    """Rotary position embedding; frequencies are recomputed from the config, so nothing is stored."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.head_dim = config.head_dim
+        self.theta = config.rope_theta
+
+    def forward(self, position_ids, dtype):
+        exponent = torch.arange(0, self.head_dim, 2, device=position_ids.device, dtype=torch.float32) / self.head_dim
+        inv_freq = 1.0 / (self.theta**exponent)
+        freqs = position_ids.float()[..., None] * inv_freq
+        angles = torch.cat((freqs, freqs), dim=-1)[:, None, :, :]  # [B, 1, L, D]
+        return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+class SmallEncoderEmbeddings(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.position_embeddings = (
+            nn.Embedding(config.max_position_embeddings, config.hidden_size)
+            if config.position_embedding_type == "absolute"
+            else None
+        )
+        # Post-norm (original BERT) normalises the embeddings; pre-norm leaves that to the first layer.
+        self.norm = None if config.pre_norm else make_norm(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, inputs_embeds, position_ids):
+        hidden = self.tok_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        if self.position_embeddings is not None:
+            hidden = hidden + self.position_embeddings(position_ids)
+        if self.norm is not None:
+            hidden = self.norm(hidden)
+        return self.dropout(hidden)
+
+
+class SmallEncoderAttention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.use_bias)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
+        self.dropout_p = config.attention_probs_dropout_prob
+
+    def forward(self, hidden, mask, rotary, output_attentions=False):
+        batch, length, _ = hidden.shape
+        qkv = self.qkv(hidden).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        query, key, value = qkv.unbind(0)  # each [B, H, L, D]
+        if rotary is not None:
+            cos, sin = rotary
+            query = query * cos + rotate_half(query) * sin
+            key = key * cos + rotate_half(key) * sin
+        dropout_p = self.dropout_p if self.training else 0.0
+        weights = None
+        if self.config._attn_implementation == "eager" or output_attentions:
+            scores = torch.matmul(query, key.transpose(-1, -2)) * self.head_dim**-0.5
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+            context = torch.matmul(F.dropout(weights, p=dropout_p, training=self.training), value)
+        else:
+            context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p)
+        context = context.transpose(1, 2).reshape(batch, length, -1)
+        return self.out(context), weights
+
+
+class SmallEncoderMLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        width = config.mlp_hidden_size
+        self.gated = config.mlp_type == "swiglu"
+        self.fc_in = nn.Linear(config.hidden_size, 2 * width if self.gated else width, bias=config.use_bias)
+        self.fc_out = nn.Linear(width, config.hidden_size, bias=config.use_bias)
+        self.act = ACT2FN[config.hidden_act]
+
+    def forward(self, hidden):
+        if self.gated:
+            gate, up = self.fc_in(hidden).chunk(2, dim=-1)
+            return self.fc_out(self.act(gate) * up)
+        return self.fc_out(self.act(self.fc_in(hidden)))
+
+
+class SmallEncoderLayer(GradientCheckpointingLayer):
+    def __init__(self, config):
+        super().__init__()
+        self.pre_norm = config.pre_norm
+        self.attention = SmallEncoderAttention(config)
+        self.mlp = SmallEncoderMLP(config)
+        self.attention_norm = make_norm(config)
+        self.mlp_norm = make_norm(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden, mask=None, rotary=None, output_attentions=False):
+        if self.pre_norm:
+            attended, weights = self.attention(self.attention_norm(hidden), mask, rotary, output_attentions)
+            hidden = hidden + self.dropout(attended)
+            hidden = hidden + self.dropout(self.mlp(self.mlp_norm(hidden)))
+        else:
+            attended, weights = self.attention(hidden, mask, rotary, output_attentions)
+            hidden = self.attention_norm(hidden + self.dropout(attended))
+            hidden = self.mlp_norm(hidden + self.dropout(self.mlp(hidden)))
+        return hidden, weights
+
+
+class SmallEncoderPreTrainedModel(PreTrainedModel):
+    config_class = SmallEncoderConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["SmallEncoderLayer"]
+    _supports_sdpa = True
+
+
+class SmallEncoderModel(SmallEncoderPreTrainedModel):
+    """The bare encoder: final hidden states, for embeddings and for the task heads."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.embeddings = SmallEncoderEmbeddings(config)
+        self.rotary = SmallEncoderRotary(config) if config.position_embedding_type == "rope" else None
+        self.layers = nn.ModuleList(SmallEncoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.final_norm = make_norm(config) if config.pre_norm else None
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.tok_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.tok_embeddings = value
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        document_ids=None,
+        token_type_ids=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        r"""
+        document_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Per-token document index inside a packed block. When given, attention is block-diagonal (a token
+            sees only tokens of its own document) and positions restart at 0 for each document.
+        token_type_ids: accepted for tokenizer compatibility and ignored (the family has no segment embeddings).
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
+        device = input_ids.device if input_ids is not None else inputs_embeds.device
+        if position_ids is None:
+            if document_ids is not None:
+                position_ids = positions_within_documents(document_ids)
+            else:
+                position_ids = torch.arange(shape[1], device=device).expand(shape)
+        hidden = self.embeddings(input_ids, inputs_embeds, position_ids)
+        mask = build_attention_mask(attention_mask, document_ids, shape[1])
+        rotary = self.rotary(position_ids, hidden.dtype) if self.rotary is not None else None
+
+        all_hidden = () if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layers:
+            if output_hidden_states:
+                all_hidden += (hidden,)
+            hidden, weights = layer(hidden, mask, rotary, bool(output_attentions))
+            if output_attentions:
+                all_attentions += (weights,)
+        if self.final_norm is not None:
+            hidden = self.final_norm(hidden)
+        if output_hidden_states:
+            all_hidden += (hidden,)
+        output = BaseModelOutput(last_hidden_state=hidden, hidden_states=all_hidden, attentions=all_attentions)
+        return output if return_dict is not False else output.to_tuple()
+
+
+class SmallEncoderLMHead(nn.Module):
+    """BERT's MLM head: dense, activation, norm, then the (optionally tied) decoder."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN["gelu"]
+        self.norm = make_norm(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, hidden):
+        return self.decoder(self.norm(self.act(self.dense(hidden))))
+
+
+class SmallEncoderForMaskedLM(SmallEncoderPreTrainedModel):
+    _tied_weights_keys = {"lm_head.decoder.weight": "model.embeddings.tok_embeddings.weight"}
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = SmallEncoderModel(config)
+        self.lm_head = SmallEncoderLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head.decoder = new_embeddings
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        document_ids=None,
+        token_type_ids=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            MLM targets; -100 marks positions that are not scored.
+
+        With `labels` and `config.sparse_prediction` (the default), logits are computed only where the label is
+        not -100: `logits` then has shape `(num_labelled_tokens, vocab_size)`, its rows in row-major order of the
+        labelled positions (`labels[labels != -100]` gives their targets). Without labels, or with
+        `sparse_prediction=False`, `logits` has shape `(batch_size, sequence_length, vocab_size)`.
+        """
+        outputs = self.model(
+            input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
+            document_ids=document_ids, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        hidden = outputs.last_hidden_state
+        loss = None
+        if labels is not None and self.config.sparse_prediction:
+            scored = labels != -100
+            logits = self.lm_head(hidden[scored])
+            targets = labels[scored]
+            # Sum / count is the mean, and stays finite (0) when a batch has no masked token.
+            loss = F.cross_entropy(logits.float(), targets, reduction="sum") / max(targets.numel(), 1)
+        else:
+            logits = self.lm_head(hidden)
+            if labels is not None:
+                loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.view(-1), ignore_index=-100)
+        output = MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return output if return_dict is not False else output.to_tuple()
+
+
+class SmallEncoderClassificationHead(nn.Module):
+    """Pools the first token ([CLS] / <s>) through dense + tanh, as BERT and RoBERTa do."""
+
+    def __init__(self, config, num_outputs):
+        super().__init__()
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(config.hidden_size, num_outputs)
+
+    def forward(self, hidden):
+        pooled = torch.tanh(self.dense(self.dropout(hidden[:, 0])))
+        return self.out_proj(self.dropout(pooled))
+
+
+def sequence_classification_loss(config, logits, labels):
+    """Hugging Face's rule: regression for one label, single-label for integer labels, else multi-label."""
+    if config.problem_type is None:
+        if config.num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        if config.num_labels == 1:
+            return F.mse_loss(logits.squeeze().float(), labels.squeeze().float())
+        return F.mse_loss(logits.float(), labels.float())
+    if config.problem_type == "single_label_classification":
+        return F.cross_entropy(logits.float().view(-1, config.num_labels), labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+
+class SmallEncoderForSequenceClassification(SmallEncoderPreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = SmallEncoderModel(config)
+        self.classifier = SmallEncoderClassificationHead(config, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        token_type_ids=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        outputs = self.model(
+            input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        logits = self.classifier(outputs.last_hidden_state)
+        loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
+        output = SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+class SmallEncoderForTokenClassification(SmallEncoderPreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = SmallEncoderModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        token_type_ids=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        outputs = self.model(
+            input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().view(-1, self.num_labels), labels.view(-1), ignore_index=-100)
+        output = TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+class SmallEncoderForMultipleChoice(SmallEncoderPreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = SmallEncoderModel(config)
+        self.classifier = SmallEncoderClassificationHead(config, 1)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        token_type_ids=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        r"""Inputs have shape `(batch_size, num_choices, sequence_length)`; logits `(batch_size, num_choices)`."""
+        num_choices = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+
+        def flat(x):
+            return None if x is None else x.reshape(-1, *x.shape[2:])
+
+        outputs = self.model(
+            flat(input_ids), attention_mask=flat(attention_mask), position_ids=flat(position_ids),
+            inputs_embeds=flat(inputs_embeds), output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        logits = self.classifier(outputs.last_hidden_state).view(-1, num_choices)
+        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
+        output = MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return output if return_dict is not False else output.to_tuple()

@@ -1,0 +1,39 @@
+"""Sparse prediction for stock Hugging Face MLMs (RobertaForMaskedLM, BertForMaskedLM) during training.
+
+The SmallEncoder family does this inside its forward. Stock models compute the MLM head at every
+position; these hooks make them compute it only where the label is not -100, without adding any
+parameter or buffer, so checkpoints are unchanged. The hooks live on inner modules and the model is
+still called through its own forward, so DDP/FSDP wrappers keep working.
+"""
+
+HEAD_NAMES = ("lm_head", "cls")
+
+
+def enable_sparse_prediction(model):
+    """Make `model(..., labels=...)` score only labelled positions; returns the hook handles (call .remove())."""
+    if getattr(model.config, "model_type", None) == "small_encoder":
+        model.config.sparse_prediction = True
+        return []
+    head = next((getattr(model, name) for name in HEAD_NAMES if hasattr(model, name)), None)
+    if head is None:
+        raise ValueError(f"{type(model).__name__} has no MLM head named one of {HEAD_NAMES}")
+    state = {}
+
+    def select_labels(module, args, kwargs):
+        labels = kwargs.get("labels")
+        state["scored"] = None if labels is None else labels != -100
+        if labels is not None:
+            # The model's loss then flattens [N] labels against [N, vocab] logits: the dense loss, restricted.
+            kwargs["labels"] = labels[state["scored"]]
+        return args, kwargs
+
+    def select_hidden(module, args):
+        scored = state.get("scored")
+        if scored is None:
+            return None
+        return (args[0][scored],) + tuple(args[1:])
+
+    return [
+        model.register_forward_pre_hook(select_labels, with_kwargs=True),
+        head.register_forward_pre_hook(select_hidden),
+    ]
