@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny configs, an in-memory WordPiece tokenizer, and the shared data folder."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(REPO_ROOT))
+
+WORDS = (
+    "the a of and to in is was he she it that his her for on with as at by from this which "
+    "house ship sea whale captain man woman day night said went came saw love old new time "
+    "good great little long first last never always very more most small large"
+).split()
+
+
+def tiny_vocab():
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + list("abcdefghijklmnopqrstuvwxyz.,")
+
+
+@pytest.fixture
+def tiny_tokenizer(tmp_path):
+    """A BERT-style fast tokenizer over a few dozen words, built without any download."""
+    from transformers import BertTokenizerFast
+
+    vocab_file = tmp_path / "vocab.txt"
+    vocab_file.write_text("\n".join(tiny_vocab()) + "\n")
+    return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=64)
+
+
+def tiny_config(**overrides):
+    from modeling import SmallEncoderConfig
+
+    fields = dict(
+        vocab_size=len(tiny_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    fields.update(overrides)
+    return SmallEncoderConfig(**fields)
+
+
+def shared_data(*parts):
+    """Path under ../shared/data, or skip the test with the reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the shared data folder ships beside the repository only on project machines)")
+    return path
