@@ -22,17 +22,20 @@ WORDS = (
 
 
 def tiny_vocab():
-    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + list("abcdefghijklmnopqrstuvwxyz.,")
+    letters = [c for c in "abcdefghijklmnopqrstuvwxyz.," if c not in WORDS]
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + letters
 
 
 @pytest.fixture
 def tiny_tokenizer(tmp_path):
     """A BERT-style fast tokenizer over a few dozen words, built without any download."""
-    from transformers import BertTokenizerFast
+    from data_prep.tokenizer import wordpiece_from_vocab
 
     vocab_file = tmp_path / "vocab.txt"
     vocab_file.write_text("\n".join(tiny_vocab()) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=64)
+    tokenizer = wordpiece_from_vocab(vocab_file)
+    assert len(tokenizer) == len(tiny_vocab())
+    return tokenizer
 
 
 def tiny_config(**overrides):

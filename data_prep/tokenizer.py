@@ -1,0 +1,108 @@
+"""Tokenizers: train a byte-level BPE (RoBERTa style) or WordPiece (BERT style) with `tokenizers`,
+or load an existing one (Hub name, local folder, or a bare BERT vocab.txt)."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from .errors import UserError
+
+ROBERTA_SPECIALS = dict(bos_token="<s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>", mask_token="<mask>")
+BERT_SPECIALS = dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+TRAINED = ("train-bpe", "train-wordpiece")
+
+
+def batches(texts, size=1000):
+    for start in range(0, len(texts), size):
+        yield texts[start : start + size]["text"]
+
+
+def train_bpe(texts, vocab_size, min_frequency=2):
+    """Byte-level BPE with RoBERTa's special tokens and post-processing (<s> ... </s>)."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=True,
+    )
+    tokenizer.train_from_iterator(batches(texts), trainer=trainer, length=len(texts))
+    tokenizer.post_processor = processors.RobertaProcessing(("</s>", tokenizer.token_to_id("</s>")), ("<s>", tokenizer.token_to_id("<s>")))
+    specials = dict(ROBERTA_SPECIALS, mask_token=AddedToken("<mask>", lstrip=True, special=True))
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **specials)
+
+
+def wordpiece_pipeline(model):
+    """Wrap a WordPiece model in BERT's uncased normaliser, pre-tokenizer, decoder and [CLS] ... [SEP] template."""
+    tokenizer = Tokenizer(model)
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    return tokenizer
+
+
+def finish_wordpiece(tokenizer):
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    if cls is None or sep is None:
+        raise UserError("the WordPiece vocabulary lacks [CLS] or [SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **BERT_SPECIALS)
+
+
+def train_wordpiece(texts, vocab_size, min_frequency=2):
+    """Uncased WordPiece with BERT's special tokens and post-processing ([CLS] ... [SEP])."""
+    tokenizer = wordpiece_pipeline(models.WordPiece(unk_token="[UNK]"))
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials, show_progress=True)
+    tokenizer.train_from_iterator(batches(texts), trainer=trainer, length=len(texts))
+    return finish_wordpiece(tokenizer)
+
+
+def wordpiece_from_vocab(vocab_file):
+    """BERT's uncased tokenizer from a bare vocab.txt (as bert-base-uncased ships it)."""
+    return finish_wordpiece(wordpiece_pipeline(models.WordPiece.from_file(str(vocab_file), unk_token="[UNK]")))
+
+
+def load_tokenizer(name_or_path):
+    """A fast tokenizer from a Hub name, a saved folder, or a BERT vocab.txt (file or folder holding only it)."""
+    path = Path(os.path.expanduser(str(name_or_path)))
+    vocab = path if path.name == "vocab.txt" else path / "vocab.txt"
+    if vocab.is_file() and not (path.is_dir() and ((path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists())):
+        return wordpiece_from_vocab(vocab)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+    except Exception as error:
+        raise UserError(
+            f"could not load the tokenizer {name_or_path!r} ({type(error).__name__}); without network pass a local "
+            f"folder or vocab.txt with --tokenizer_name (e.g. ../shared/data/tokenizers/roberta-base)"
+        ) from None
+    if not tokenizer.is_fast:
+        raise UserError(f"tokenizer {name_or_path!r} has no fast (Rust) version; packing needs one")
+    return tokenizer
+
+
+def tokenizer_cache_dir(kind, vocab_size, texts, cache_root):
+    key = hashlib.sha256(json.dumps([kind, vocab_size, texts._fingerprint, len(texts)]).encode()).hexdigest()[:16]
+    return Path(cache_root) / "tokenizers" / f"{kind}-{vocab_size}-{key}"
+
+
+def get_tokenizer(name, train_texts=None, vocab_size=None, cache_root=None):
+    """Load `name`, or train one ('train-bpe' / 'train-wordpiece') on `train_texts`, cached by corpus fingerprint."""
+    if name not in TRAINED:
+        return load_tokenizer(name), "loaded"
+    if not vocab_size:
+        raise UserError(f"tokenizer_name={name} needs vocab_size in the recipe")
+    cache = tokenizer_cache_dir(name, vocab_size, train_texts, cache_root) if cache_root else None
+    if cache is not None and (cache / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(str(cache)), f"trained earlier, cached in {cache}"
+    tokenizer = (train_bpe if name == "train-bpe" else train_wordpiece)(train_texts, vocab_size)
+    if cache is not None:
+        tokenizer.save_pretrained(str(cache))
+    return tokenizer, "trained on the training split"

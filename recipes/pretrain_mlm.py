@@ -1,0 +1,293 @@
+"""Pretrain a masked-language model from a recipe.
+
+    python recipes/pretrain_mlm.py --recipe quickstart
+    accelerate launch recipes/pretrain_mlm.py --recipe coberta [--key value ...] [--smoke]
+
+The recipe (recipes/NAME.yaml) names the corpus, tokenizer, model shape, masking rate and training
+settings; any of them can be overridden on the command line. The finished folder holds the model,
+the tokenizer, recipe.yaml (the resolved recipe), training_log.json and results.json.
+"""
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import yaml  # noqa: E402
+
+from data_prep.errors import UserError  # noqa: E402
+from recipes.recipe import available_recipes, load_recipe, parse_overrides, run_identity  # noqa: E402
+
+USAGE = "usage: pretrain_mlm.py --recipe NAME [--smoke] [--key value ...]"
+
+
+def cache_root():
+    return Path(os.environ.get("SMALL_ENCODERS_CACHE", Path.home() / ".cache" / "small-encoders"))
+
+
+def write_atomic(path, text):
+    """Write through a temporary file and rename, so a crash never leaves half a file."""
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def prepare_output_dir(recipe, is_main):
+    """Refuse to mix two runs in one folder; find the checkpoint to resume from. Returns it or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(recipe["output_dir"])
+    saved = out / "recipe.yaml"
+    resume = recipe["resume_from_checkpoint"]
+    if recipe["overwrite_output_dir"] and out.exists() and not resume:
+        if is_main:
+            shutil.rmtree(out)
+        return None
+    if saved.exists():
+        previous = yaml.safe_load(saved.read_text())
+        if run_identity(previous) != run_identity(recipe):
+            changed = sorted(k for k in set(run_identity(previous)) | set(run_identity(recipe))
+                             if previous.get(k) != recipe.get(k))
+            raise UserError(
+                f"{out} holds a different run (settings differ: {', '.join(changed)}); use another --output_dir, "
+                f"or --overwrite_output_dir true to replace it"
+            )
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if resume in (True, "latest", "last"):
+        if last is None:
+            raise UserError(f"--resume_from_checkpoint {resume}: {out} has no checkpoint-* folder to resume from")
+        return last
+    if resume:
+        if not Path(resume).is_dir():
+            raise UserError(f"--resume_from_checkpoint {resume}: no such checkpoint folder")
+        return str(resume)
+    if (out / "results.json").exists():
+        raise UserError(f"{out} already holds a finished run; use another --output_dir or --overwrite_output_dir true")
+    if last is not None:
+        raise UserError(
+            f"{out} holds an unfinished run ({Path(last).name}); pass --resume_from_checkpoint latest to continue "
+            f"it, or --overwrite_output_dir true to start over"
+        )
+    return None
+
+
+def load_text(recipe, args):
+    from data_prep.corpus import load_corpus
+    from data_prep.embedded_corpus import build_embedded_corpus
+
+    train_files, validation_files = recipe["train_files"], recipe["validation_files"]
+    dataset_name = recipe["dataset_name"]
+    if not train_files and dataset_name == "embedded":
+        with args.main_process_first(desc="building the embedded corpus"):
+            train_path, validation_path = build_embedded_corpus()
+        train_files, validation_files, dataset_name = str(train_path), str(validation_path), None
+    train_filter, report = None, {}
+    if recipe["cosmopedia_filter"] is not None:
+        from data_prep.cosmopedia import filter_cosmopedia
+
+        def train_filter(dataset):
+            filtered, stats = filter_cosmopedia(dataset, seed=recipe["seed"], **recipe["cosmopedia_filter"])
+            report.update(stats)
+            return filtered
+
+    with args.main_process_first(desc="loading the corpus"):
+        texts = load_corpus(
+            dataset_name=dataset_name, dataset_config=recipe["dataset_config"], train_files=train_files,
+            validation_files=validation_files, text_column=recipe["text_column"],
+            validation_split_percentage=recipe["validation_split_percentage"],
+            max_train_samples=recipe["max_train_samples"], max_validation_samples=recipe["max_validation_samples"],
+            seed=recipe["seed"], encoding_errors=recipe["encoding_errors"], train_filter=train_filter,
+        )
+    source = train_files if train_files else f"{dataset_name}" + (f" ({recipe['dataset_config']})" if recipe["dataset_config"] else "")
+    if recipe["dataset_name"] == "embedded" and not recipe["train_files"]:
+        source = f"embedded Python-docstring corpus ({train_files})"
+    return texts, source, report
+
+
+def planned_steps(recipe, num_blocks, world_size):
+    per_step = recipe["per_device_train_batch_size"] * world_size * recipe["gradient_accumulation_steps"]
+    if recipe["max_steps"] and recipe["max_steps"] > 0:
+        return recipe["max_steps"], per_step
+    return math.ceil(recipe["num_train_epochs"] * math.ceil(num_blocks / per_step)), per_step
+
+
+def fill_mask_example(folder, recipe, tokenizer, trust_remote_code):
+    from transformers import pipeline
+
+    fill = pipeline("fill-mask", model=str(folder), tokenizer=tokenizer, trust_remote_code=trust_remote_code, device=-1)
+    text = recipe["fill_mask_example"].format(mask=tokenizer.mask_token)
+    return text, [(p["token_str"].strip(), round(p["score"], 4)) for p in fill(text, top_k=5)]
+
+
+def run(recipe):
+    import torch
+    from transformers import DataCollatorForLanguageModeling, TrainingArguments, set_seed
+
+    from data_prep.packing import pack_dataset
+    from data_prep.tokenizer import get_tokenizer
+    from modeling import enable_sparse_prediction
+    from modeling.build import build_mlm_config, build_mlm_model, count_parameters
+    from recipes.training import MLMTrainer, perplexity
+
+    bf16 = recipe["bf16"]
+    if bf16 == "auto":
+        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    out = Path(recipe["output_dir"])
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=recipe["per_device_train_batch_size"],
+        per_device_eval_batch_size=recipe["per_device_eval_batch_size"],
+        gradient_accumulation_steps=recipe["gradient_accumulation_steps"],
+        learning_rate=float(recipe["learning_rate"]), weight_decay=float(recipe["weight_decay"]),
+        adam_beta1=float(recipe["adam_beta1"]), adam_beta2=float(recipe["adam_beta2"]),
+        adam_epsilon=float(recipe["adam_epsilon"]), max_grad_norm=float(recipe["max_grad_norm"]),
+        lr_scheduler_type=recipe["lr_scheduler_type"], num_train_epochs=float(recipe["num_train_epochs"]),
+        max_steps=recipe["max_steps"] if recipe["max_steps"] else -1,
+        logging_steps=recipe["logging_steps"], logging_nan_inf_filter=False,
+        eval_strategy="steps", eval_steps=recipe["eval_steps"],
+        save_strategy="steps", save_steps=recipe["save_steps"], save_total_limit=recipe["save_total_limit"],
+        seed=recipe["seed"], data_seed=recipe["seed"], bf16=bool(bf16), torch_compile=bool(recipe["torch_compile"]),
+        dataloader_num_workers=recipe["dataloader_num_workers"], report_to="none",
+        push_to_hub=bool(recipe["push_to_hub"]), hub_model_id=recipe["hub_model_id"],
+        hub_private_repo=recipe["hub_private_repo"], use_cpu=not torch.cuda.is_available(),
+        **({"gradient_checkpointing": True} if recipe["gradient_checkpointing"] else {}),
+    )
+    is_main = args.process_index == 0
+    resume = prepare_output_dir(recipe, is_main)
+    set_seed(recipe["seed"])
+
+    texts, source, filter_report = load_text(recipe, args)
+    if filter_report and is_main:
+        from data_prep.cosmopedia import format_report
+
+        print(format_report(filter_report))
+    with args.main_process_first(desc="tokenizer"):
+        tokenizer, tokenizer_origin = get_tokenizer(
+            recipe["tokenizer_name"], texts["train"], recipe["vocab_size"], cache_root=cache_root()
+        )
+    if tokenizer.mask_token is None:
+        raise UserError(f"tokenizer {recipe['tokenizer_name']!r} has no mask token, so it cannot train an MLM")
+    with args.main_process_first(desc="packing"):
+        packed, timings = {}, {}
+        for split in ("train", "validation"):
+            packed[split], seconds, cached = pack_dataset(
+                texts[split], tokenizer, recipe["block_size"], with_document_ids=recipe["document_isolation"],
+                num_proc=recipe["preprocessing_num_workers"], split_name=split,
+            )
+            timings[split] = f"{seconds:.1f} s ({'from cache' if cached else 'tokenized now'})"
+
+    if recipe["model_vocab_size"] and recipe["model_vocab_size"] < len(tokenizer):
+        raise UserError(
+            f"the tokenizer has {len(tokenizer):,} entries but model_vocab_size is {recipe['model_vocab_size']:,}: "
+            f"token ids would fall outside the embedding table; raise model_vocab_size or drop it"
+        )
+    config = build_mlm_config(
+        recipe["model_family"], tokenizer, recipe["block_size"], preset=recipe["model_preset"],
+        fields=recipe["model_config"], vocab_size=recipe["model_vocab_size"],
+    )
+    model = build_mlm_model(config)
+    if recipe["sparse_prediction"]:
+        enable_sparse_prediction(model)
+    elif recipe["model_family"] == "small_encoder":
+        model.config.sparse_prediction = False
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=float(recipe["mlm_probability"]))
+
+    steps, per_step = planned_steps(recipe, len(packed["train"]), args.world_size)
+    args.warmup_steps = int(math.ceil(float(recipe["warmup_ratio"]) * steps))
+    if is_main:
+        header = [
+            f"recipe            {recipe['recipe']}{' (smoke)' if recipe['smoke_run'] else ''}",
+            f"model             {type(model).__name__}, {count_parameters(model):,} parameters",
+            f"data              {source}",
+            f"                  train {len(texts['train']):,} documents -> {len(packed['train']):,} blocks in {timings['train']}",
+            f"                  validation {len(texts['validation']):,} documents -> {len(packed['validation']):,} blocks in {timings['validation']}",
+            f"tokenizer         {recipe['tokenizer_name']} ({tokenizer_origin}), vocabulary {len(tokenizer):,}",
+            f"block length      {recipe['block_size']}" + (" (document-isolated attention)" if recipe["document_isolation"] else ""),
+            f"masking rate      {recipe['mlm_probability']:.0%} (80/10/10), sparse prediction {'on' if recipe['sparse_prediction'] else 'off'}",
+            f"effective batch   {per_step} blocks = {per_step * recipe['block_size']:,} tokens per step ({args.world_size} process(es))",
+            f"planned           {steps:,} steps, {steps * per_step * recipe['block_size']:,} tokens, warmup {args.warmup_steps} steps, bf16 {bool(bf16)}",
+            f"output            {out}",
+        ]
+        print("\n".join(["=" * 72, *header, "=" * 72]), flush=True)
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=True))
+
+    trainer = MLMTrainer(
+        model=model, args=args, train_dataset=packed["train"], eval_dataset=packed["validation"],
+        data_collator=collator, processing_class=tokenizer,
+    )
+    started = time.time()
+    trainer.train(resume_from_checkpoint=resume)
+    train_seconds = time.time() - started
+    metrics = trainer.evaluate()
+    if not trainer.is_world_process_zero():
+        return
+    trainer.save_model(str(out))
+    write_atomic(out / "training_log.json", json.dumps(trainer.state.log_history, indent=1))
+    trust = recipe["model_family"] == "small_encoder"
+    example, predictions = fill_mask_example(out, recipe, tokenizer, trust)
+    results = {
+        "recipe": recipe["recipe"],
+        "smoke": recipe["smoke_run"],
+        "parameters": count_parameters(model),
+        "data": source,
+        "block_size": recipe["block_size"],
+        "mlm_probability": recipe["mlm_probability"],
+        "train_steps": trainer.state.global_step,
+        "train_tokens": trainer.state.global_step * per_step * recipe["block_size"],
+        "train_seconds": round(train_seconds, 1),
+        "eval_loss": metrics["eval_loss"],
+        "eval_perplexity": perplexity(metrics["eval_loss"]),
+        "eval_blocks": len(packed["validation"]),
+        "fill_mask_example": {"text": example, "top5": predictions},
+    }
+    write_atomic(out / "results.json", json.dumps(results, indent=1))
+    print(f"held-out MLM loss {metrics['eval_loss']:.4f}, perplexity {results['eval_perplexity']:.2f} "
+          f"({recipe['mlm_probability']:.0%} masking, {len(packed['validation']):,} blocks)")
+    print(f"fill-mask: {example}")
+    for token, score in predictions:
+        print(f"    {token!r:>16}  {score:.4f}")
+    print(f"saved to {out} (load with AutoModelForMaskedLM.from_pretrained({str(out)!r}"
+          f"{', trust_remote_code=True' if trust else ''}))")
+    if recipe["push_to_hub"]:
+        trainer.push_to_hub(commit_message=f"{recipe['recipe']} pretraining")
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if "-h" in argv or "--help" in argv:
+            print(__doc__ + "\n" + USAGE + "\nrecipes: " + ", ".join(available_recipes()))
+            return 0
+        if "--recipe" not in argv or argv.index("--recipe") + 1 >= len(argv):
+            raise UserError(f"name a recipe with --recipe NAME ({', '.join(available_recipes())})")
+        index = argv.index("--recipe")
+        name = argv[index + 1]
+        rest = argv[:index] + argv[index + 2 :]
+        smoke = "--smoke" in rest
+        rest = [a for a in rest if a != "--smoke"]
+        recipe = load_recipe(name, parse_overrides(rest), smoke=smoke)
+        run(recipe)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:
+        from recipes.training import NonFiniteLossError
+
+        if isinstance(error, NonFiniteLossError):
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

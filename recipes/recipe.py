@@ -1,0 +1,157 @@
+"""Recipes are data: `recipes/NAME.yaml` over the defaults below, then `--key value` overrides.
+
+A YAML may hold a `smoke:` mapping of overrides that `--smoke` applies (a run of seconds on a CPU).
+Every key must be one of DEFAULTS; values on the command line are parsed as YAML (`--mlm_probability
+0.2`, `--train_files 'a.txt,b.txt'`, `--cosmopedia_filter '{max_samples: 100}'`).
+"""
+
+from pathlib import Path
+
+import yaml
+
+from data_prep.errors import UserError
+
+RECIPES_DIR = Path(__file__).resolve().parent
+
+DEFAULTS = {
+    "description": "",
+    # data
+    "dataset_name": None,  # Hub dataset, or "embedded" for the Python-docstring corpus
+    "dataset_config": None,
+    "train_files": None,  # comma-separated globs; replace the Hub source
+    "validation_files": None,
+    "text_column": "text",
+    "validation_split_percentage": 5,
+    "max_train_samples": None,
+    "max_validation_samples": None,
+    "encoding_errors": "strict",  # or "replace" (bad bytes become U+FFFD)
+    "cosmopedia_filter": None,  # keyword arguments of data_prep.cosmopedia.filter_cosmopedia
+    "preprocessing_num_workers": None,  # None: all cores (up to 8) for large corpora
+    # tokenizer
+    "tokenizer_name": None,  # Hub name, local folder or vocab.txt, or train-bpe / train-wordpiece
+    "vocab_size": None,  # size of a trained tokenizer
+    # packing
+    "block_size": 128,
+    "document_isolation": False,  # SmallEncoder only: attention stays inside each packed document
+    # model
+    "model_family": "roberta",  # roberta (stock RobertaForMaskedLM) or small_encoder
+    "model_preset": None,  # small_encoder shape: bertmini, neobert, neobert-mini
+    "model_config": {},  # config fields over the preset / RoBERTa defaults
+    "model_vocab_size": None,  # embedding rows; None: the tokenizer's size
+    # objective
+    "mlm_probability": 0.15,
+    "sparse_prediction": True,
+    # training (TrainingArguments names)
+    "output_dir": None,  # default runs/<recipe>
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "gradient_accumulation_steps": 1,
+    "learning_rate": 5e-4,
+    "weight_decay": 0.01,
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.999,
+    "adam_epsilon": 1e-8,
+    "max_grad_norm": 1.0,
+    "lr_scheduler_type": "linear",
+    "warmup_ratio": 0.06,
+    "num_train_epochs": 1.0,
+    "max_steps": -1,
+    "logging_steps": 50,
+    "eval_steps": 500,
+    "save_steps": 500,
+    "save_total_limit": 2,
+    "seed": 42,
+    "bf16": "auto",  # auto: on when the GPU supports it
+    "torch_compile": False,
+    "gradient_checkpointing": False,
+    "dataloader_num_workers": 0,
+    "resume_from_checkpoint": None,  # a checkpoint folder, or "latest"
+    "overwrite_output_dir": False,
+    "push_to_hub": False,
+    "hub_model_id": None,
+    "hub_private_repo": True,
+    "fill_mask_example": "The meaning of the word is {mask} to everyone.",
+    "smoke": {},
+}
+
+# Keys that may change between a run and its resumption without making it a different run.
+RUN_NEUTRAL_KEYS = {"resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "hub_model_id", "hub_private_repo",
+                    "logging_steps", "dataloader_num_workers", "preprocessing_num_workers", "fill_mask_example", "description"}
+
+
+def available_recipes():
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def parse_overrides(tokens):
+    """['--key', 'value', '--flag', ...] -> {key: parsed value}; a bare flag means true."""
+    overrides, index = {}, 0
+    while index < len(tokens):
+        token = tokens[index]
+        if not token.startswith("--"):
+            raise UserError(f"unexpected argument {token!r}; overrides look like --key value")
+        key, _, inline = token[2:].partition("=")
+        if inline:
+            value, index = inline, index + 1
+        elif index + 1 < len(tokens) and not tokens[index + 1].startswith("--"):
+            value, index = tokens[index + 1], index + 2
+        else:
+            value, index = "true", index + 1
+        try:
+            overrides[key] = yaml.safe_load(value) if value != "" else None
+        except yaml.YAMLError:
+            overrides[key] = value
+    return overrides
+
+
+def check_keys(mapping, where):
+    unknown = sorted(set(mapping) - set(DEFAULTS))
+    if unknown:
+        raise UserError(f"unknown setting(s) {unknown} in {where}; valid keys are: {', '.join(sorted(DEFAULTS))}")
+
+
+def load_recipe(name, overrides=None, smoke=False):
+    """The resolved recipe: defaults, then recipes/NAME.yaml, then (with smoke) its smoke block, then overrides."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else RECIPES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"unknown recipe {name!r}; choose one of {', '.join(available_recipes())} or give a .yaml path")
+    try:
+        from_file = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise UserError(f"{path} is not valid YAML: {error}") from None
+    check_keys(from_file, str(path))
+    overrides = dict(overrides or {})
+    check_keys(overrides, "the command line")
+    recipe = {**DEFAULTS, **from_file}
+    if smoke:
+        check_keys(recipe["smoke"], f"{path} (smoke)")
+        recipe.update(recipe["smoke"])
+    recipe.update(overrides)
+    recipe["recipe"] = path.stem
+    recipe["smoke_run"] = bool(smoke)
+    if not recipe["output_dir"]:
+        recipe["output_dir"] = str(Path("runs") / (path.stem + ("-smoke" if smoke else "")))
+    validate(recipe)
+    return recipe
+
+
+def validate(recipe):
+    if recipe["model_family"] not in ("roberta", "small_encoder"):
+        raise UserError(f"model_family must be roberta or small_encoder, got {recipe['model_family']!r}")
+    if not 0 < float(recipe["mlm_probability"]) < 1:
+        raise UserError(f"mlm_probability must be between 0 and 1, got {recipe['mlm_probability']}")
+    if not recipe["tokenizer_name"]:
+        raise UserError("the recipe sets no tokenizer_name; pass --tokenizer_name NAME_OR_PATH")
+    if recipe["document_isolation"] and recipe["model_family"] != "small_encoder":
+        raise UserError("document_isolation needs model_family small_encoder (stock RoBERTa has no document ids)")
+    for key in ("logging_steps", "eval_steps", "save_steps", "block_size", "per_device_train_batch_size"):
+        if not isinstance(recipe[key], int) or recipe[key] <= 0:
+            raise UserError(f"{key} must be a positive integer, got {recipe[key]!r}")
+    if recipe["save_steps"] % recipe["logging_steps"]:
+        # The non-finite-loss check runs at logging steps; saving only on them keeps bad weights out of checkpoints.
+        raise UserError(f"save_steps ({recipe['save_steps']}) must be a multiple of logging_steps ({recipe['logging_steps']})")
+
+
+def run_identity(recipe):
+    """The settings that define a run (for refusing to mix two runs in one output folder)."""
+    return {k: v for k, v in recipe.items() if k not in RUN_NEUTRAL_KEYS}
