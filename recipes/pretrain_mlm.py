@@ -231,6 +231,8 @@ def run(recipe):
     if not trainer.is_world_process_zero():
         return
     trainer.save_model(str(out))
+    # Trainer pickles its arguments next to the model; the folder keeps recipe.yaml instead, and no pickle.
+    (out / "training_args.bin").unlink(missing_ok=True)
     write_atomic(out / "training_log.json", json.dumps(trainer.state.log_history, indent=1))
     trust = recipe["model_family"] == "small_encoder"
     example, predictions = fill_mask_example(out, recipe, tokenizer, trust)

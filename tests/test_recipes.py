@@ -1,0 +1,150 @@
+"""recipes/: YAML recipes, overrides, and the pretraining script end to end (smoke-sized, CPU)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import REPO_ROOT, SHARED_DATA
+
+from data_prep.errors import UserError
+from recipes.recipe import available_recipes, load_recipe, parse_overrides
+
+SCRIPT = str(REPO_ROOT / "recipes" / "pretrain_mlm.py")
+LOCAL_TOKENIZERS = {
+    "miniroberta": SHARED_DATA / "tokenizers" / "roberta-base",
+    "bertmini": SHARED_DATA / "tokenizers" / "bert-base-uncased",
+    "neobert": SHARED_DATA / "tokenizers" / "bert-base-uncased",
+    "neobert-mini": SHARED_DATA / "tokenizers" / "bert-base-uncased",
+}
+
+
+def test_every_reference_recipe_is_there_with_its_settings():
+    assert {"coberta", "miniroberta", "bertmini", "neobert", "neobert-mini", "quickstart"} <= set(available_recipes())
+    coberta = load_recipe("coberta")
+    assert (coberta["tokenizer_name"], coberta["vocab_size"], coberta["block_size"]) == ("train-bpe", 35000, 512)
+    assert coberta["model_config"]["hidden_size"] == 192 and coberta["model_config"]["num_hidden_layers"] == 12
+    assert coberta["cosmopedia_filter"]["max_samples"] == 50000 and coberta["mlm_probability"] == 0.15
+    assert coberta["learning_rate"] == 9e-4 and coberta["per_device_train_batch_size"] == 32
+    mini = load_recipe("miniroberta")
+    assert (mini["adam_beta1"], mini["adam_beta2"], mini["adam_epsilon"]) == (0.98, 0.999, 1e-6)
+    assert (mini["lr_scheduler_type"], mini["warmup_ratio"], mini["num_train_epochs"]) == ("cosine", 0.1, 10)
+    assert mini["model_config"] == {"hidden_size": 256, "num_hidden_layers": 6, "num_attention_heads": 8, "intermediate_size": 1024}
+    assert load_recipe("bertmini")["mlm_probability"] == 0.3 and load_recipe("bertmini")["model_preset"] == "bertmini"
+    assert load_recipe("neobert")["mlm_probability"] == 0.2 and load_recipe("neobert")["model_preset"] == "neobert"
+    assert all(load_recipe(name)["sparse_prediction"] for name in available_recipes())
+
+
+def test_overrides_are_typed_and_smoke_applies_its_block():
+    overrides = parse_overrides(["--mlm_probability", "0.2", "--max_steps=7", "--document_isolation",
+                                 "--model_config", "{hidden_size: 64}", "--train_files", "a.txt,b.txt"])
+    assert overrides == {"mlm_probability": 0.2, "max_steps": 7, "document_isolation": True,
+                         "model_config": {"hidden_size": 64}, "train_files": "a.txt,b.txt"}
+    recipe = load_recipe("bertmini", {"max_steps": 3}, smoke=True)
+    assert recipe["max_steps"] == 3 and recipe["dataset_name"] == "embedded" and recipe["output_dir"] == "runs/bertmini-smoke"
+
+
+@pytest.mark.parametrize(
+    "name, overrides, message",
+    [
+        ("nosuch", {}, "unknown recipe 'nosuch'; choose one of"),
+        ("bertmini", {"learning_rat": 1e-3}, r"unknown setting\(s\) \['learning_rat'\]"),
+        ("bertmini", {"mlm_probability": 1.5}, "mlm_probability"),
+        ("miniroberta", {"document_isolation": True}, "document_isolation needs model_family small_encoder"),
+        ("bertmini", {"save_steps": 150, "logging_steps": 100}, "multiple of logging_steps"),
+    ],
+)
+def test_bad_recipe_settings_fail_clearly(name, overrides, message):
+    with pytest.raises(UserError, match=message):
+        load_recipe(name, overrides)
+
+
+def run_script(args, tmp_path, launcher=None, timeout=600):
+    env = dict(os.environ, SMALL_ENCODERS_CACHE=str(tmp_path / "cache"), HF_DATASETS_CACHE=str(tmp_path / "hf"),
+               HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    command = (launcher or [sys.executable]) + [SCRIPT] + args
+    return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("name", ["quickstart", "coberta", "miniroberta", "bertmini", "neobert", "neobert-mini"])
+def test_smoke_run_of_each_recipe_saves_a_loadable_model(name, tmp_path):
+    args = ["--recipe", name, "--smoke", "--output_dir", str(tmp_path / "out")]
+    if name in LOCAL_TOKENIZERS:
+        if not LOCAL_TOKENIZERS[name].exists():
+            pytest.skip(f"{LOCAL_TOKENIZERS[name]} is absent (shared data folder)")
+        args += ["--tokenizer_name", str(LOCAL_TOKENIZERS[name])]
+    result = run_script(args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    header = result.stdout
+    for field in ("recipe", "parameters", "data", "tokenizer", "block length", "masking rate", "effective batch", "planned"):
+        assert field in header
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    assert results["train_steps"] == 6 and results["eval_perplexity"] > 1
+    assert len(results["fill_mask_example"]["top5"]) == 5
+    saved = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert saved["recipe"] == name and saved["smoke_run"] is True
+    log = json.loads((out / "training_log.json").read_text())
+    assert any("eval_perplexity" in entry for entry in log) and any("loss" in entry for entry in log)
+    assert (out / "model.safetensors").exists() and not list(out.glob("*.bin"))
+
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    trust = name not in ("coberta", "miniroberta")
+    model = AutoModelForMaskedLM.from_pretrained(out, trust_remote_code=trust)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert type(model).__name__ == ("SmallEncoderForMaskedLM" if trust else "RobertaForMaskedLM")
+    assert model.get_input_embeddings().num_embeddings >= len(tokenizer)
+
+
+def test_no_hub_and_no_files_ends_in_one_line_naming_the_flag(tmp_path):
+    result = run_script(["--recipe", "bertmini", "--tokenizer_name", "x", "--output_dir", str(tmp_path / "o")], tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: could not load the Hub dataset")
+    assert "--train_files" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_unknown_recipe_and_key_exit_cleanly(tmp_path):
+    result = run_script(["--recipe", "nosuch"], tmp_path)
+    assert result.returncode == 1 and "unknown recipe" in result.stderr and "Traceback" not in result.stderr
+    result = run_script(["--recipe", "quickstart", "--learning_rat", "1"], tmp_path)
+    assert result.returncode == 1 and "learning_rat" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_local_corpus_files_replace_the_hub(tmp_path):
+    books = SHARED_DATA / "gutenberg" / "austen-emma.txt"
+    if not books.exists():
+        pytest.skip(f"{books} is absent (shared data folder)")
+    out = tmp_path / "out"
+    result = run_script(["--recipe", "coberta", "--smoke", "--train_files", str(books), "--output_dir", str(out)], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "austen-emma.txt" in result.stdout
+    assert json.loads((out / "results.json").read_text())["data"].endswith("austen-emma.txt")
+
+
+def test_output_folder_of_another_run_is_refused_and_a_finished_one_kept(tmp_path):
+    out = str(tmp_path / "out")
+    assert run_script(["--recipe", "quickstart", "--smoke", "--output_dir", out], tmp_path).returncode == 0
+    again = run_script(["--recipe", "quickstart", "--smoke", "--output_dir", out], tmp_path)
+    assert again.returncode == 1 and "already holds a finished run" in again.stderr
+    other = run_script(["--recipe", "quickstart", "--smoke", "--output_dir", out, "--mlm_probability", "0.2"], tmp_path)
+    assert other.returncode == 1 and "holds a different run" in other.stderr and "mlm_probability" in other.stderr
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
+def test_accelerate_launch_two_cpu_processes(tmp_path):
+    # On a machine without GPUs, accelerate 1.x starts two gloo (CPU) DDP processes through torchrun
+    # with --multi_gpu; its --cpu flag alone launches a single process unless MPI is set up.
+    out = tmp_path / "out"
+    launcher = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                "--dynamo_backend", "no"]
+    result = run_script(["--recipe", "quickstart", "--smoke", "--output_dir", str(out)], tmp_path, launcher=launcher)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(2 process(es))" in result.stdout
+    assert result.stdout.count("recipe            quickstart") == 1  # one header, from the main process
+    results = json.loads((out / "results.json").read_text())
+    assert results["train_steps"] == 6 and results["train_tokens"] == 6 * 16 * 64
