@@ -1,0 +1,222 @@
+"""Pretraining throughput: our recipe path against the stock Hugging Face path, same model shape.
+
+    python benchmarks/pretrain_throughput.py --shape miniroberta --batch_size 32 --block_size 128
+    python benchmarks/pretrain_throughput.py --shape bertmini --device cuda --bf16 --compile
+
+Paths, alternated round by round so a noisy machine slows each alike:
+  stock      documents one per row, truncated and padded to the block (run_mlm --line_by_line
+             --pad_to_max_length), MLM logits at every position (RobertaForMaskedLM / BertForMaskedLM style)
+  packed     packed blocks with no padding, logits still at every position
+  ours       packed blocks and sparse prediction (logits only at masked positions): the recipe path
+Tokens per second count real (non-padding) tokens: the text a path actually learns from.
+On a GPU, `--bf16`, `--fused_adamw` and `--compile` apply to every path; MFU is printed with its formula.
+It also measures data_prep throughput: MB of raw text tokenized and packed per second.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import torch  # noqa: E402
+from datasets import Dataset, load_dataset  # noqa: E402
+from transformers import DataCollatorForLanguageModeling  # noqa: E402
+
+from data_prep.packing import pack_dataset  # noqa: E402
+from modeling import enable_sparse_prediction  # noqa: E402
+from modeling.build import build_mlm_config, build_mlm_model  # noqa: E402
+
+SHARED = REPO_ROOT.parent / "shared" / "data"
+SHAPES = {
+    # name: (family, preset, config fields, tokenizer, masking rate)
+    "miniroberta": ("roberta", None, dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=8, intermediate_size=1024),
+                    SHARED / "tokenizers" / "roberta-base", 0.15),
+    "bertmini": ("small_encoder", "bertmini", {}, SHARED / "tokenizers" / "bert-base-uncased", 0.30),
+}
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def corpus_texts(path):
+    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    return [line for line in lines if line and not line.startswith("=")]
+
+
+def padded_rows(texts, tokenizer, block_size):
+    encoded = tokenizer(texts, truncation=True, max_length=block_size, padding="max_length", return_special_tokens_mask=True)
+    return Dataset.from_dict({k: encoded[k] for k in ("input_ids", "attention_mask", "special_tokens_mask")})
+
+
+def batches(dataset, collator, batch_size, count, seed):
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(dataset), generator=generator).tolist()
+    out = []
+    for step in range(count):
+        rows = [dataset[order[(step * batch_size + i) % len(order)]] for i in range(batch_size)]
+        out.append(collator(rows))
+    return out
+
+
+def model_flops_per_step(config, batch, block_size, masked_positions, vocab):
+    """6 x non-embedding params x tokens + 12 x layers x hidden x block x tokens (attention) + 6 x hidden x vocab x masked."""
+    hidden, layers = config.hidden_size, config.num_hidden_layers
+    tokens = batch["input_ids"].numel()
+    layer_params = 4 * hidden * hidden + 2 * hidden * config.intermediate_size * (1.5 if getattr(config, "mlp_type", "gelu") == "swiglu" else 1)
+    return 6 * layers * layer_params * tokens + 12 * layers * hidden * block_size * tokens + 6 * hidden * vocab * masked_positions
+
+
+class Path_:
+    def __init__(self, name, model, batches_, device, fused):
+        self.name, self.model, self.batches = name, model.to(device), batches_
+        self.device = device
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
+        self.times, self.real_tokens, self.flops = [], [], []
+        self.peak_memory = 0
+
+    def step(self, batch, bf16):
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = self.model(**batch).loss
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return batch
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure_data_prep(texts, tokenizer, block_size, num_proc):
+    megabytes = sum(len(t.encode()) + 1 for t in texts) / 1e6
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["HF_DATASETS_CACHE"] = cache
+        path = Path(cache) / "corpus.txt"
+        path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+        dataset = load_dataset("text", data_files=str(path), split="train", cache_dir=cache)
+        started = time.perf_counter()
+        packed, _, _ = pack_dataset(dataset, tokenizer, block_size, num_proc=num_proc, split_name="benchmark")
+        seconds = time.perf_counter() - started
+    return megabytes, seconds, len(packed)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="miniroberta")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--block_size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per path per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--corpus", default=str(SHARED / "wikitext-2" / "train.txt"), help="a .txt corpus, one document per line")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder or vocab.txt (default: the shape's, from ../shared/data)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--fused_adamw", action="store_true")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--paths", default="stock,packed,ours")
+    parser.add_argument("--num_proc", type=int, default=os.cpu_count())
+    parser.add_argument("--skip_data_prep", action="store_true")
+    args = parser.parse_args()
+
+    from data_prep.tokenizer import load_tokenizer
+
+    family, preset, fields, tokenizer_path, rate = SHAPES[args.shape]
+    if not Path(args.corpus).exists():
+        from data_prep.embedded_corpus import build_embedded_corpus
+
+        args.corpus = str(build_embedded_corpus()[0])
+    tokenizer = load_tokenizer(args.tokenizer or tokenizer_path)
+    texts = corpus_texts(args.corpus)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    print(f"shape {args.shape}, batch {args.batch_size}, block {args.block_size}, masking {rate:.0%}, device {device}"
+          f"{' (' + torch.cuda.get_device_name() + ')' if device.type == 'cuda' else f' ({torch.get_num_threads()} threads)'}, "
+          f"bf16 {args.bf16}, fused AdamW {args.fused_adamw}, compile {args.compile}, corpus {args.corpus}")
+
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=rate)
+    packed, _, _ = pack_dataset(Dataset.from_dict({"text": texts}), tokenizer, args.block_size, split_name="benchmark")
+    padded = padded_rows(texts, tokenizer, args.block_size)
+    total = args.warmup + args.steps * args.rounds
+    data = {
+        "stock": batches(padded, collator, args.batch_size, total, seed=1),
+        "packed": batches(packed, collator, args.batch_size, total, seed=1),
+    }
+    data["ours"] = data["packed"]
+    config = build_mlm_config(family, tokenizer, args.block_size, preset=preset, fields=dict(fields, hidden_dropout_prob=0.1))
+    paths = []
+    for name in args.paths.split(","):
+        torch.manual_seed(0)
+        model = build_mlm_model(config).train()
+        if name == "ours":
+            enable_sparse_prediction(model)
+        elif family == "small_encoder":
+            model.config.sparse_prediction = False
+        if args.compile:
+            model = torch.compile(model)
+        paths.append(Path_(name, model, data[name], device, args.fused_adamw and device.type == "cuda"))
+
+    for path in paths:  # warm-up (and compilation) outside the timings
+        for i in range(args.warmup):
+            path.step(path.batches[i], args.bf16)
+    synchronize(device)
+    cursor = args.warmup
+    for _ in range(args.rounds):
+        for path in paths:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            for i in range(cursor, cursor + args.steps):
+                batch = path.batches[i]
+                synchronize(device)
+                started = time.perf_counter()
+                path.step(batch, args.bf16)
+                synchronize(device)
+                path.times.append(time.perf_counter() - started)
+                path.real_tokens.append(int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel())
+                masked = int((batch["labels"] != -100).sum())
+                path.flops.append(model_flops_per_step(config, batch, args.block_size, masked, config.vocab_size))
+            if device.type == "cuda":
+                path.peak_memory = max(path.peak_memory, torch.cuda.max_memory_allocated())
+        cursor += args.steps
+
+    print(f"\n{'path':<8} {'step ms':>9} {'tokens/s':>12} {'padding':>8} {'peak mem':>10} {'MFU':>7}")
+    results = {}
+    for path in paths:
+        step = statistics.median(path.times)
+        tokens_per_second = sum(path.real_tokens) / sum(path.times)
+        shape_tokens = path.batches[0]["input_ids"].numel()
+        padding = 1 - statistics.mean(path.real_tokens) / shape_tokens
+        memory = f"{path.peak_memory / 2**30:.2f} GiB" if device.type == "cuda" else "-"
+        mfu = "-"
+        if device.type == "cuda":
+            peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in torch.cuda.get_device_name()), None)
+            if peak:
+                mfu = f"{sum(path.flops) / sum(path.times) / peak:.1%}"
+        results[path.name] = tokens_per_second
+        print(f"{path.name:<8} {step * 1000:>9.1f} {tokens_per_second:>12,.0f} {padding:>8.1%} {memory:>10} {mfu:>7}")
+    if device.type == "cpu":
+        import resource
+
+        print(f"peak resident memory of the process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+    if "stock" in results:
+        for name, value in results.items():
+            if name != "stock":
+                print(f"ratio {name} / stock: {value / results['stock']:.2f}x")
+    if device.type == "cuda":
+        print("MFU = (6 x non-embedding parameters x tokens + 12 x layers x hidden x block x tokens "
+              "+ 6 x hidden x vocab x masked tokens) / step time / peak bf16 dense FLOP/s (H100 SXM: 989e12)")
+
+    if not args.skip_data_prep:
+        megabytes, seconds, blocks = measure_data_prep(texts, tokenizer, args.block_size, args.num_proc)
+        print(f"data_prep: {megabytes:.1f} MB of text tokenized and packed into {blocks:,} blocks in {seconds:.1f} s "
+              f"= {megabytes / seconds:.2f} MB/s with num_proc={args.num_proc}")
+
+
+if __name__ == "__main__":
+    main()
