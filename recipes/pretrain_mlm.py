@@ -129,13 +129,13 @@ def fill_mask_example(folder, recipe, tokenizer, trust_remote_code):
 
 def run(recipe):
     import torch
-    from transformers import DataCollatorForLanguageModeling, TrainingArguments, set_seed
+    from transformers import TrainingArguments, set_seed
 
     from data_prep.packing import pack_dataset
     from data_prep.tokenizer import get_tokenizer
     from modeling import enable_sparse_prediction
     from modeling.build import build_mlm_config, build_mlm_model, count_parameters
-    from recipes.training import MLMTrainer, perplexity
+    from recipes.training import MLMTrainer, ResumableMLMCollator, perplexity
 
     bf16 = recipe["bf16"]
     if bf16 == "auto":
@@ -198,7 +198,7 @@ def run(recipe):
         enable_sparse_prediction(model)
     elif recipe["model_family"] == "small_encoder":
         model.config.sparse_prediction = False
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=float(recipe["mlm_probability"]))
+    collator = ResumableMLMCollator(tokenizer, float(recipe["mlm_probability"]), recipe["seed"], args.process_index)
 
     steps, per_step = planned_steps(recipe, len(packed["train"]), args.world_size)
     args.warmup_steps = int(math.ceil(float(recipe["warmup_ratio"]) * steps))
@@ -285,7 +285,7 @@ def main(argv=None):
         from recipes.training import NonFiniteLossError
 
         if isinstance(error, NonFiniteLossError):
-            print(f"error: {error}", file=sys.stderr)
+            print(f"\nerror: {error}", file=sys.stderr)  # own line, after the progress bar
             return 1
         raise
     return 0

@@ -1,12 +1,55 @@
-"""Trainer pieces for pretraining: perplexity next to every eval loss, and a stop on a non-finite loss."""
+"""Trainer pieces for pretraining: resumable dynamic masking, perplexity next to every eval loss, and a
+stop on a non-finite loss."""
 
+import hashlib
 import math
 
-from transformers import Trainer
+import torch
+from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback
 
 
 class NonFiniteLossError(RuntimeError):
     """Training loss became NaN or infinite."""
+
+
+def derived_seed(*key):
+    return int.from_bytes(hashlib.blake2b(repr(key).encode(), digest_size=8).digest(), "little") >> 1
+
+
+class ResumableMLMCollator(DataCollatorForLanguageModeling):
+    """`DataCollatorForLanguageModeling` (dynamic 80/10/10 masking) whose masks are a function of
+    (seed, process, batch number) instead of the global RNG.
+
+    The global RNG cannot give the same masks after a resume: the dataloader collates one batch ahead,
+    so the RNG state saved in a checkpoint already includes the next batch's draws. Numbered batches
+    make a killed-and-resumed run see exactly the masks of an uninterrupted one. Evaluation batches
+    use fixed masks (the same at every evaluation), so held-out losses are comparable across a run.
+    """
+
+    def __init__(self, tokenizer, mlm_probability, seed, process_index=0):
+        super().__init__(tokenizer=tokenizer, mlm_probability=mlm_probability)
+        self.base_seed, self.process_index = seed, process_index
+        self.batches_done, self.eval_batches, self.evaluating = 0, 0, False
+
+    def torch_call(self, examples):
+        if self.evaluating:
+            key = (self.base_seed, "eval", self.process_index, self.eval_batches)
+            self.eval_batches += 1
+        else:
+            key = (self.base_seed, "train", self.process_index, self.batches_done)
+            self.batches_done += 1
+        self.generator = torch.Generator().manual_seed(derived_seed(*key))
+        return super().torch_call(examples)
+
+
+class SyncCollatorWithState(TrainerCallback):
+    """On (re)start, number the next training batch after the ones the checkpoint already consumed."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.collator.batches_done = state.global_step * args.gradient_accumulation_steps
 
 
 class MLMTrainer(Trainer):
@@ -15,6 +58,21 @@ class MLMTrainer(Trainer):
     The loss check runs at logging steps, before any checkpoint of the same step is written (saving
     happens only on logging steps, see recipes/recipe.py), so the last checkpoint holds good weights.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if isinstance(self.data_collator, ResumableMLMCollator):
+            self.add_callback(SyncCollatorWithState(self.data_collator))
+
+    def evaluate(self, *args, **kwargs):
+        collator = self.data_collator if isinstance(self.data_collator, ResumableMLMCollator) else None
+        if collator is None:
+            return super().evaluate(*args, **kwargs)
+        collator.evaluating, collator.eval_batches = True, 0
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            collator.evaluating = False
 
     def log(self, logs, *args, **kwargs):
         if "loss" in logs and not math.isfinite(logs["loss"]):
