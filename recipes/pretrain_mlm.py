@@ -235,6 +235,9 @@ def run(recipe):
     (out / "training_args.bin").unlink(missing_ok=True)
     write_atomic(out / "training_log.json", json.dumps(trainer.state.log_history, indent=1))
     trust = recipe["model_family"] == "small_encoder"
+    from eval.embeddings import add_sentence_transformers_files
+
+    add_sentence_transformers_files(out, recipe["block_size"])
     example, predictions = fill_mask_example(out, recipe, tokenizer, trust)
     results = {
         "recipe": recipe["recipe"],

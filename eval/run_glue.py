@@ -1,0 +1,201 @@
+"""Fine-tune and evaluate a pretrained encoder on GLUE with `Trainer`.
+
+    python eval/run_glue.py --model_name_or_path runs/miniroberta --task_name sst2 --output_dir out/glue
+    python eval/run_glue.py --model_name_or_path DIR --task_name all --data_dir ../shared/data/glue --seeds 1,2,3
+    python eval/run_glue.py --model_name_or_path DIR --task_name rte --lora_r 8
+
+Each seed fine-tunes from the same checkpoint; the JSON result (OUT/TASK.json) holds the metrics of
+every seed, their median and spread (max - min), the hyperparameters, the model, the data and the
+commit. `--task_name all` runs every task whose data is present and writes OUT/summary.md.
+`--random_init` trains the same architecture from random weights: the no-pretraining baseline.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from data_prep.errors import UserError  # noqa: E402
+from eval.glue_data import TASKS, available_tasks, eval_splits, load_glue  # noqa: E402
+
+LORA_TARGETS = {"small_encoder": ["qkv", "out"], "roberta": ["query", "key", "value"], "bert": ["query", "key", "value"]}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_name_or_path", required=True)
+    parser.add_argument("--task_name", required=True, help=f"one of {', '.join(TASKS)}, or all")
+    parser.add_argument("--output_dir", default="runs/glue")
+    parser.add_argument("--data_dir", default=None, help="folder of GLUE TSV folders (CoLA/, SST-2/, ...); default: the Hub")
+    parser.add_argument("--learning_rate", type=float, default=5e-5)
+    parser.add_argument("--num_train_epochs", type=float, default=3.0)
+    parser.add_argument("--per_device_train_batch_size", type=int, default=32)
+    parser.add_argument("--per_device_eval_batch_size", type=int, default=128)
+    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--weight_decay", type=float, default=0.01)
+    parser.add_argument("--warmup_ratio", type=float, default=0.06)
+    parser.add_argument("--max_train_samples", type=int, default=None)
+    parser.add_argument("--max_eval_samples", type=int, default=None)
+    parser.add_argument("--seeds", default="42", help="comma-separated seeds, e.g. 1,2,3")
+    parser.add_argument("--lora_r", type=int, default=0, help="fine-tune a LoRA adapter of this rank (peft) instead of all weights")
+    parser.add_argument("--lora_alpha", type=int, default=16)
+    parser.add_argument("--random_init", action="store_true", help="same architecture, random weights (no pretraining)")
+    parser.add_argument("--bf16", default="auto")
+    return parser.parse_args(argv)
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except Exception:
+        return None
+
+
+def write_atomic(path, text):
+    temporary = Path(str(path) + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def load_model(args, num_labels, seed):
+    from transformers import AutoConfig, AutoModelForSequenceClassification, set_seed
+
+    import modeling  # noqa: F401  registers the SmallEncoder family for local folders
+
+    set_seed(seed)
+    try:
+        config = AutoConfig.from_pretrained(args.model_name_or_path, num_labels=num_labels, trust_remote_code=True)
+    except OSError as error:
+        raise UserError(f"cannot load a model from {args.model_name_or_path!r}: {str(error).splitlines()[0]}") from None
+    if args.random_init:
+        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=True)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(args.model_name_or_path, config=config, trust_remote_code=True)
+    if args.lora_r:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        targets = LORA_TARGETS.get(config.model_type, ["query", "value"])
+        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=args.lora_r, lora_alpha=args.lora_alpha, target_modules=targets))
+    return model
+
+
+def run_task(args, task, tokenizer):
+    import numpy as np
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from eval.metrics import glue_metric
+
+    spec = TASKS[task]
+    data = load_glue(task, args.data_dir)
+    if args.max_train_samples:
+        data["train"] = data["train"].select(range(min(args.max_train_samples, len(data["train"]))))
+    for split in eval_splits(task):
+        if args.max_eval_samples:
+            data[split] = data[split].select(range(min(args.max_eval_samples, len(data[split]))))
+
+    def tokenize(batch):
+        pairs = (batch["sentence1"],) if batch["sentence2"][0] is None else (batch["sentence1"], batch["sentence2"])
+        return tokenizer(*pairs, truncation=True, max_length=args.max_seq_length)
+
+    encoded = data.map(tokenize, batched=True, remove_columns=["sentence1", "sentence2"], desc=f"tokenizing {task}")
+    compute, metric_source = glue_metric(task)
+
+    def compute_metrics(prediction):
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        predicted = logits.squeeze(-1) if task == "stsb" else np.argmax(logits, axis=-1)
+        return compute(predicted, prediction.label_ids)
+
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() if args.bf16 == "auto" else args.bf16 in ("1", "true", "True")
+    per_seed = {}
+    started = time.time()
+    for seed in [int(s) for s in str(args.seeds).split(",")]:
+        model = load_model(args, spec["num_labels"], seed)
+        training_args = TrainingArguments(
+            output_dir=str(Path(args.output_dir) / f"{task}-seed{seed}"), learning_rate=args.learning_rate,
+            num_train_epochs=args.num_train_epochs, per_device_train_batch_size=args.per_device_train_batch_size,
+            per_device_eval_batch_size=args.per_device_eval_batch_size, weight_decay=args.weight_decay,
+            warmup_steps=int(args.warmup_ratio * len(encoded["train"]) * args.num_train_epochs / args.per_device_train_batch_size),
+            seed=seed, data_seed=seed, save_strategy="no", eval_strategy="no", logging_steps=50, report_to="none",
+            bf16=bf16, use_cpu=not torch.cuda.is_available(),
+        )
+        trainer = Trainer(model=model, args=training_args, train_dataset=encoded["train"], processing_class=tokenizer,
+                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
+        trainer.train()
+        metrics = {}
+        for split in eval_splits(task):
+            result = trainer.evaluate(encoded[split], metric_key_prefix=split)
+            suffix = split.replace("validation", "").lstrip("_")
+            for name in spec["metrics"]:
+                metrics[f"{name}{'_' + suffix if suffix else ''}"] = result[f"{split}_{name}"]
+        per_seed[seed] = metrics
+        print(f"{task} seed {seed}: {metrics}", flush=True)
+    names = list(next(iter(per_seed.values())))
+    summary = {
+        name: {"median": statistics.median(m[name] for m in per_seed.values()),
+               "spread": max(m[name] for m in per_seed.values()) - min(m[name] for m in per_seed.values())}
+        for name in names
+    }
+    return {
+        "task": task, "model": args.model_name_or_path, "random_init": args.random_init, "lora_r": args.lora_r,
+        "data": args.data_dir or "nyu-mll/glue", "train_examples": len(encoded["train"]),
+        "eval_examples": {s: len(encoded[s]) for s in eval_splits(task)}, "metric_source": metric_source,
+        "per_seed": per_seed, "summary": summary, "seconds": round(time.time() - started, 1), "commit": git_commit(),
+        "hyperparameters": {k: getattr(args, k) for k in ("learning_rate", "num_train_epochs", "per_device_train_batch_size",
+                                                          "max_seq_length", "weight_decay", "warmup_ratio", "seeds",
+                                                          "max_train_samples", "max_eval_samples", "lora_alpha")},
+    }
+
+
+def summary_table(results):
+    lines = ["| task | metric | median | spread | seeds | train examples |", "|---|---|---|---|---|---|"]
+    for result in results:
+        for name, values in result["summary"].items():
+            lines.append(f"| {result['task']} | {name} | {values['median']:.4f} | {values['spread']:.4f} | "
+                         f"{result['hyperparameters']['seeds']} | {result['train_examples']:,} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    try:
+        args = parse_args(argv)
+        from data_prep.tokenizer import load_tokenizer
+
+        if args.task_name == "all":
+            if not args.data_dir:
+                raise UserError("--task_name all reads local data: pass --data_dir (folder of GLUE TSV folders)")
+            tasks = available_tasks(args.data_dir)
+            if not tasks:
+                raise UserError(f"no GLUE task has both train and dev files under {args.data_dir}")
+        else:
+            if args.task_name not in TASKS:
+                raise UserError(f"unknown GLUE task {args.task_name!r}; choose one of {', '.join(TASKS)} or all")
+            tasks = [args.task_name]
+        tokenizer = load_tokenizer(args.model_name_or_path)
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        results = []
+        for task in tasks:
+            result = run_task(args, task, tokenizer)
+            write_atomic(out / f"{task}.json", json.dumps(result, indent=1))
+            results.append(result)
+            print(f"{task}: " + ", ".join(f"{k} {v['median']:.4f} (spread {v['spread']:.4f})" for k, v in result["summary"].items()))
+        if args.task_name == "all":
+            write_atomic(out / "summary.md", summary_table(results))
+            print(summary_table(results))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

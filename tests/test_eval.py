@@ -1,0 +1,199 @@
+"""eval/: GLUE readers and metrics, run_glue end to end, perplexity, the MMLU probe, embeddings."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import shared_data, tiny_config
+from scipy.stats import pearsonr
+
+from data_prep.errors import UserError
+from eval.glue_data import load_glue, read_tsv
+from eval.metrics import glue_metric, offline_glue_metric
+from modeling import SmallEncoderForMaskedLM
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path, tiny_tokenizer):
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny-model"
+    SmallEncoderForMaskedLM(tiny_config(vocab_size=len(tiny_tokenizer), max_position_embeddings=128)).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_metrics_on_known_predictions():
+    predictions, references = [1, 0, 1, 1, 0, 1, 0, 0], [1, 0, 0, 1, 0, 1, 1, 0]
+    assert offline_glue_metric("sst2", predictions, references) == {"accuracy": 0.75}
+    mrpc = offline_glue_metric("mrpc", predictions, references)
+    assert mrpc["accuracy"] == 0.75 and mrpc["f1"] == pytest.approx(0.75)  # tp 3, fp 1, fn 1
+    assert offline_glue_metric("cola", predictions, references)["matthews_correlation"] == pytest.approx(0.5)
+    scores, gold = [0.1, 2.5, 3.9, 4.2, 1.0], [0.0, 2.0, 4.5, 4.0, 1.5]
+    stsb = offline_glue_metric("stsb", scores, gold)
+    assert stsb["pearson"] == pytest.approx(pearsonr(gold, scores)[0]) and stsb["spearmanr"] == pytest.approx(0.9)
+    compute, source = glue_metric("mrpc")
+    result = compute(np.array(predictions), np.array(references))
+    assert result["accuracy"] == 0.75 and result["f1"] == pytest.approx(0.75), source  # evaluate's or its fallback
+
+
+@pytest.mark.parametrize(
+    "task, split, rows, labels",
+    [("sst2", "validation", 872, {0, 1}), ("cola", "validation", 1043, {0, 1}), ("mrpc", "validation", 408, {0, 1}),
+     ("stsb", "validation", 1500, None), ("rte", "validation", 277, {0, 1}), ("wnli", "validation", 71, {0, 1}),
+     ("cola", "train", 8551, {0, 1}), ("rte", "train", 2490, {0, 1})],
+)
+def test_glue_readers_parse_the_real_files(task, split, rows, labels):
+    data = load_glue(task, shared_data("glue"), splits=[split])[split]
+    assert len(data) == rows
+    if labels is None:
+        assert 0.0 <= min(data["label"]) and max(data["label"]) <= 5.0
+    else:
+        assert set(data["label"]) == labels
+    assert all(s for s in data["sentence1"])
+
+
+def test_glue_reader_details():
+    mrpc = load_glue("mrpc", shared_data("glue"), splits=["validation"])["validation"]
+    assert mrpc[0]["sentence2"].startswith('"The foodservice pie business')  # quotes are text, BOM stripped
+    rte = load_glue("rte", shared_data("glue"), splits=["validation"])["validation"]
+    assert rte[0]["label"] == 1  # not_entailment
+    qnli = load_glue("qnli", shared_data("glue"), splits=["validation"])["validation"]
+    assert len(qnli) == 5463 and set(qnli["label"]) == {0, 1}
+
+
+@pytest.mark.parametrize(
+    "task, content, message",
+    [
+        ("rte", "index\tsentence1\tlabel\n0\ta\tentailment\n", "missing column"),
+        ("rte", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n", "unknown label 'maybe'"),
+        ("sst2", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n", "missing column"),
+        ("cola", "gj04\t1\n", "fields"),
+        ("stsb", "sentence1\tsentence2\tscore\na\tb\thigh\n", "not a number"),
+    ],
+)
+def test_bad_glue_files_fail_clearly(tmp_path, task, content, message):
+    path = tmp_path / "dev.tsv"
+    path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        read_tsv(task, path)
+
+
+def test_run_glue_seeds_lora_and_random_init(tmp_path, tiny_model_dir):
+    from eval.run_glue import main
+
+    glue = shared_data("glue")
+    common = ["--model_name_or_path", str(tiny_model_dir), "--data_dir", str(glue), "--task_name", "sst2",
+              "--max_train_samples", "64", "--max_eval_samples", "48", "--num_train_epochs", "1",
+              "--per_device_train_batch_size", "16", "--max_seq_length", "32"]
+    assert main(common + ["--output_dir", str(tmp_path / "full"), "--seeds", "1,2"]) == 0
+    result = json.loads((tmp_path / "full" / "sst2.json").read_text())
+    accuracies = [result["per_seed"][s]["accuracy"] for s in ("1", "2")]
+    assert result["summary"]["accuracy"]["median"] == pytest.approx(float(np.median(accuracies)))
+    assert result["summary"]["accuracy"]["spread"] == pytest.approx(max(accuracies) - min(accuracies))
+    assert result["eval_examples"] == {"validation": 48} and result["train_examples"] == 64
+    assert main(common + ["--output_dir", str(tmp_path / "lora"), "--lora_r", "4"]) == 0
+    assert json.loads((tmp_path / "lora" / "sst2.json").read_text())["lora_r"] == 4
+    assert main(common + ["--output_dir", str(tmp_path / "random"), "--random_init"]) == 0
+    assert json.loads((tmp_path / "random" / "sst2.json").read_text())["random_init"] is True
+
+
+def test_run_glue_all_writes_a_summary(tmp_path, tiny_model_dir):
+    from eval.run_glue import main
+
+    glue = tmp_path / "glue"
+    (glue / "WNLI").mkdir(parents=True)
+    source = shared_data("glue", "WNLI")
+    for name in ("train.tsv", "dev.tsv"):
+        (glue / "WNLI" / name).write_text((source / name).read_text())
+    assert main(["--model_name_or_path", str(tiny_model_dir), "--data_dir", str(glue), "--task_name", "all",
+                 "--output_dir", str(tmp_path / "out"), "--num_train_epochs", "1", "--max_seq_length", "32"]) == 0
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| wnli | accuracy |" in summary
+
+
+def test_run_glue_unknown_task_is_one_line(tmp_path, tiny_model_dir, capsys):
+    from eval.run_glue import main
+
+    assert main(["--model_name_or_path", str(tiny_model_dir), "--task_name", "sts", "--output_dir", str(tmp_path)]) == 1
+    assert "unknown GLUE task 'sts'" in capsys.readouterr().err
+
+
+def test_perplexity_is_repeatable_to_the_digit(tmp_path, tiny_model_dir, capsys):
+    from eval.perplexity import main
+
+    text = tmp_path / "held.txt"
+    text.write_text("the captain saw the whale on the sea and the ship was old\n" * 60)
+    args = ["--model_name_or_path", str(tiny_model_dir), "--files", str(text), "--block_size", "32", "--mlm_probability", "0.3"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == first and "scored tokens" in first
+    assert main(args + ["--seed", "7"]) == 0
+    assert capsys.readouterr().out != first
+    assert main(args + ["--pseudo", "--max_blocks", "2", "--output_json", str(tmp_path / "p.json")]) == 0
+    pseudo = json.loads((tmp_path / "p.json").read_text())
+    assert pseudo["tokens_scored"] == 2 * 28 and pseudo["perplexity"] > 1  # 30 inner tokens less 2 separators per block
+
+
+def test_mmlu_reader_rejects_bad_rows(tmp_path):
+    from eval.mmlu_probe import read_mmlu_folder
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x_val.csv").write_text("q,1,2,3,A\n")
+    with pytest.raises(UserError, match="5 columns"):
+        read_mmlu_folder(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x_val.csv").write_text("q,1,2,3,4,E\n")
+    with pytest.raises(UserError, match="answer 'E' is not one of A, B, C, D"):
+        read_mmlu_folder(tmp_path / "b")
+    real = read_mmlu_folder(shared_data("mmlu", "val"))
+    assert sum(len(rows) for rows in real.values()) == 1529 and len(real) == 57
+
+
+def test_mmlu_scorer_picks_the_planted_answer(tiny_tokenizer):
+    from eval.mmlu_probe import OptionScorer, format_question, run_probe, wilson_interval
+
+    torch.manual_seed(0)
+    model = SmallEncoderForMaskedLM(tiny_config(vocab_size=len(tiny_tokenizer), max_position_embeddings=128))
+    question = "what did the captain see on the sea ?"
+    context = format_question(question, ["ship", "whale", "house", "night"])
+    ids = tiny_tokenizer(context + " whale")["input_ids"]
+    target = len(ids) - 2  # the option token, before [SEP]
+    inputs = torch.tensor([ids] * 8)
+    inputs[:, target] = tiny_tokenizer.mask_token_id
+    labels = torch.full_like(inputs, -100)
+    labels[:, target] = tiny_tokenizer.convert_tokens_to_ids("whale")
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(60):  # teach the tiny model that the answer here is "whale"
+        loss = model(input_ids=inputs, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    scorer = OptionScorer(model, tiny_tokenizer)
+    questions = {"seafaring": [(question, ["ship", "whale", "house", "night"], 1)]}
+    assert run_probe(scorer, questions) == {"seafaring": (1, 1)}
+    low, high = wilson_interval(30, 100)
+    assert (round(low, 4), round(high, 4)) == (0.2189, 0.3958)  # Wilson score interval for 30/100
+
+
+def test_sts_probe_and_sentence_transformers_files(tiny_model_dir):
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel
+
+    from eval.embeddings import add_sentence_transformers_files, sts_zero_shot
+    from data_prep.tokenizer import load_tokenizer
+
+    add_sentence_transformers_files(tiny_model_dir, 64)
+    assert (tiny_model_dir / "modules.json").exists()
+    encoder = SentenceTransformer(str(tiny_model_dir), trust_remote_code=True, device="cpu")
+    vectors = encoder.encode(["the captain saw the whale", "the old house"])
+    model = AutoModel.from_pretrained(tiny_model_dir, trust_remote_code=True).eval()
+    tokenizer = load_tokenizer(tiny_model_dir)
+    from eval.embeddings import mean_pooled
+
+    ours = mean_pooled(model, tokenizer, ["the captain saw the whale", "the old house"]).numpy()
+    assert np.allclose(vectors, ours, atol=1e-5)  # SentenceTransformer = our mean pooling
+    spearman, pairs = sts_zero_shot(model, tokenizer, shared_data("glue"))
+    assert pairs == 1500 and -100 <= spearman <= 100
