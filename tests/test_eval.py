@@ -175,7 +175,7 @@ def test_mmlu_scorer_picks_the_planted_answer(tiny_tokenizer):
     questions = {"seafaring": [(question, ["ship", "whale", "house", "night"], 1)]}
     assert run_probe(scorer, questions) == {"seafaring": (1, 1)}
     low, high = wilson_interval(30, 100)
-    assert (round(low, 4), round(high, 4)) == (0.2189, 0.3958)  # Wilson score interval for 30/100
+    assert (round(low, 4), round(high, 4)) == (0.2189, 0.3959)  # Wilson score interval for 30/100
 
 
 def test_sts_probe_and_sentence_transformers_files(tiny_model_dir):
