@@ -173,6 +173,7 @@ def run(recipe):
         tokenizer, tokenizer_origin = get_tokenizer(
             recipe["tokenizer_name"], texts["train"], recipe["vocab_size"], cache_root=cache_root()
         )
+    tokenizer.model_max_length = recipe["block_size"]  # what the saved model can read, for pipelines' truncation
     if tokenizer.mask_token is None:
         raise UserError(f"tokenizer {recipe['tokenizer_name']!r} has no mask token, so it cannot train an MLM")
     with args.main_process_first(desc="packing"):

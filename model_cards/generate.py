@@ -1,0 +1,230 @@
+"""Build a model card (README.md) and a loss-curve PNG for a trained model folder.
+
+    python model_cards/generate.py --model_dir runs/miniroberta-wikitext2 \
+        --results runs/glue/sst2.json runs/miniroberta-wikitext2/mmlu.json [--output_dir model_cards/miniroberta]
+
+The card is read from the folder (config.json, recipe.yaml, results.json, training_log.json) and from
+evaluation JSON files written by eval/ (run_glue, perplexity, mmlu_probe, embeddings): YAML front
+matter with a `model-index`, the architecture with its exact parameter count, the data, the training
+settings, every result with the command that produced it, a usage snippet and the limitations.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from data_prep.errors import UserError  # noqa: E402
+
+GLUE_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP", "mnli": "MNLI",
+              "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
+
+
+def write_atomic(path, data):
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    (temporary.write_bytes if isinstance(data, bytes) else temporary.write_text)(data)
+    os.replace(temporary, path)
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"cannot read {path}: {error}") from None
+
+
+def loss_curve(log_history, path, title):
+    """Training and evaluation loss against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
+    figure, axis = plt.subplots(figsize=(6, 3.6), dpi=100)
+    if train:
+        axis.plot(*zip(*train), label="training loss")
+    if evals:
+        axis.plot(*zip(*evals), marker="o", label="held-out MLM loss")
+    axis.set_xlabel("step")
+    axis.set_ylabel("cross-entropy")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    temporary = Path(str(path) + ".tmp.png")
+    figure.savefig(temporary, format="png")
+    plt.close(figure)
+    os.replace(temporary, path)
+
+
+def architecture_rows(config, parameters):
+    rows = [("class", config.get("architectures", ["?"])[0]), ("parameters", f"{parameters:,}" if parameters else "?"),
+            ("layers x hidden", f"{config.get('num_hidden_layers')} x {config.get('hidden_size')}"),
+            ("attention heads", config.get("num_attention_heads")), ("vocabulary", f"{config.get('vocab_size'):,}")]
+    if config.get("model_type") == "small_encoder":
+        rows += [("positions", f"{config.get('position_embedding_type')} (max {config.get('max_position_embeddings')})"),
+                 ("normalisation", f"{'pre' if config.get('pre_norm') else 'post'}-{config.get('norm_type')}"),
+                 ("MLP", f"{config.get('mlp_type')}, intermediate {config.get('intermediate_size')}"),
+                 ("decoder", "tied to the token embeddings" if config.get("tie_word_embeddings") else "untied")]
+    else:
+        rows += [("positions", f"learned table, {config.get('max_position_embeddings')} rows"),
+                 ("MLP", f"GELU, intermediate {config.get('intermediate_size')}")]
+    return rows
+
+
+def collect_results(model_dir, extra_files):
+    """(model-index results, markdown rows) from results.json and evaluation JSONs."""
+    index, rows = [], []
+    own = Path(model_dir) / "results.json"
+    run = read_json(own) if own.exists() else {}
+    if run:
+        index.append({"task": {"type": "fill-mask", "name": "Masked language modeling"},
+                      "dataset": {"type": "text", "name": f"held-out split of {run['data']}"},
+                      "metrics": [{"type": "perplexity", "value": round(run["eval_perplexity"], 3),
+                                   "name": f"MLM perplexity ({run['mlm_probability']:.0%} masking)"}]})
+        rows.append(("held-out MLM perplexity", f"{run['eval_perplexity']:.2f} ({run['mlm_probability']:.0%} masking, "
+                     f"{run['eval_blocks']:,} blocks of {run['block_size']})", "recipes/pretrain_mlm.py (end of training)"))
+    for path in extra_files:
+        result = read_json(path)
+        if "summary" in result and "task" in result:  # run_glue
+            name = GLUE_NAMES.get(result["task"], result["task"])
+            metrics = [{"type": metric, "value": round(values["median"], 4), "name": f"{metric} (median of seeds)"}
+                       for metric, values in result["summary"].items()]
+            index.append({"task": {"type": "text-classification", "name": "GLUE"},
+                          "dataset": {"type": "nyu-mll/glue", "name": f"GLUE {name}", "config": result["task"], "split": "validation"},
+                          "metrics": metrics})
+            described = ", ".join(f"{m} {v['median']:.4f} (spread {v['spread']:.4f})" for m, v in result["summary"].items())
+            rows.append((f"GLUE {name} dev", f"{described}; seeds {result['hyperparameters']['seeds']}, "
+                         f"{result['train_examples']:,} training examples", f"eval/run_glue.py --task_name {result['task']}"))
+        elif "ci95" in result:  # mmlu_probe
+            index.append({"task": {"type": "multiple-choice", "name": "MMLU (masked-LM option scoring)"},
+                          "dataset": {"type": "cais/mmlu", "name": "MMLU", "split": result["split"]},
+                          "metrics": [{"type": "accuracy", "value": round(result["accuracy"], 4), "name": f"{result['k_shot']}-shot accuracy"}]})
+            rows.append((f"MMLU {result['split']} ({result['k_shot']}-shot)", f"{result['accuracy']:.4f} "
+                         f"(95% CI {result['ci95'][0]:.4f}-{result['ci95'][1]:.4f}; chance 0.25; {result['total']:,} questions)",
+                         f"eval/mmlu_probe.py --split {result['split']} --k_shot {result['k_shot']}"))
+        elif result.get("task") == "stsb-zero-shot":
+            index.append({"task": {"type": "sentence-similarity", "name": "STS-B zero-shot"},
+                          "dataset": {"type": "nyu-mll/glue", "name": "STS-B", "config": "stsb", "split": "validation"},
+                          "metrics": [{"type": "spearmanr", "value": round(result["spearman"], 2), "name": "Spearman x100 (cosine, mean pooling)"}]})
+            rows.append(("STS-B dev zero-shot", f"Spearman x100 {result['spearman']:.2f} over {result['pairs']:,} pairs", "eval/embeddings.py"))
+        elif "tokens_scored" in result:  # perplexity
+            rows.append((result["kind"], f"{result['perplexity']:.3f} over {result['tokens_scored']:,} tokens of {result['data']}",
+                         "eval/perplexity.py"))
+        else:
+            raise UserError(f"{path}: not a results file written by eval/ (run_glue, perplexity, mmlu_probe, embeddings)")
+    return index, rows
+
+
+def build_card(model_dir, result_files=(), model_name=None):
+    """(card text, front matter dict)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        raise UserError(f"{model_dir} has no config.json; point --model_dir at a saved model folder")
+    config = read_json(model_dir / "config.json")
+    recipe = yaml.safe_load((model_dir / "recipe.yaml").read_text()) if (model_dir / "recipe.yaml").exists() else {}
+    run = read_json(model_dir / "results.json") if (model_dir / "results.json").exists() else {}
+    name = model_name or recipe.get("hub_model_id") or f"small-encoders/{recipe.get('recipe', model_dir.name)}"
+    custom = config.get("model_type") == "small_encoder"
+    index, rows = collect_results(model_dir, result_files)
+    datasets = [recipe["dataset_name"]] if recipe.get("dataset_name") and "/" in str(recipe.get("dataset_name")) and not recipe.get("train_files") else []
+    front = {
+        "license": "apache-2.0", "language": ["en"], "library_name": "transformers", "pipeline_tag": "fill-mask",
+        "tags": ["masked-lm", "small-encoders", recipe.get("recipe", "custom")] + (["custom_code"] if custom else []),
+    }
+    if datasets:
+        front["datasets"] = datasets
+    if index:
+        front["model-index"] = [{"name": name.split("/")[-1], "results": index}]
+    smoke = bool(recipe.get("smoke_run") or run.get("smoke"))
+    trust = ", trust_remote_code=True" if custom else ""
+    from data_prep.tokenizer import load_tokenizer
+
+    mask = load_tokenizer(model_dir).mask_token
+    parameters = run.get("parameters")
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {name.split('/')[-1]}", ""]
+    if smoke:
+        lines += ["> **Smoke-sized run.** This card comes from the recipe's `--smoke` run: a tiny model trained for a few",
+                  "> steps on the embedded corpus to check the pipeline end to end. Its numbers say nothing about the",
+                  "> recipe's quality.", ""]
+    lines += [recipe.get("description", "").strip() or "A small masked-language encoder.", "",
+              "## Architecture", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in architecture_rows(config, parameters)]
+    lines += ["", "## Data", ""]
+    lines.append(f"- source: {run.get('data', recipe.get('dataset_name', 'see recipe.yaml'))}")
+    if recipe.get("cosmopedia_filter"):
+        lines.append(f"- Cosmopedia filter settings: `{json.dumps(recipe['cosmopedia_filter'])}` (criteria in data_prep/cosmopedia.py)")
+    lines += [f"- tokenizer: {recipe.get('tokenizer_name')}, vocabulary {config.get('vocab_size'):,}",
+              f"- packed into {recipe.get('block_size')}-token blocks with no padding", "",
+              "## Training", "", "| setting | value |", "|---|---|"]
+    for key in ("mlm_probability", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
+                "adam_beta1", "adam_beta2", "adam_epsilon", "lr_scheduler_type", "warmup_ratio", "num_train_epochs", "max_steps", "seed"):
+        if key in recipe:
+            lines.append(f"| {key} | {recipe[key]} |")
+    if run:
+        lines += [f"| steps trained | {run['train_steps']:,} |", f"| tokens seen | {run['train_tokens']:,} |",
+                  f"| training time | {run['train_seconds']:,.0f} s |"]
+    command = f"python recipes/pretrain_mlm.py --recipe {recipe.get('recipe', '?')}" + (" --smoke" if smoke else "")
+    lines += ["", f"Reproduce: `{command}` (the exact resolved settings are in `recipe.yaml` beside the weights).", ""]
+    if (model_dir / "training_log.json").exists():
+        lines += ["![loss curve](loss_curve.png)", ""]
+    lines += ["## Results", ""]
+    if rows:
+        lines += ["| evaluation | result | command |", "|---|---|---|"] + [f"| {a} | {b} | `{c}` |" for a, b, c in rows]
+    else:
+        lines.append("No evaluation has been run for this model yet.")
+    lines += ["", "## Usage", "", "```python", "from transformers import pipeline", "",
+              f'fill = pipeline("fill-mask", model="{name}"{trust})',
+              f'print(fill("The capital of France is {mask}."))',
+              "```", ""]
+    if custom:
+        lines += ["The architecture is this repository's SmallEncoder family, so loading runs the `configuration_small_encoder.py` "
+                  "and `modeling_small_encoder.py` files shipped with the weights (`trust_remote_code=True`); read them first.", ""]
+    lines += ["## Limitations", "",
+              f"- A small encoder ({parameters:,} parameters) trained on {run.get('train_tokens', 0):,} tokens: it is a base for "
+              "fine-tuning and a subject for study, not a general-purpose language model." if parameters else
+              "- A small encoder: a base for fine-tuning, not a general-purpose language model.",
+              "- English only; it inherits the biases and errors of its training text.",
+              "- Perplexities depend on the masking rate and tokenizer: compare only runs with the same ones.", ""]
+    return "\n".join(lines), front
+
+
+def generate(model_dir, result_files=(), output_dir=None, model_name=None):
+    """Write README.md and loss_curve.png into output_dir (default: the model folder); returns the card path."""
+    output_dir = Path(output_dir or model_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    card, _ = build_card(model_dir, result_files, model_name)
+    log = Path(model_dir) / "training_log.json"
+    if log.exists():
+        loss_curve(read_json(log), output_dir / "loss_curve.png", f"{Path(model_dir).name}: loss")
+    write_atomic(output_dir / "README.md", card)
+    return output_dir / "README.md"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_dir", required=True)
+    parser.add_argument("--results", nargs="*", default=[], help="evaluation JSON files from eval/")
+    parser.add_argument("--output_dir", default=None, help="where to write README.md and loss_curve.png (default: model_dir)")
+    parser.add_argument("--model_name", default=None, help="Hub repo id shown in the card")
+    args = parser.parse_args(argv)
+    try:
+        print(f"wrote {generate(args.model_dir, args.results, args.output_dir, args.model_name)}")
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

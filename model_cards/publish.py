@@ -1,0 +1,104 @@
+"""Publish a trained model folder to the Hugging Face Hub, or write exactly what would be uploaded.
+
+    python model_cards/publish.py --model_dir runs/miniroberta-wikitext2 --repo_id you/miniroberta --dry_run out/upload
+    python model_cards/publish.py --model_dir runs/miniroberta-wikitext2 --repo_id you/miniroberta --private
+    python model_cards/publish.py --model_dir runs/x/checkpoint-2000 --repo_id you/x --revision step-2000
+
+The upload holds the weights (safetensors), config, tokenizer, model card (README.md, generated if
+the folder has none), loss_curve.png, recipe.yaml / results.json / training_log.json, the
+sentence-transformers files, and for the SmallEncoder family its configuration/modeling code. No
+optimizer state, no pickles. The token comes from HF_TOKEN or the login cache (`hf auth login`),
+read by huggingface_hub itself: this script never prints or writes it.
+"""
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from data_prep.errors import UserError  # noqa: E402
+
+UPLOAD_FILES = (
+    "config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "README.md", "loss_curve.png", "recipe.yaml",
+    "results.json", "training_log.json", "modules.json", "sentence_bert_config.json",
+    "configuration_small_encoder.py", "modeling_small_encoder.py",
+)
+UPLOAD_DIRS = ("1_Pooling",)
+
+
+def stage(model_dir, target, result_files=()):
+    """Copy what would be uploaded into `target` (an empty or new folder) and return the relative paths."""
+    from model_cards.generate import generate
+
+    model_dir, target = Path(model_dir), Path(target)
+    if not (model_dir / "config.json").exists() or not (model_dir / "model.safetensors").exists():
+        raise UserError(f"{model_dir} is not a saved model folder (needs config.json and model.safetensors)")
+    if target.exists() and any(target.iterdir()):
+        raise UserError(f"{target} is not empty; give a new folder for the upload")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in UPLOAD_FILES:
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, target / name)
+    for name in UPLOAD_DIRS:
+        if (model_dir / name).is_dir():
+            shutil.copytree(model_dir / name, target / name)
+    if result_files or not (target / "README.md").exists():
+        generate(model_dir, result_files, output_dir=target)
+    return sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+
+
+def publish(model_dir, repo_id, private=True, revision=None, result_files=(), commit_message=None):
+    """Create the repo (and branch) if needed and upload the staged folder; returns the commit URL."""
+    import tempfile
+
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    with tempfile.TemporaryDirectory() as staging:
+        stage(model_dir, Path(staging) / "upload", result_files)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        info = api.upload_folder(folder_path=str(Path(staging) / "upload"), repo_id=repo_id, revision=revision,
+                                 commit_message=commit_message or f"Upload {Path(model_dir).name}")
+    return getattr(info, "commit_url", str(info))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_dir", required=True)
+    parser.add_argument("--repo_id", required=True, help="user/name on the Hub")
+    parser.add_argument("--results", nargs="*", default=[], help="evaluation JSON files from eval/ for the card")
+    parser.add_argument("--private", action="store_true", help="create the repo as private")
+    parser.add_argument("--revision", default=None, help="branch for an intermediate checkpoint (created if missing)")
+    parser.add_argument("--dry_run", default=None, metavar="DIR", help="write the exact upload into DIR and list it; upload nothing")
+    args = parser.parse_args(argv)
+    try:
+        if args.dry_run:
+            files = stage(args.model_dir, args.dry_run, args.results)
+            print(f"dry run: {len(files)} files that would be uploaded to {args.repo_id}"
+                  f"{'@' + args.revision if args.revision else ''} ({'private' if args.private else 'public'}):")
+            for name in files:
+                print(f"  {name}  ({(Path(args.dry_run) / name).stat().st_size:,} bytes)")
+            return 0
+        try:
+            url = publish(args.model_dir, args.repo_id, args.private, args.revision, args.results)
+        except UserError:
+            raise
+        except Exception as error:  # network and auth errors from the Hub client, without the token
+            raise UserError(f"upload to {args.repo_id} failed ({type(error).__name__}); check the network and "
+                            f"`hf auth login` or HF_TOKEN, or use --dry_run DIR") from None
+        print(f"uploaded: {url}")
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
