@@ -99,6 +99,9 @@ class OptionScorer:
             limit -= 2  # RoBERTa's position table reserves padding_idx + 1 rows
         self.max_length = min(limit, tokenizer.model_max_length or limit, 512)
         self.cls, self.sep = block_edges(tokenizer)
+        # Run the encoder on the whole input but the MLM head only at the one masked position per row.
+        self.body = model.base_model
+        self.head = next(getattr(model, name) for name in ("lm_head", "cls") if hasattr(model, name))
 
     def build(self, context, option):
         tokenizer = self.tokenizer
@@ -134,7 +137,8 @@ class OptionScorer:
                 attention = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in chunk])
                 rows = torch.arange(len(chunk))
                 where = torch.tensor(positions[start : start + len(chunk)])
-                logits = self.model(input_ids=input_ids, attention_mask=attention).logits[rows, where]
+                hidden = self.body(input_ids=input_ids, attention_mask=attention).last_hidden_state
+                logits = self.head(hidden[rows, where])
                 log_probs = torch.log_softmax(logits.float(), dim=-1)[rows, torch.tensor(targets[start : start + len(chunk)])]
                 for owner, value in zip(owners[start : start + len(chunk)], log_probs.tolist()):
                     sums[owner] += value

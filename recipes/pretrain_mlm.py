@@ -108,7 +108,7 @@ def load_text(recipe, args):
         )
     source = train_files if train_files else f"{dataset_name}" + (f" ({recipe['dataset_config']})" if recipe["dataset_config"] else "")
     if recipe["dataset_name"] == "embedded" and not recipe["train_files"]:
-        source = f"embedded Python-docstring corpus ({train_files})"
+        source = f"embedded corpus: docstrings of the Python {sys.version.split()[0]} standard library"
     return texts, source, report
 
 
