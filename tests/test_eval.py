@@ -197,3 +197,22 @@ def test_sts_probe_and_sentence_transformers_files(tiny_model_dir):
     assert np.allclose(vectors, ours, atol=1e-5)  # SentenceTransformer = our mean pooling
     spearman, pairs = sts_zero_shot(model, tokenizer, shared_data("glue"))
     assert pairs == 1500 and -100 <= spearman <= 100
+
+
+def test_bad_glue_and_mmlu_files_exit_1_without_results(tmp_path, tiny_model_dir, capsys):
+    from eval.mmlu_probe import main as mmlu_main
+    from eval.run_glue import main as glue_main
+
+    rte = tmp_path / "glue" / "RTE"
+    rte.mkdir(parents=True)
+    (rte / "train.tsv").write_text("sentence\tlabel\nit is good .\t1\n")  # SST-2's file under RTE: the wrong task
+    (rte / "dev.tsv").write_text("sentence\tlabel\nit is bad .\t0\n")
+    out = tmp_path / "out"
+    assert glue_main(["--model_name_or_path", str(tiny_model_dir), "--task_name", "rte", "--data_dir", str(tmp_path / "glue"),
+                      "--output_dir", str(out)]) == 1
+    assert "missing column(s)" in capsys.readouterr().err and not (out / "rte.json").exists()
+    (tmp_path / "mmlu" / "val").mkdir(parents=True)
+    (tmp_path / "mmlu" / "val" / "x_val.csv").write_text("q,1,2,3,4,F\n")
+    assert mmlu_main(["--model_name_or_path", str(tiny_model_dir), "--data_dir", str(tmp_path / "mmlu"),
+                      "--output_json", str(tmp_path / "m.json")]) == 1
+    assert "not one of A, B, C, D" in capsys.readouterr().err and not (tmp_path / "m.json").exists()
