@@ -21,12 +21,29 @@ from data_prep.errors import UserError  # noqa: E402
 
 def add_sentence_transformers_files(folder, max_seq_length):
     """Write modules.json, sentence_bert_config.json and 1_Pooling/ (mean pooling) into a model folder."""
+    import inspect
+
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Pooling, Transformer
+    from transformers.utils import logging as hf_logging
+
+    try:  # sentence-transformers >= 6
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:
+        from sentence_transformers.models import Pooling, Transformer
 
     remote = {"trust_remote_code": True}
-    transformer = Transformer(str(folder), max_seq_length=max_seq_length, model_args=remote, config_args=remote)
-    pooling = Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+    renamed = "model_kwargs" in inspect.signature(Transformer.__init__).parameters
+    kwargs = {"model_kwargs": remote, "config_kwargs": remote} if renamed else {"model_args": remote, "config_args": remote}
+    # Loading the MLM folder as a bare encoder reports the MLM head as unused and a missing pooler:
+    # expected here, so the load report is kept out of the run's output.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        transformer = Transformer(str(folder), max_seq_length=max_seq_length, **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    dimension = getattr(transformer, "get_embedding_dimension", None) or transformer.get_word_embedding_dimension
+    pooling = Pooling(dimension(), pooling_mode="mean")
     with tempfile.TemporaryDirectory() as scratch:
         SentenceTransformer(modules=[transformer, pooling], device="cpu").save(scratch)
         for name in ("modules.json", "sentence_bert_config.json"):
