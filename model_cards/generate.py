@@ -82,6 +82,19 @@ def architecture_rows(config, parameters):
     return rows
 
 
+def glue_command(result):
+    """The run_glue.py flags that set this result's training (model and data paths left out)."""
+    hp = dict(result.get("hyperparameters", {}), lora_r=result.get("lora_r"))
+    flags = [f"--task_name {result['task']}"]
+    for key in ("seeds", "learning_rate", "num_train_epochs", "max_train_samples", "lora_r"):
+        if hp.get(key):
+            value = hp[key]
+            flags.append(f"--{key} {value:g}" if isinstance(value, float) else f"--{key} {value}")
+    if result.get("random_init"):
+        flags.append("--random_init")
+    return "eval/run_glue.py " + " ".join(flags)
+
+
 def collect_results(model_dir, extra_files):
     """(model-index results, markdown rows) from results.json and evaluation JSONs."""
     index, rows = [], []
@@ -89,7 +102,7 @@ def collect_results(model_dir, extra_files):
     run = read_json(own) if own.exists() else {}
     if run:
         index.append({"task": {"type": "fill-mask", "name": "Masked language modeling"},
-                      "dataset": {"type": "text", "name": f"held-out split of {run['data']}"},
+                      "dataset": {"type": "text", "name": run.get("validation_data") or f"held-out split of {run['data']}"},
                       "metrics": [{"type": "perplexity", "value": round(run["eval_perplexity"], 3),
                                    "name": f"MLM perplexity ({run['mlm_probability']:.0%} masking)"}]})
         rows.append(("held-out MLM perplexity", f"{run['eval_perplexity']:.2f} ({run['mlm_probability']:.0%} masking, "
@@ -105,7 +118,7 @@ def collect_results(model_dir, extra_files):
                           "metrics": metrics})
             described = ", ".join(f"{m} {v['median']:.4f} (spread {v['spread']:.4f})" for m, v in result["summary"].items())
             rows.append((f"GLUE {name} dev", f"{described}; seeds {result['hyperparameters']['seeds']}, "
-                         f"{result['train_examples']:,} training examples", f"eval/run_glue.py --task_name {result['task']}"))
+                         f"{result['train_examples']:,} training examples", glue_command(result)))
         elif "ci95" in result:  # mmlu_probe
             index.append({"task": {"type": "multiple-choice", "name": "MMLU (masked-LM option scoring)"},
                           "dataset": {"type": "cais/mmlu", "name": "MMLU", "split": result["split"]},
@@ -126,7 +139,7 @@ def collect_results(model_dir, extra_files):
     return index, rows
 
 
-def build_card(model_dir, result_files=(), model_name=None):
+def build_card(model_dir, result_files=(), model_name=None, notes=()):
     """(card text, front matter dict)."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
@@ -174,7 +187,9 @@ def build_card(model_dir, result_files=(), model_name=None):
     if run:
         lines += [f"| steps trained | {run['train_steps']:,} |", f"| tokens seen | {run['train_tokens']:,} |",
                   f"| training time | {run['train_seconds']:,.0f} s |"]
-    command = f"python recipes/pretrain_mlm.py --recipe {recipe.get('recipe', '?')}" + (" --smoke" if smoke else "")
+        if run.get("hardware"):
+            lines.append(f"| hardware | {run['hardware']} |")
+    command = run.get("command") or f"python recipes/pretrain_mlm.py --recipe {recipe.get('recipe', '?')}" + (" --smoke" if smoke else "")
     lines += ["", f"Reproduce: `{command}` (the exact resolved settings are in `recipe.yaml` beside the weights).", ""]
     if (model_dir / "training_log.json").exists():
         lines += ["![loss curve](loss_curve.png)", ""]
@@ -195,15 +210,16 @@ def build_card(model_dir, result_files=(), model_name=None):
               "fine-tuning and a subject for study, not a general-purpose language model." if parameters else
               "- A small encoder: a base for fine-tuning, not a general-purpose language model.",
               "- English only; it inherits the biases and errors of its training text.",
-              "- Perplexities depend on the masking rate and tokenizer: compare only runs with the same ones.", ""]
+              "- Perplexities depend on the masking rate and tokenizer: compare only runs with the same ones."]
+    lines += [f"- {note}" for note in notes] + [""]
     return "\n".join(lines), front
 
 
-def generate(model_dir, result_files=(), output_dir=None, model_name=None):
+def generate(model_dir, result_files=(), output_dir=None, model_name=None, notes=()):
     """Write README.md and loss_curve.png into output_dir (default: the model folder); returns the card path."""
     output_dir = Path(output_dir or model_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    card, _ = build_card(model_dir, result_files, model_name)
+    card, _ = build_card(model_dir, result_files, model_name, notes)
     log = Path(model_dir) / "training_log.json"
     if log.exists():
         loss_curve(read_json(log), output_dir / "loss_curve.png", f"{Path(model_dir).name}: loss")
@@ -217,9 +233,11 @@ def main(argv=None):
     parser.add_argument("--results", nargs="*", default=[], help="evaluation JSON files from eval/")
     parser.add_argument("--output_dir", default=None, help="where to write README.md and loss_curve.png (default: model_dir)")
     parser.add_argument("--model_name", default=None, help="Hub repo id shown in the card")
+    parser.add_argument("--note", action="append", default=[],
+                        help="a sentence added to the card's limitations (repeatable), e.g. what a short run could not show")
     args = parser.parse_args(argv)
     try:
-        print(f"wrote {generate(args.model_dir, args.results, args.output_dir, args.model_name)}")
+        print(f"wrote {generate(args.model_dir, args.results, args.output_dir, args.model_name, args.note)}")
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

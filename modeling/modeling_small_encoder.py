@@ -41,7 +41,11 @@ def positions_within_documents(document_ids):
 def build_attention_mask(attention_mask, document_ids, dtype_length):
     """Boolean mask (True = may attend) of shape [B, 1, 1 or L, L], or None when nothing is masked."""
     if document_ids is None:
-        if attention_mask is None or bool(attention_mask.all()):
+        if attention_mask is None:
+            return None
+        # An all-ones mask is dropped so SDPA may use its fastest kernel; the check reads a value back
+        # from the device, which torch.compile cannot trace, so a compiled model keeps the mask.
+        if not torch.compiler.is_compiling() and bool(attention_mask.all()):
             return None
         return attention_mask.bool()[:, None, None, :]
     mask = document_ids[:, :, None] == document_ids[:, None, :]

@@ -11,6 +11,8 @@ the tokenizer, recipe.yaml (the resolved recipe), training_log.json and results.
 import json
 import math
 import os
+import platform
+import shlex
 import shutil
 import sys
 import time
@@ -110,6 +112,15 @@ def load_text(recipe, args):
     if recipe["dataset_name"] == "embedded" and not recipe["train_files"]:
         source = f"embedded corpus: docstrings of the Python {sys.version.split()[0]} standard library"
     return texts, source, report
+
+
+def describe_hardware(world_size):
+    """What the run trained on, for results.json and the model card."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{world_size} x {torch.cuda.get_device_name()}"
+    return f"CPU ({os.cpu_count()} cores, {platform.machine()}), {world_size} process(es)"
 
 
 def planned_steps(recipe, num_blocks, world_size):
@@ -245,6 +256,9 @@ def run(recipe):
         "smoke": recipe["smoke_run"],
         "parameters": count_parameters(model),
         "data": source,
+        "validation_data": recipe.get("validation_files") or f"{recipe['validation_split_percentage']}% held out of the training data",
+        "hardware": describe_hardware(args.world_size),
+        "command": " ".join(["python"] + [shlex.quote(a) for a in sys.argv]),
         "block_size": recipe["block_size"],
         "mlm_probability": recipe["mlm_probability"],
         "train_steps": trainer.state.global_step,

@@ -40,7 +40,7 @@ def trained_folder(tmp_path, tiny_tokenizer):
     glue = tmp_path / "sst2.json"
     glue.write_text(json.dumps({
         "task": "sst2", "summary": {"accuracy": {"median": 0.61, "spread": 0.02}}, "train_examples": 64,
-        "hyperparameters": {"seeds": "1,2,3"},
+        "hyperparameters": {"seeds": "1,2,3", "learning_rate": 1e-4, "num_train_epochs": 1.0, "max_train_samples": 64},
     }))
     mmlu = tmp_path / "mmlu.json"
     mmlu.write_text(json.dumps({"split": "val", "k_shot": 0, "accuracy": 0.251, "ci95": [0.23, 0.27], "total": 1529}))
@@ -52,7 +52,7 @@ def test_card_front_matter_passes_hub_parsing(trained_folder, tmp_path):
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
     folder, results = trained_folder
-    text, front = build_card(folder, results, model_name="someone/bertmini-smoke")
+    text, front = build_card(folder, results, model_name="someone/bertmini-smoke", notes=["Trained for six steps only."])
     assert front["library_name"] == "transformers" and front["pipeline_tag"] == "fill-mask"
     assert front["datasets"] == ["bookcorpus/bookcorpus"] and "custom_code" in front["tags"]
     (tmp_path / "README.md").write_text(text)
@@ -64,7 +64,8 @@ def test_card_front_matter_passes_hub_parsing(trained_folder, tmp_path):
     assert values[("GLUE SST-2", "accuracy")] == 0.61 and values[("MMLU", "accuracy")] == 0.251
     assert any(metric == "perplexity" for _, metric in values)
     assert "Smoke-sized run" in text and "trust_remote_code=True" in text and "[MASK]" in text
-    assert "123,456" in text and "`eval/run_glue.py --task_name sst2`" in text
+    assert "123,456" in text and "- Trained for six steps only." in text.split("## Limitations")[1]
+    assert "`eval/run_glue.py --task_name sst2 --seeds 1,2,3 --learning_rate 0.0001 --num_train_epochs 1 --max_train_samples 64`" in text
 
 
 def test_card_for_stock_roberta_needs_no_remote_code(tmp_path):

@@ -85,6 +85,8 @@ def test_smoke_run_of_each_recipe_saves_a_loadable_model(name, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["train_steps"] == 6 and results["eval_perplexity"] > 1
     assert len(results["fill_mask_example"]["top5"]) == 5
+    assert results["hardware"].startswith("CPU") and f"--recipe {name}" in results["command"]
+    assert "held out" in results["validation_data"]
     saved = yaml.safe_load((out / "recipe.yaml").read_text())
     assert saved["recipe"] == name and saved["smoke_run"] is True
     log = json.loads((out / "training_log.json").read_text())
