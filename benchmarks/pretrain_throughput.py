@@ -14,6 +14,7 @@ It also measures data_prep throughput: MB of raw text tokenized and packed per s
 """
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -153,7 +154,9 @@ def main():
     paths = []
     for name in args.paths.split(","):
         torch.manual_seed(0)
-        model = build_mlm_model(config).train()
+        # Each path gets its own config: the SmallEncoder's sparse_prediction flag lives there, and a shared
+        # config would switch sparse prediction on for every path at once.
+        model = build_mlm_model(copy.deepcopy(config)).train()
         if name == "ours":
             enable_sparse_prediction(model)
         elif family == "small_encoder":
