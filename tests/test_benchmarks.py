@@ -1,0 +1,28 @@
+"""The throughput benchmark runs from a clean checkout and prints every figure the README quotes."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT, SHARED_DATA
+
+
+def test_throughput_benchmark_prints_each_path_the_ratio_and_data_prep(tmp_path):
+    vocab = SHARED_DATA / "tokenizers" / "bert-base-uncased" / "vocab.txt"
+    if not vocab.exists():
+        pytest.skip(f"{vocab} is absent (shared data folder)")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"the whale number {i} swam past the ship at night and the captain saw it." for i in range(400)))
+    result = subprocess.run(
+        [sys.executable, "benchmarks/pretrain_throughput.py", "--shape", "bertmini", "--batch_size", "2", "--steps", "1",
+         "--rounds", "1", "--warmup", "1", "--corpus", str(corpus), "--num_proc", "1", "--speedups_for", "ours"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["stock"], ["packed"], ["ours"])}
+    assert set(rows) == {"stock", "packed", "ours"}
+    assert float(rows["stock"][3].rstrip("%")) > 0 and rows["ours"][3] == "0.0%"  # padding share: stock pads, ours never
+    assert re.search(r"ratio ours / stock: \d+\.\d\dx", result.stdout)
+    assert re.search(r"data_prep: .* MB/s with num_proc=1", result.stdout)
