@@ -24,7 +24,8 @@ def add_sentence_transformers_files(folder, max_seq_length):
     import inspect
 
     from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
+
+    from eval.loading import quiet_load_reports
 
     try:  # sentence-transformers >= 6
         from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
@@ -36,12 +37,8 @@ def add_sentence_transformers_files(folder, max_seq_length):
     kwargs = {"model_kwargs": remote, "config_kwargs": remote} if renamed else {"model_args": remote, "config_args": remote}
     # Loading the MLM folder as a bare encoder reports the MLM head as unused and a missing pooler:
     # expected here, so the load report is kept out of the run's output.
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
+    with quiet_load_reports():
         transformer = Transformer(str(folder), max_seq_length=max_seq_length, **kwargs)
-    finally:
-        hf_logging.set_verbosity(verbosity)
     dimension = getattr(transformer, "get_embedding_dimension", None) or transformer.get_word_embedding_dimension
     pooling = Pooling(dimension(), pooling_mode="mean")
     with tempfile.TemporaryDirectory() as scratch:
@@ -94,8 +91,9 @@ def main(argv=None):
 
         import modeling  # noqa: F401
         from data_prep.tokenizer import load_tokenizer
+        from eval.loading import load_under_new_head
 
-        model = AutoModel.from_pretrained(args.model_name_or_path, trust_remote_code=True).eval()
+        model = load_under_new_head(AutoModel, args.model_name_or_path).eval()
         tokenizer = load_tokenizer(args.model_name_or_path)
         spearman, pairs = sts_zero_shot(model, tokenizer, args.data_dir)
         print(f"STS-B dev zero-shot: Spearman x100 = {spearman:.2f} over {pairs:,} pairs (mean pooling, cosine)")

@@ -25,6 +25,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from data_prep.errors import UserError  # noqa: E402
 from eval.glue_data import TASKS, available_tasks, eval_splits, load_glue  # noqa: E402
+from eval.loading import load_under_new_head  # noqa: E402
 
 LORA_TARGETS = {"small_encoder": ["qkv", "out"], "roberta": ["query", "key", "value"], "bert": ["query", "key", "value"]}
 
@@ -78,40 +79,12 @@ def load_model(args, num_labels, seed):
     if args.random_init:
         model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=True)
     else:
-        model = load_pretrained_classifier(args.model_name_or_path, config)
+        model = load_under_new_head(AutoModelForSequenceClassification, args.model_name_or_path, config=config)
     if args.lora_r:
         from peft import LoraConfig, TaskType, get_peft_model
 
         targets = LORA_TARGETS.get(config.model_type, ["query", "value"])
         model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=args.lora_r, lora_alpha=args.lora_alpha, target_modules=targets))
-    return model
-
-
-def load_pretrained_classifier(path, config):
-    """Load the pretrained encoder under a fresh classification head, with a one-line load summary.
-
-    transformers prints a table listing the unused MLM head and the new classifier on every load;
-    that is expected here, so the table is replaced by one line. A missing encoder weight is not
-    expected and is named.
-    """
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, config=config, trust_remote_code=True, output_loading_info=True)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    head_prefixes = ("classifier.", "score.", "pooler.")
-    new_head = sorted(k for k in info["missing_keys"] if any(p in k for p in head_prefixes))
-    missing_encoder = sorted(set(info["missing_keys"]) - set(new_head))
-    print(f"loaded {path}: {len(new_head)} new classification-head tensors, "
-          f"{len(info['unexpected_keys'])} unused pretraining-head tensors")
-    if missing_encoder:
-        print(f"warning: {len(missing_encoder)} encoder tensors were not in the checkpoint and start random: "
-              f"{', '.join(missing_encoder[:5])}{' ...' if len(missing_encoder) > 5 else ''}")
     return model
 
 
