@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
-from datasets import Dataset, load_dataset  # noqa: E402
+from datasets import Dataset  # noqa: E402
 from transformers import DataCollatorForLanguageModeling  # noqa: E402
 
 from data_prep.packing import pack_dataset  # noqa: E402
@@ -95,49 +95,31 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
-def measure_data_prep(texts, tokenizer, block_size, num_proc):
-    megabytes = sum(len(t.encode()) + 1 for t in texts) / 1e6
+def measure_data_prep(files, tokenizer, block_size, num_proc):
+    """Tokenize and pack `files` (any corpus the recipes read) into a fresh cache; returns (MB, seconds, blocks)."""
+    import datasets
+
+    from data_prep.corpus import expand_files, keep_text, load_local
+
+    default_cache = datasets.config.HF_DATASETS_CACHE
     with tempfile.TemporaryDirectory() as cache:
-        os.environ["HF_DATASETS_CACHE"] = cache
-        path = Path(cache) / "corpus.txt"
-        path.write_text("\n".join(texts) + "\n", encoding="utf-8")
-        dataset = load_dataset("text", data_files=str(path), split="train", cache_dir=cache)
-        started = time.perf_counter()
-        packed, _, _ = pack_dataset(dataset, tokenizer, block_size, num_proc=num_proc, split_name="benchmark")
-        seconds = time.perf_counter() - started
+        datasets.config.HF_DATASETS_CACHE = Path(cache)  # a fresh cache: a figure read back from disk means nothing
+        try:
+            dataset = keep_text(load_local(expand_files(files, "--data_prep_files"), "strict"), "text")
+            megabytes = sum(len(t.encode()) + 1 for t in dataset["text"]) / 1e6
+            started = time.perf_counter()
+            packed, _, from_cache = pack_dataset(dataset, tokenizer, block_size, num_proc=num_proc, split_name="benchmark")
+            seconds = time.perf_counter() - started
+        finally:
+            datasets.config.HF_DATASETS_CACHE = default_cache
+    if from_cache:
+        raise RuntimeError("data_prep came from a cache; the figure would not measure tokenizing and packing")
     return megabytes, seconds, len(packed)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="miniroberta")
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--block_size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=8, help="timed steps per path per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--corpus", default=str(SHARED / "wikitext-2" / "train.txt"), help="a .txt corpus, one document per line")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer folder or vocab.txt (default: the shape's, from ../shared/data)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--fused_adamw", action="store_true")
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--paths", default="stock,packed,ours")
-    parser.add_argument("--speedups_for", choices=("all", "ours"), default="all",
-                        help="which paths get --fused_adamw and --compile: every path (the default: isolates what packing "
-                             "and sparse prediction give) or ours only (the stock path as Hugging Face runs it)")
-    parser.add_argument("--num_proc", type=int, default=os.cpu_count())
-    parser.add_argument("--skip_data_prep", action="store_true")
-    args = parser.parse_args()
-
-    from data_prep.tokenizer import load_tokenizer
-
-    family, preset, fields, tokenizer_path, rate = SHAPES[args.shape]
-    if not Path(args.corpus).exists():
-        from data_prep.embedded_corpus import build_embedded_corpus
-
-        args.corpus = str(build_embedded_corpus()[0])
-    tokenizer = load_tokenizer(args.tokenizer or tokenizer_path)
+def measure_training(args, tokenizer):
+    """Train the stock, packed and ours paths in alternating rounds and print their throughput."""
+    family, preset, fields, _, rate = SHAPES[args.shape]
     texts = corpus_texts(args.corpus)
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -221,10 +203,50 @@ def main():
         print("MFU = (6 x non-embedding parameters x tokens + 12 x layers x hidden x block x tokens "
               "+ 6 x hidden x vocab x masked tokens) / step time / peak bf16 dense FLOP/s (H100 SXM: 989e12)")
 
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="miniroberta")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--block_size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per path per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--corpus", default=str(SHARED / "wikitext-2" / "train.txt"), help="a .txt corpus, one document per line")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder or vocab.txt (default: the shape's, from ../shared/data)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--fused_adamw", action="store_true")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--paths", default="stock,packed,ours")
+    parser.add_argument("--speedups_for", choices=("all", "ours"), default="all",
+                        help="which paths get --fused_adamw and --compile: every path (the default: isolates what packing "
+                             "and sparse prediction give) or ours only (the stock path as Hugging Face runs it)")
+    parser.add_argument("--num_proc", default="1",
+                        help="data_prep worker processes (1: this process, the tokenizer on every core, the recipes' "
+                             "default); a comma list (1,2,4) measures each in turn")
+    parser.add_argument("--data_prep_files", default=None,
+                        help="corpus for the data_prep figure: files, globs or a folder, as --train_files takes them "
+                             "(default: --corpus), e.g. '../shared/data/pretrain-corpus/*/*.txt.gz' (162 MB)")
+    parser.add_argument("--skip_data_prep", action="store_true")
+    parser.add_argument("--skip_training", action="store_true", help="only the data_prep figure")
+    args = parser.parse_args()
+
+    from data_prep.tokenizer import load_tokenizer
+
+    tokenizer_path = SHAPES[args.shape][3]
+    if not Path(args.corpus).exists():
+        from data_prep.embedded_corpus import build_embedded_corpus
+
+        args.corpus = str(build_embedded_corpus()[0])
+    tokenizer = load_tokenizer(args.tokenizer or tokenizer_path)
+    if not args.skip_training:
+        measure_training(args, tokenizer)
     if not args.skip_data_prep:
-        megabytes, seconds, blocks = measure_data_prep(texts, tokenizer, args.block_size, args.num_proc)
-        print(f"data_prep: {megabytes:.1f} MB of text tokenized and packed into {blocks:,} blocks in {seconds:.1f} s "
-              f"= {megabytes / seconds:.2f} MB/s with num_proc={args.num_proc}")
+        for num_proc in (int(n) for n in args.num_proc.split(",")):
+            megabytes, seconds, blocks = measure_data_prep(args.data_prep_files or args.corpus, tokenizer, args.block_size, num_proc)
+            print(f"data_prep: {megabytes:.2f} MB of text tokenized and packed into {blocks:,} blocks in {seconds:.1f} s "
+                  f"= {megabytes / seconds:.2f} MB/s with num_proc={num_proc}{' (in this process)' if num_proc <= 1 else ''}")
 
 
 if __name__ == "__main__":

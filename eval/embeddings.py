@@ -17,6 +17,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from data_prep.errors import UserError  # noqa: E402
+from data_prep.files import write_atomic  # noqa: E402
 
 
 def add_sentence_transformers_files(folder, max_seq_length):
@@ -98,9 +99,7 @@ def main(argv=None):
         spearman, pairs = sts_zero_shot(model, tokenizer, args.data_dir)
         print(f"STS-B dev zero-shot: Spearman x100 = {spearman:.2f} over {pairs:,} pairs (mean pooling, cosine)")
         if args.output_json:
-            tmp = Path(args.output_json + ".tmp")
-            tmp.write_text(json.dumps({"task": "stsb-zero-shot", "spearman": spearman, "pairs": pairs, "model": args.model_name_or_path}))
-            tmp.replace(args.output_json)
+            write_atomic(args.output_json, json.dumps({"task": "stsb-zero-shot", "spearman": spearman, "pairs": pairs, "model": args.model_name_or_path}))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

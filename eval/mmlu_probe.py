@@ -28,6 +28,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from data_prep.errors import UserError  # noqa: E402
+from data_prep.files import write_atomic  # noqa: E402
 from data_prep.packing import block_edges  # noqa: E402
 
 LETTERS = "ABCD"
@@ -196,9 +197,7 @@ def main(argv=None):
             result = {"model": args.model_name_or_path, "split": args.split, "k_shot": args.k_shot, "accuracy": correct / total,
                       "ci95": [low, high], "chance": 0.25, "correct": correct, "total": total, "seconds": round(seconds, 1),
                       "per_subject": {s: {"correct": c, "total": t} for s, (c, t) in per_subject.items()}}
-            tmp = Path(args.output_json + ".tmp")
-            tmp.write_text(json.dumps(result, indent=1))
-            tmp.replace(args.output_json)
+            write_atomic(args.output_json, json.dumps(result, indent=1))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -21,6 +21,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from data_prep.errors import UserError  # noqa: E402
+from data_prep.files import write_atomic  # noqa: E402
 
 
 def load_model_and_tokenizer(path):
@@ -140,9 +141,7 @@ def main(argv=None):
         if args.output_json:
             result = {"kind": kind, "perplexity": value, "loss": loss, "tokens_scored": count, "blocks": len(blocks),
                       "block_size": args.block_size, "model": args.model_name_or_path, "data": args.files or args.dataset_name}
-            tmp = Path(args.output_json + ".tmp")
-            tmp.write_text(json.dumps(result, indent=1))
-            tmp.replace(args.output_json)
+            write_atomic(args.output_json, json.dumps(result, indent=1))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

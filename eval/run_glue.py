@@ -12,7 +12,6 @@ commit. `--task_name all` runs every task whose data is present and writes OUT/s
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from data_prep.errors import UserError  # noqa: E402
+from data_prep.files import write_atomic  # noqa: E402
 from eval.glue_data import TASKS, available_tasks, eval_splits, load_glue  # noqa: E402
 from eval.loading import load_under_new_head  # noqa: E402
 
@@ -58,12 +58,6 @@ def git_commit():
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
     except Exception:
         return None
-
-
-def write_atomic(path, text):
-    temporary = Path(str(path) + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def load_model(args, num_labels, seed):

@@ -10,8 +10,8 @@ settings, every result with the command that produced it, a usage snippet and th
 """
 
 import argparse
+import io
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -22,16 +22,10 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from data_prep.errors import UserError  # noqa: E402
+from data_prep.files import write_atomic  # noqa: E402
 
 GLUE_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP", "mnli": "MNLI",
               "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
-
-
-def write_atomic(path, data):
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    (temporary.write_bytes if isinstance(data, bytes) else temporary.write_text)(data)
-    os.replace(temporary, path)
 
 
 def read_json(path):
@@ -61,10 +55,10 @@ def loss_curve(log_history, path, title):
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    temporary = Path(str(path) + ".tmp.png")
-    figure.savefig(temporary, format="png")
+    image = io.BytesIO()
+    figure.savefig(image, format="png")
     plt.close(figure)
-    os.replace(temporary, path)
+    write_atomic(path, image.getvalue())
 
 
 def architecture_rows(config, parameters):

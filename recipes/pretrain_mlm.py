@@ -25,6 +25,7 @@ if str(REPO_ROOT) not in sys.path:
 import yaml  # noqa: E402
 
 from data_prep.errors import UserError  # noqa: E402
+from data_prep.files import write_atomic  # noqa: E402
 from recipes.recipe import available_recipes, load_recipe, parse_overrides, run_identity  # noqa: E402
 
 USAGE = "usage: pretrain_mlm.py --recipe NAME [--smoke] [--key value ...]"
@@ -32,14 +33,6 @@ USAGE = "usage: pretrain_mlm.py --recipe NAME [--smoke] [--key value ...]"
 
 def cache_root():
     return Path(os.environ.get("SMALL_ENCODERS_CACHE", Path.home() / ".cache" / "small-encoders"))
-
-
-def write_atomic(path, text):
-    """Write through a temporary file and rename, so a crash never leaves half a file."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def prepare_output_dir(recipe, is_main):

@@ -26,7 +26,7 @@ DEFAULTS = {
     "max_validation_samples": None,
     "encoding_errors": "strict",  # or "replace" (bad bytes become U+FFFD)
     "cosmopedia_filter": None,  # keyword arguments of data_prep.cosmopedia.filter_cosmopedia
-    "preprocessing_num_workers": None,  # None: all cores (up to 8) for large corpora
+    "preprocessing_num_workers": None,  # None: this process, the tokenizer on every core; N > 1: N worker processes
     # tokenizer
     "tokenizer_name": None,  # Hub name, local folder or vocab.txt, or train-bpe / train-wordpiece
     "vocab_size": None,  # size of a trained tokenizer

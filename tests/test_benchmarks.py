@@ -1,5 +1,6 @@
 """The throughput benchmark runs from a clean checkout and prints every figure the README quotes."""
 
+import gzip
 import re
 import subprocess
 import sys
@@ -13,11 +14,16 @@ def test_throughput_benchmark_prints_each_path_the_ratio_and_data_prep(tmp_path)
     vocab = SHARED_DATA / "tokenizers" / "bert-base-uncased" / "vocab.txt"
     if not vocab.exists():
         pytest.skip(f"{vocab} is absent (shared data folder)")
+    lines = [f"the whale number {i} swam past the ship at night and the captain saw it." for i in range(400)]
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(f"the whale number {i} swam past the ship at night and the captain saw it." for i in range(400)))
+    corpus.write_text("\n".join(lines))
+    (tmp_path / "gz").mkdir()
+    with gzip.open(tmp_path / "gz" / "part.txt.gz", "wt", encoding="utf-8") as handle:  # data_prep reads what recipes read
+        handle.write("\n".join(lines[:300]) + "\n")
     result = subprocess.run(
         [sys.executable, "benchmarks/pretrain_throughput.py", "--shape", "bertmini", "--batch_size", "2", "--steps", "1",
-         "--rounds", "1", "--warmup", "1", "--corpus", str(corpus), "--num_proc", "1", "--speedups_for", "ours"],
+         "--rounds", "1", "--warmup", "1", "--corpus", str(corpus), "--num_proc", "1,2", "--speedups_for", "ours",
+         "--data_prep_files", str(tmp_path / "gz")],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -25,4 +31,7 @@ def test_throughput_benchmark_prints_each_path_the_ratio_and_data_prep(tmp_path)
     assert set(rows) == {"stock", "packed", "ours"}
     assert float(rows["stock"][3].rstrip("%")) > 0 and rows["ours"][3] == "0.0%"  # padding share: stock pads, ours never
     assert re.search(r"ratio ours / stock: \d+\.\d\dx", result.stdout)
-    assert re.search(r"data_prep: .* MB/s with num_proc=1", result.stdout)
+    megabytes = sum(len(line) + 1 for line in lines[:300]) / 1e6  # raw text, not the compressed file
+    for num_proc, where in ((1, r" \(in this process\)"), (2, "")):
+        assert re.search(rf"data_prep: {megabytes:.2f} MB of text tokenized and packed into \d+ blocks .* MB/s with num_proc={num_proc}{where}\n",
+                         result.stdout)
