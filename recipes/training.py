@@ -3,7 +3,9 @@ stop on a non-finite loss."""
 
 import hashlib
 import math
+from collections.abc import Mapping
 
+import numpy as np
 import torch
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback
 
@@ -24,31 +26,62 @@ class ResumableMLMCollator(DataCollatorForLanguageModeling):
     so the RNG state saved in a checkpoint already includes the next batch's draws. Numbered batches
     make a killed-and-resumed run see exactly the masks of an uninterrupted one. Evaluation batches
     use fixed masks (the same at every evaluation), so held-out losses are comparable across a run.
+
+    Packed blocks (all one length) skip `tokenizer.pad`, which is most of the stock collator's time, and
+    carry no attention mask (it would be all ones). With `dataloader_num_workers` > 0 each worker numbers
+    its batches as the epoch's own, so the masks match those of a run without workers.
     """
 
     def __init__(self, tokenizer, mlm_probability, seed, process_index=0):
         super().__init__(tokenizer=tokenizer, mlm_probability=mlm_probability)
         self.base_seed, self.process_index = seed, process_index
         self.batches_done, self.eval_batches, self.evaluating = 0, 0, False
+        self.worker_calls = {}
+        self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+
+    def batch_number(self, counter):
+        worker = torch.utils.data.get_worker_info()
+        if worker is None:
+            number = getattr(self, counter)
+            setattr(self, counter, number + 1)
+            return number
+        # A worker holds a copy of this collator taken when the epoch's iterator started, and the DataLoader
+        # hands it every num_workers-th batch from its id on.
+        calls = self.worker_calls.get(counter, 0)
+        self.worker_calls[counter] = calls + 1
+        return getattr(self, counter) + calls * worker.num_workers + worker.id
 
     def torch_call(self, examples):
         if self.evaluating:
-            key = (self.base_seed, "eval", self.process_index, self.eval_batches)
-            self.eval_batches += 1
+            key = (self.base_seed, "eval", self.process_index, self.batch_number("eval_batches"))
         else:
-            key = (self.base_seed, "train", self.process_index, self.batches_done)
-            self.batches_done += 1
+            key = (self.base_seed, "train", self.process_index, self.batch_number("batches_done"))
         self.generator = torch.Generator().manual_seed(derived_seed(*key))
+        if isinstance(examples[0], Mapping) and len({len(e["input_ids"]) for e in examples}) == 1:
+            return self.stack_blocks(examples)
         return super().torch_call(examples)
+
+    def stack_blocks(self, examples):
+        """The parent's batch for rows that need no padding (the same masks), without the attention mask."""
+        batch = {key: torch.from_numpy(np.array([e[key] for e in examples], dtype=np.int64)) for key in examples[0]}
+        special = batch.pop("special_tokens_mask", None)
+        if special is None:  # Trainer drops the column (not a forward argument); the parent recomputes it row by row
+            special = torch.isin(batch["input_ids"], self.special_ids)
+        batch["input_ids"], batch["labels"] = self.torch_mask_tokens(batch["input_ids"], special_tokens_mask=special)
+        return batch
 
 
 class SyncCollatorWithState(TrainerCallback):
-    """On (re)start, number the next training batch after the ones the checkpoint already consumed."""
+    """Number the next training batch after the ones already trained on: on (re)start, and at each epoch,
+    when the DataLoader's workers take their copy of the collator."""
 
     def __init__(self, collator):
         self.collator = collator
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self.collator.batches_done = state.global_step * args.gradient_accumulation_steps
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
         self.collator.batches_done = state.global_step * args.gradient_accumulation_steps
 
 

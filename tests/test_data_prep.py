@@ -231,3 +231,41 @@ def test_collator_never_masks_special_tokens(tiny_tokenizer):
     assert (batch["labels"][special] == -100).all()
     rate = (batch["labels"][~special] != -100).float().mean().item()
     assert 0.27 < rate < 0.33
+
+
+def test_recipe_collator_stacks_blocks_with_the_stock_collators_masks(tiny_tokenizer):
+    import torch
+    from transformers import DataCollatorForLanguageModeling
+
+    from recipes.training import ResumableMLMCollator, derived_seed
+
+    blocks = packed_blocks(tiny_tokenizer, ["the captain saw the whale on the sea"] * 200, 32)
+    rows = [{"input_ids": blocks[i]["input_ids"]} for i in range(16)]  # as Trainer passes them: no special_tokens_mask
+    ours = ResumableMLMCollator(tiny_tokenizer, 0.3, seed=7)(rows)
+    stock = DataCollatorForLanguageModeling(tiny_tokenizer, mlm_probability=0.3)
+    stock.generator = torch.Generator().manual_seed(derived_seed(7, "train", 0, 0))
+    expected = stock([dict(row) for row in rows])
+    assert set(ours) == {"input_ids", "labels"}  # no all-ones attention mask for packed blocks
+    assert torch.equal(ours["input_ids"], expected["input_ids"]) and torch.equal(ours["labels"], expected["labels"])
+    assert (ours["labels"] != -100).any()
+
+
+def test_recipe_collator_gives_the_same_batches_with_dataloader_workers(tiny_tokenizer):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from recipes.training import ResumableMLMCollator
+
+    blocks = packed_blocks(tiny_tokenizer, ["the captain saw the whale on the sea"] * 200, 32)
+    rows = [{"input_ids": blocks[i]["input_ids"]} for i in range(40)]
+
+    def labels(num_workers):
+        collator = ResumableMLMCollator(tiny_tokenizer, 0.3, seed=3)
+        collator.batches_done = 5  # as SyncCollatorWithState sets it at an epoch's start
+        loader = DataLoader(rows, batch_size=4, collate_fn=collator, num_workers=num_workers)
+        return [batch["labels"] for batch in loader]
+
+    alone, workers = labels(0), labels(2)
+    assert len(alone) == len(workers) == 10
+    assert all(torch.equal(a, w) for a, w in zip(alone, workers))
+    assert len({tuple(a.flatten().tolist()) for a in alone}) == 10  # each batch its own masks
