@@ -18,6 +18,7 @@ It also measures data_prep throughput: MB of raw text tokenized and packed per s
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import tempfile
@@ -96,8 +97,14 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
+def busy_cpu_seconds():
+    """CPU seconds of this process (all its threads) and of its finished worker processes."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def measure_data_prep(files, tokenizer, block_size, num_proc):
-    """Tokenize and pack `files` (any corpus the recipes read) into a fresh cache; returns (MB, seconds, blocks)."""
+    """Tokenize and pack `files` (any corpus the recipes read) into a fresh cache; returns (MB, seconds, blocks, cores busy)."""
     import datasets
 
     from data_prep.corpus import expand_files, keep_text, load_local
@@ -108,14 +115,15 @@ def measure_data_prep(files, tokenizer, block_size, num_proc):
         try:
             dataset = keep_text(load_local(expand_files(files, "--data_prep_files"), "strict"), "text")
             megabytes = sum(len(t.encode()) + 1 for t in dataset["text"]) / 1e6
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), busy_cpu_seconds()
             packed, _, from_cache = pack_dataset(dataset, tokenizer, block_size, num_proc=num_proc, split_name="benchmark")
             seconds = time.perf_counter() - started
+            cores = (busy_cpu_seconds() - cpu_started) / seconds
         finally:
             datasets.config.HF_DATASETS_CACHE = default_cache
     if from_cache:
         raise RuntimeError("data_prep came from a cache; the figure would not measure tokenizing and packing")
-    return megabytes, seconds, len(packed)
+    return megabytes, seconds, len(packed), cores
 
 
 def measure_collation(packed, tokenizer, rate, batch_size, repeats=20):
@@ -267,9 +275,10 @@ def main():
         measure_training(args, tokenizer)
     if not args.skip_data_prep:
         for num_proc in (int(n) for n in args.num_proc.split(",")):
-            megabytes, seconds, blocks = measure_data_prep(args.data_prep_files or args.corpus, tokenizer, args.block_size, num_proc)
+            megabytes, seconds, blocks, cores = measure_data_prep(args.data_prep_files or args.corpus, tokenizer, args.block_size, num_proc)
             print(f"data_prep: {megabytes:.2f} MB of text tokenized and packed into {blocks:,} blocks in {seconds:.1f} s "
-                  f"= {megabytes / seconds:.2f} MB/s with num_proc={num_proc}{' (in this process)' if num_proc <= 1 else ''}")
+                  f"= {megabytes / seconds:.2f} MB/s with num_proc={num_proc}{' (in this process)' if num_proc <= 1 else ''}, "
+                  f"{cores:.1f} of {os.cpu_count()} cores busy")
 
 
 if __name__ == "__main__":

@@ -34,5 +34,5 @@ def test_throughput_benchmark_prints_each_path_the_ratio_and_data_prep(tmp_path)
     assert re.search(r"collator, 2 x 128 blocks on the CPU: stock \d+\.\d ms, ours \d+\.\d ms per batch", result.stdout)
     megabytes = sum(len(line) + 1 for line in lines[:300]) / 1e6  # raw text, not the compressed file
     for num_proc, where in ((1, r" \(in this process\)"), (2, "")):
-        assert re.search(rf"data_prep: {megabytes:.2f} MB of text tokenized and packed into \d+ blocks .* MB/s with num_proc={num_proc}{where}\n",
+        assert re.search(rf"data_prep: {megabytes:.2f} MB of text tokenized and packed into \d+ blocks .* MB/s with num_proc={num_proc}{where}, \d+\.\d of \d+ cores busy\n",
                          result.stdout)
