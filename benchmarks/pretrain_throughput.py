@@ -34,6 +34,7 @@ from transformers import DataCollatorForLanguageModeling  # noqa: E402
 
 from data_prep.packing import pack_dataset  # noqa: E402
 from modeling import enable_sparse_prediction  # noqa: E402
+from modeling.sparse_mlm import trace_sparse_selection_when_compiled  # noqa: E402
 from modeling.build import build_mlm_config, build_mlm_model  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
@@ -150,7 +151,8 @@ def measure_training(args, tokenizer):
     torch.manual_seed(0)
     print(f"shape {args.shape}, batch {args.batch_size}, block {args.block_size}, masking {rate:.0%}, device {device}"
           f"{' (' + torch.cuda.get_device_name() + ')' if device.type == 'cuda' else f' ({torch.get_num_threads()} threads)'}, "
-          f"bf16 {args.bf16}, fused AdamW {args.fused_adamw}, compile {args.compile} (for {args.speedups_for} paths), "
+          f"bf16 {args.bf16}, fused AdamW {args.fused_adamw}, compile {args.compile} (for {args.speedups_for} paths"
+          f"{', graph breaks allowed' if args.compile and args.allow_graph_breaks else ''}), "
           f"corpus {args.corpus}")
 
     from recipes.training import ResumableMLMCollator
@@ -164,6 +166,8 @@ def measure_training(args, tokenizer):
         "packed": batches(packed, ResumableMLMCollator(tokenizer, rate, seed=1), args.batch_size, total, seed=1),
     }
     data["ours"] = data["packed"]
+    if args.compile and not args.allow_graph_breaks:
+        trace_sparse_selection_when_compiled()
     config = build_mlm_config(family, tokenizer, args.block_size, preset=preset, fields=dict(fields, hidden_dropout_prob=0.1))
     paths = []
     for name in args.paths.split(","):
@@ -249,6 +253,9 @@ def main():
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--fused_adamw", action="store_true")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--allow_graph_breaks", action="store_true",
+                        help="with --compile: leave dynamo's default, which breaks the graph at the sparse selection "
+                             "(the behaviour before trace_sparse_selection_when_compiled), for comparison")
     parser.add_argument("--paths", default="stock,packed,ours")
     parser.add_argument("--speedups_for", choices=("all", "ours"), default="all",
                         help="which paths get --fused_adamw and --compile: every path (the default: isolates what packing "

@@ -37,3 +37,15 @@ def enable_sparse_prediction(model):
         model.register_forward_pre_hook(select_labels, with_kwargs=True),
         head.register_forward_pre_hook(select_hidden),
     ]
+
+
+def trace_sparse_selection_when_compiled():
+    """Let `torch.compile` trace the selection of labelled positions instead of breaking the graph there.
+
+    Picking the labelled rows has a data-dependent size (`nonzero`), which dynamo otherwise answers with a
+    graph break on each side of it (2 in the SmallEncoder forward, 4 in a hooked stock model). This is a
+    process-wide dynamo setting; the recipes and the benchmark turn it on only when they compile.
+    """
+    import torch._dynamo
+
+    torch._dynamo.config.capture_dynamic_output_shape_ops = True

@@ -138,6 +138,7 @@ def run(recipe):
     from data_prep.packing import pack_dataset
     from data_prep.tokenizer import get_tokenizer
     from modeling import enable_sparse_prediction
+    from modeling.sparse_mlm import trace_sparse_selection_when_compiled
     from modeling.build import build_mlm_config, build_mlm_model, count_parameters
     from recipes.training import MLMTrainer, ResumableMLMCollator, perplexity
 
@@ -201,6 +202,8 @@ def run(recipe):
     model = build_mlm_model(config)
     if recipe["sparse_prediction"]:
         enable_sparse_prediction(model)
+        if recipe["torch_compile"]:
+            trace_sparse_selection_when_compiled()
     elif recipe["model_family"] == "small_encoder":
         model.config.sparse_prediction = False
     collator = ResumableMLMCollator(tokenizer, float(recipe["mlm_probability"]), recipe["seed"], args.process_index)

@@ -193,6 +193,27 @@ def test_sparse_prediction_hooks_on_stock_models(family, tmp_path):
         handle.remove()
 
 
+def test_compiled_sparse_prediction_has_no_graph_break():
+    import torch._dynamo
+
+    from modeling.sparse_mlm import trace_sparse_selection_when_compiled
+
+    torch.manual_seed(0)
+    model = SmallEncoderForMaskedLM(tiny_config()).eval()
+    ids = batch(model.config.vocab_size)
+    labels = mlm_labels(ids)
+    with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=False):  # restored afterwards for other tests
+        torch._dynamo.reset()
+        assert torch._dynamo.explain(model)(ids, labels=labels).graph_break_count == 2  # dynamo's default
+        trace_sparse_selection_when_compiled()
+        torch._dynamo.reset()
+        explained = torch._dynamo.explain(model)(ids, labels=labels)
+        assert explained.graph_count == 1 and explained.graph_break_count == 0
+        traced = torch.compile(model, backend="eager", fullgraph=True)  # one graph, or this raises
+        assert abs(traced(ids, labels=labels).loss.item() - model(ids, labels=labels).loss.item()) < 1e-6
+    torch._dynamo.reset()
+
+
 def test_gradient_checkpointing_gives_same_gradients():
     torch.manual_seed(0)
     config = tiny_config()
