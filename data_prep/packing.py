@@ -37,10 +37,10 @@ def block_edges(tokenizer):
 
 
 def token_ids(texts, tokenizer):
-    """Token ids of each text, no special tokens: the same ids as `tokenizer(texts)`, about 1.5x faster.
+    """Token ids of each text, no special tokens: the same ids as `tokenizer(texts)`, with less work.
 
     The Rust tokenizer is called directly and skips character offsets, which packing never reads; going
-    through transformers costs a Python object per document on top (see benchmarks/pretrain_throughput.py).
+    through transformers adds a Python object per document (figures: README "Performance", data_prep).
     """
     backend = tokenizer.backend_tokenizer
     if backend.truncation or backend.padding:
