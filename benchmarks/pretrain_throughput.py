@@ -112,7 +112,9 @@ def measure_data_prep(files, tokenizer, block_size, num_proc):
 
     default_cache = datasets.config.HF_DATASETS_CACHE
     with tempfile.TemporaryDirectory() as cache:
-        datasets.config.HF_DATASETS_CACHE = Path(cache)  # a fresh cache: a figure read back from disk means nothing
+        # A fresh cache, and the corpus loaded again into it, for each measurement: datasets would reuse one
+        # num_proc's packed shards for another, and a figure read back from disk means nothing.
+        datasets.config.HF_DATASETS_CACHE = Path(cache)
         try:
             dataset = keep_text(load_local(expand_files(files, "--data_prep_files"), "strict"), "text")
             megabytes = sum(len(t.encode()) + 1 for t in dataset["text"]) / 1e6

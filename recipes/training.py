@@ -72,14 +72,12 @@ class ResumableMLMCollator(DataCollatorForLanguageModeling):
 
 
 class SyncCollatorWithState(TrainerCallback):
-    """Number the next training batch after the ones already trained on: on (re)start, and at each epoch,
-    when the DataLoader's workers take their copy of the collator."""
+    """At each epoch's start (a resumed one too, before its trained batches are skipped and before the
+    DataLoader's workers take their copy of the collator), number the next training batch after the ones
+    already trained on."""
 
     def __init__(self, collator):
         self.collator = collator
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.collator.batches_done = state.global_step * args.gradient_accumulation_steps
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.collator.batches_done = state.global_step * args.gradient_accumulation_steps
