@@ -56,8 +56,8 @@ def is_saved_dataset(path):
     )
 
 
-def load_local(files, encoding_errors):
-    """Load one split from local files or a saved dataset folder."""
+def load_local(files, encoding_errors, sample_by="line"):
+    """Load one split from local files or a saved dataset folder; `.txt` rows are lines, paragraphs or files."""
     if len(files) == 1 and is_saved_dataset(files[0]):
         loaded = load_from_disk(files[0])
         return loaded["train"] if isinstance(loaded, DatasetDict) else loaded
@@ -67,7 +67,7 @@ def load_local(files, encoding_errors):
     builder = builders.pop()
     options = {}
     if builder == "text":
-        options["encoding_errors"] = encoding_errors
+        options.update(encoding_errors=encoding_errors, sample_by=sample_by)
     if builder == "csv" and all(".tsv" in Path(f).name for f in files):
         options["delimiter"] = "\t"
     try:
@@ -109,20 +109,22 @@ def load_corpus(
     seed=42,
     encoding_errors="strict",
     train_filter=None,
+    sample_by="line",
 ):
     """Train and validation splits with one `text` column, from local files if given, else the Hub.
 
-    `train_filter` (a function Dataset -> Dataset) runs on the raw training rows, before the
+    `sample_by` says what one document of a `.txt` file is: a line, a blank-line paragraph (hard-wrapped
+    books), or the whole file. `train_filter` (a function Dataset -> Dataset) runs on the raw training rows, before the
     validation split is cut from them, with all the source's columns still there.
     """
     if train_files:
-        train = load_local(expand_files(train_files, "--train_files"), encoding_errors)
-        validation = load_local(expand_files(validation_files, "--validation_files"), encoding_errors) if validation_files else None
+        train = load_local(expand_files(train_files, "--train_files"), encoding_errors, sample_by)
+        validation = load_local(expand_files(validation_files, "--validation_files"), encoding_errors, sample_by) if validation_files else None
     elif dataset_name:
         train = load_hub(dataset_name, dataset_config, "train")
         validation = None
         if validation_files:
-            validation = load_local(expand_files(validation_files, "--validation_files"), encoding_errors)
+            validation = load_local(expand_files(validation_files, "--validation_files"), encoding_errors, sample_by)
         else:
             try:
                 validation = load_dataset(dataset_name, dataset_config, split="validation")

@@ -89,6 +89,29 @@ def glue_command(result):
     return "eval/run_glue.py " + " ".join(flags)
 
 
+def suite_results(suite):
+    """(model-index results, markdown rows) from eval/suite.py's results.json."""
+    model, protocol = suite["pretrained"], suite["protocol"]
+    index = []
+    for task, result in model["glue"].items():
+        index.append({"task": {"type": "text-classification", "name": "GLUE"},
+                      "dataset": {"type": "nyu-mll/glue", "name": f"GLUE {GLUE_NAMES.get(task, task)}", "config": task, "split": "validation"},
+                      "metrics": [{"type": metric, "value": round(values["median"], 4), "name": f"{metric} (median of seeds, suite protocol {protocol})"}
+                                  for metric, values in result["summary"].items()]})
+    if "stsb_zero_shot" in model:
+        index.append({"task": {"type": "sentence-similarity", "name": "STS-B zero-shot"},
+                      "dataset": {"type": "nyu-mll/glue", "name": "STS-B", "config": "stsb", "split": "validation"},
+                      "metrics": [{"type": "spearmanr", "value": round(model["stsb_zero_shot"]["spearman"], 2), "name": "Spearman x100 (cosine, mean pooling)"}]})
+    if "mmlu" in model:
+        index.append({"task": {"type": "multiple-choice", "name": "MMLU (masked-LM option scoring)"},
+                      "dataset": {"type": "cais/mmlu", "name": "MMLU", "split": "validation"},
+                      "metrics": [{"type": "accuracy", "value": round(model["mmlu"]["accuracy"], 4), "name": f"0-shot accuracy ({model['mmlu']['total']} questions)"}]})
+    command = f"eval/suite.py --protocol {protocol}"
+    rows = [(row["what"], f"{row['pretrained']:.2f} (random-init floor {row['floor']:.2f}, difference {row['difference']:+.2f})", command)
+            for row in suite["table"]]
+    return index, rows
+
+
 def collect_results(model_dir, extra_files):
     """(model-index results, markdown rows) from results.json and evaluation JSONs."""
     index, rows = [], []
@@ -103,7 +126,11 @@ def collect_results(model_dir, extra_files):
                      f"{run['eval_blocks']:,} blocks of {run['block_size']})", "recipes/pretrain_mlm.py (end of training)"))
     for path in extra_files:
         result = read_json(path)
-        if "summary" in result and "task" in result:  # run_glue
+        if "suite_version" in result:  # eval/suite.py: every measurement against the random-init floor
+            suite_index, suite_rows = suite_results(result)
+            index += suite_index
+            rows += suite_rows
+        elif "summary" in result and "task" in result:  # run_glue
             name = GLUE_NAMES.get(result["task"], result["task"])
             metrics = [{"type": metric, "value": round(values["median"], 4), "name": f"{metric} (median of seeds)"}
                        for metric, values in result["summary"].items()]
@@ -129,7 +156,7 @@ def collect_results(model_dir, extra_files):
             rows.append((result["kind"], f"{result['perplexity']:.3f} over {result['tokens_scored']:,} tokens of {result['data']}",
                          "eval/perplexity.py"))
         else:
-            raise UserError(f"{path}: not a results file written by eval/ (run_glue, perplexity, mmlu_probe, embeddings)")
+            raise UserError(f"{path}: not a results file written by eval/ (suite, run_glue, perplexity, mmlu_probe, embeddings)")
     return index, rows
 
 
@@ -181,6 +208,12 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
     if run:
         lines += [f"| steps trained | {run['train_steps']:,} |", f"| tokens seen | {run['train_tokens']:,} |",
                   f"| training time | {run['train_seconds']:,.0f} s |"]
+        if run.get("tokens_per_second"):
+            lines.append(f"| throughput | {run['tokens_per_second']:,} tokens/s |")
+        if run.get("time_budget"):
+            budget = run["time_budget"]
+            lines.append(f"| time budget | {budget['minutes']:g} min of training: {budget['planned_steps']:,} steps planned from a "
+                         f"measured {budget['step_seconds']:.3f} s per step |")
         if run.get("hardware"):
             lines.append(f"| hardware | {run['hardware']} |")
     command = run.get("command") or f"python recipes/pretrain_mlm.py --recipe {recipe.get('recipe', '?')}" + (" --smoke" if smoke else "")

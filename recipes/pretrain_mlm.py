@@ -28,6 +28,7 @@ from data_prep.errors import UserError  # noqa: E402
 from data_prep.files import write_atomic  # noqa: E402
 from recipes.recipe import available_recipes, load_recipe, parse_overrides, run_identity  # noqa: E402
 
+BUDGET_PLAN = "budget_plan.json"
 USAGE = "usage: pretrain_mlm.py --recipe NAME [--smoke] [--key value ...]"
 
 
@@ -100,6 +101,7 @@ def load_text(recipe, args):
             validation_split_percentage=recipe["validation_split_percentage"],
             max_train_samples=recipe["max_train_samples"], max_validation_samples=recipe["max_validation_samples"],
             seed=recipe["seed"], encoding_errors=recipe["encoding_errors"], train_filter=train_filter,
+            sample_by=recipe["text_sample_by"],
         )
     source = train_files if train_files else f"{dataset_name}" + (f" ({recipe['dataset_config']})" if recipe["dataset_config"] else "")
     if recipe["dataset_name"] == "embedded" and not recipe["train_files"]:
@@ -121,6 +123,40 @@ def planned_steps(recipe, num_blocks, world_size):
     if recipe["max_steps"] and recipe["max_steps"] > 0:
         return recipe["max_steps"], per_step
     return math.ceil(recipe["num_train_epochs"] * math.ceil(num_blocks / per_step)), per_step
+
+
+def budget_plan(recipe, model, collator, train_blocks, args, resume, is_main):
+    """Steps that fit `time_budget` minutes of training, from a measured step time; recorded in the run folder so a
+    resumed run keeps the plan (and so its schedule) of the first start."""
+    from recipes.training import measure_step_seconds
+
+    path = Path(recipe["output_dir"]) / BUDGET_PLAN
+    if resume and path.exists():
+        plan = json.loads(path.read_text())
+        plan["resumed"] = True
+        return plan
+    started = time.time()
+    seconds, measured, rows = measure_step_seconds(model, collator, train_blocks, args)
+    steps = int(recipe["time_budget"] * 60 // seconds)
+    if steps < 1:
+        raise UserError(f"--time_budget {recipe['time_budget']:g} minutes is shorter than one training step "
+                        f"({seconds:.3g} s on this hardware); give a longer budget or a smaller batch")
+    plan = {
+        "minutes": recipe["time_budget"], "step_seconds": round(seconds, 5), "steps_measured": measured,
+        "planned_steps": steps, "planned_tokens": steps * rows * args.world_size * recipe["block_size"],
+        "calibration_seconds": round(time.time() - started, 1), "hardware": describe_hardware(args.world_size),
+    }
+    if is_main:
+        Path(recipe["output_dir"]).mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(plan, indent=1))
+    return plan
+
+
+def budget_line(plan):
+    source = "recorded plan, resumed" if plan.get("resumed") else f"measured over {plan['steps_measured']} steps in {plan['calibration_seconds']:.0f} s"
+    return (f"time budget       {plan['minutes']:g} min of training: {plan['step_seconds']:.3f} s per step ({source}) "
+            f"-> {plan['planned_steps']:,} steps" + (f", re-planned to {plan['steps']:,}" if "steps" in plan else
+                                                     ", re-planned after a tenth of them from the Trainer's own step times"))
 
 
 def fill_mask_example(folder, recipe, tokenizer, trust_remote_code):
@@ -208,7 +244,12 @@ def run(recipe):
         model.config.sparse_prediction = False
     collator = ResumableMLMCollator(tokenizer, float(recipe["mlm_probability"]), recipe["seed"], args.process_index)
 
-    steps, per_step = planned_steps(recipe, len(packed["train"]), args.world_size)
+    budget = None
+    if recipe["time_budget"] is not None:
+        budget = budget_plan(recipe, model, collator, packed["train"], args, resume, is_main)
+        args.max_steps = 2 * budget["planned_steps"]  # an upper bound: the TimeBudget callback ends the run
+    steps, per_step = planned_steps(dict(recipe, max_steps=budget["planned_steps"]) if budget else recipe,
+                                    len(packed["train"]), args.world_size)
     args.warmup_steps = int(math.ceil(float(recipe["warmup_ratio"]) * steps))
     if is_main:
         header = [
@@ -221,7 +262,10 @@ def run(recipe):
             f"block length      {recipe['block_size']}" + (" (document-isolated attention)" if recipe["document_isolation"] else ""),
             f"masking rate      {recipe['mlm_probability']:.0%} (80/10/10), sparse prediction {'on' if recipe['sparse_prediction'] else 'off'}",
             f"effective batch   {per_step} blocks = {per_step * recipe['block_size']:,} tokens per step ({args.world_size} process(es))",
-            f"planned           {steps:,} steps, {steps * per_step * recipe['block_size']:,} tokens, warmup {args.warmup_steps} steps, bf16 {bool(bf16)}",
+            *([budget_line(budget)] if budget else []),
+            f"planned           {steps:,} steps, {steps * per_step * recipe['block_size']:,} tokens "
+            f"({steps * per_step / max(1, len(packed['train'])):.2f} epochs), warmup {args.warmup_steps} steps, "
+            f"{recipe['lr_scheduler_type']} decay to the last step, bf16 {bool(bf16)}",
             f"output            {out}",
         ]
         print("\n".join(["=" * 72, *header, "=" * 72]), flush=True)
@@ -232,9 +276,23 @@ def run(recipe):
         model=model, args=args, train_dataset=packed["train"], eval_dataset=packed["validation"],
         data_collator=collator, processing_class=tokenizer,
     )
+    if budget:
+        from recipes.training import TimeBudget, budget_lr_lambda
+
+        def record(plan):
+            if is_main:
+                write_atomic(out / BUDGET_PLAN, json.dumps(plan, indent=1))
+                print(f"\ntime budget: {plan['measured_step_seconds']:.3f} s per step over the {plan['measured_steps']} steps "
+                      f"before step {plan['replanned_at_step']:,} -> {plan['steps']:,} steps in all"
+                      + (" (capped at twice the first plan)" if plan["capped"] else ""), flush=True)
+
+        timer = TimeBudget(budget, trainer, record)
+        trainer.lr_lambda = budget_lr_lambda(recipe["lr_scheduler_type"], args.warmup_steps, lambda: timer.total)
+        trainer.add_callback(timer)
     started = time.time()
     trainer.train(resume_from_checkpoint=resume)
-    train_seconds = time.time() - started
+    # Training time proper: evaluations and checkpoints inside train() are reported on their own.
+    train_seconds = time.time() - started - trainer.eval_seconds - trainer.save_seconds
     metrics = trainer.evaluate()
     if not trainer.is_world_process_zero():
         return
@@ -260,12 +318,20 @@ def run(recipe):
         "train_steps": trainer.state.global_step,
         "train_tokens": trainer.state.global_step * per_step * recipe["block_size"],
         "train_seconds": round(train_seconds, 1),
+        "tokens_per_second": round(trainer.state.global_step * per_step * recipe["block_size"] / max(train_seconds, 1e-9)),
+        "eval_seconds_during_training": round(trainer.eval_seconds, 1),
+        "save_seconds": round(trainer.save_seconds, 1),
+        "time_budget": budget,
         "eval_loss": metrics["eval_loss"],
         "eval_perplexity": perplexity(metrics["eval_loss"]),
         "eval_blocks": len(packed["validation"]),
         "fill_mask_example": {"text": example, "top5": predictions},
     }
     write_atomic(out / "results.json", json.dumps(results, indent=1))
+    print(f"trained {trainer.state.global_step:,} steps, {results['train_tokens']:,} tokens in {train_seconds / 60:.1f} min "
+          f"({results['tokens_per_second']:,} tokens/s"
+          + (f"; budget {budget['minutes']:g} min" if budget else "")
+          + f"); evaluation {trainer.eval_seconds:.0f} s and saving {trainer.save_seconds:.0f} s not counted")
     print(f"held-out MLM loss {metrics['eval_loss']:.4f}, perplexity {results['eval_perplexity']:.2f} "
           f"({recipe['mlm_probability']:.0%} masking, {len(packed['validation']):,} blocks)")
     print(f"fill-mask: {example}")

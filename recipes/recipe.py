@@ -5,6 +5,7 @@ Every key must be one of DEFAULTS; values on the command line are parsed as YAML
 0.2`, `--train_files 'a.txt,b.txt'`, `--cosmopedia_filter '{max_samples: 100}'`).
 """
 
+import math
 from pathlib import Path
 
 import yaml
@@ -25,6 +26,7 @@ DEFAULTS = {
     "max_train_samples": None,
     "max_validation_samples": None,
     "encoding_errors": "strict",  # or "replace" (bad bytes become U+FFFD)
+    "text_sample_by": "line",  # .txt files: one document per line, per blank-line paragraph, or per file (datasets' sample_by)
     "cosmopedia_filter": None,  # keyword arguments of data_prep.cosmopedia.filter_cosmopedia
     "preprocessing_num_workers": None,  # None: this process, the tokenizer on every core; N > 1: N worker processes
     # tokenizer
@@ -56,6 +58,7 @@ DEFAULTS = {
     "warmup_ratio": 0.06,
     "num_train_epochs": 1.0,
     "max_steps": -1,
+    "time_budget": None,  # minutes of training: steps planned from the measured step time, schedule ends with the budget
     "logging_steps": 50,
     "eval_steps": 500,
     "save_steps": 500,
@@ -144,6 +147,20 @@ def validate(recipe):
         raise UserError("the recipe sets no tokenizer_name; pass --tokenizer_name NAME_OR_PATH")
     if recipe["document_isolation"] and recipe["model_family"] != "small_encoder":
         raise UserError("document_isolation needs model_family small_encoder (stock RoBERTa has no document ids)")
+    if recipe["text_sample_by"] not in ("line", "paragraph", "document"):
+        raise UserError(f"text_sample_by must be line, paragraph or document, got {recipe['text_sample_by']!r}")
+    budget = recipe["time_budget"]
+    if budget is not None:
+        try:  # YAML reads 1e-3 (no dot) as a string
+            minutes = float(budget) if not isinstance(budget, bool) else math.nan
+        except (TypeError, ValueError):
+            minutes = math.nan
+        if not math.isfinite(minutes) or minutes <= 0:
+            raise UserError(f"--time_budget must be a positive number of minutes, got {budget!r}")
+        recipe["time_budget"] = minutes
+        if recipe["lr_scheduler_type"] not in ("linear", "cosine"):
+            raise UserError(f"--time_budget needs lr_scheduler_type linear or cosine (a schedule it can end with the "
+                            f"budget), got {recipe['lr_scheduler_type']!r}")
     for key in ("logging_steps", "eval_steps", "save_steps", "block_size", "per_device_train_batch_size"):
         if not isinstance(recipe[key], int) or recipe[key] <= 0:
             raise UserError(f"{key} must be a positive integer, got {recipe[key]!r}")

@@ -3,6 +3,7 @@ stop on a non-finite loss."""
 
 import hashlib
 import math
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -94,16 +95,36 @@ class MLMTrainer(Trainer):
         super().__init__(*args, **kwargs)
         if isinstance(self.data_collator, ResumableMLMCollator):
             self.add_callback(SyncCollatorWithState(self.data_collator))
+        # Wall time spent evaluating and saving inside train(), reported apart from the training time.
+        self.eval_seconds, self.save_seconds = 0.0, 0.0
+        self.lr_lambda = None  # a time budget's schedule, whose length may be re-planned during training
+
+    def create_scheduler(self, num_training_steps, optimizer=None):
+        if self.lr_lambda is None or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, self.lr_lambda)
+        return self.lr_scheduler
 
     def evaluate(self, *args, **kwargs):
+        started = time.perf_counter()
         collator = self.data_collator if isinstance(self.data_collator, ResumableMLMCollator) else None
-        if collator is None:
-            return super().evaluate(*args, **kwargs)
-        collator.evaluating, collator.eval_batches = True, 0
         try:
-            return super().evaluate(*args, **kwargs)
+            if collator is None:
+                return super().evaluate(*args, **kwargs)
+            collator.evaluating, collator.eval_batches = True, 0
+            try:
+                return super().evaluate(*args, **kwargs)
+            finally:
+                collator.evaluating = False
         finally:
-            collator.evaluating = False
+            self.eval_seconds += time.perf_counter() - started
+
+    def _save_checkpoint(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return super()._save_checkpoint(*args, **kwargs)
+        finally:
+            self.save_seconds += time.perf_counter() - started
 
     def log(self, logs, *args, **kwargs):
         if "loss" in logs and not math.isfinite(logs["loss"]):
@@ -119,3 +140,114 @@ class MLMTrainer(Trainer):
 
 def perplexity(loss):
     return math.exp(loss) if loss < 50 else float("inf")
+
+
+def measure_step_seconds(model, collator, dataset, args, min_steps=5, min_seconds=3.0, max_steps=50, warmup=2):
+    """Seconds one optimizer step takes (forward, backward, clipping, AdamW; collation included) on `args.device`.
+
+    Runs on the model itself and puts its starting weights back afterwards, so the run that follows starts from
+    the same weights as without calibration; the optimizer is a throwaway. Under several processes every process
+    measures and the slowest figure is used, so all of them plan the same number of steps."""
+    import copy
+    import time
+
+    device = args.device
+    snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    was_training, model = model.training, model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-12)
+    collator = copy.deepcopy(collator)
+    rows_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(args.bf16))
+
+    def step(index):
+        for micro in range(args.gradient_accumulation_steps):
+            start = ((index * args.gradient_accumulation_steps + micro) * args.per_device_train_batch_size) % max(1, len(dataset) - args.per_device_train_batch_size)
+            rows = dataset.select(range(start, min(len(dataset), start + args.per_device_train_batch_size)))
+            batch = collator([{k: row[k] for k in ("input_ids", "document_ids") if k in row} for row in rows])
+            with autocast:
+                loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+            loss.backward()
+        if args.max_grad_norm and args.max_grad_norm > 0:  # as Trainer: 0 or None means no clipping
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for index in range(warmup):
+        step(index)
+    sync()
+    started, done = time.perf_counter(), 0
+    while done < max_steps and (done < min_steps or time.perf_counter() - started < min_seconds):
+        step(warmup + done)
+        done += 1
+    sync()
+    seconds = (time.perf_counter() - started) / done
+    model.load_state_dict(snapshot)
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    del optimizer, snapshot
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        slowest = torch.tensor([seconds], device=device)
+        torch.distributed.all_reduce(slowest, op=torch.distributed.ReduceOp.MAX)
+        seconds = float(slowest)
+    return seconds, done, rows_per_step
+
+
+def budget_lr_lambda(kind, warmup_steps, total_steps):
+    """Linear warmup, then linear or cosine decay to zero at `total_steps()`, read at every step (it may be re-planned)."""
+
+    def factor(step):
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps() - warmup_steps))
+        return 1.0 - progress if kind == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class TimeBudget(TrainerCallback):
+    """Ends training after the budget's steps. Once, after a tenth of the first plan, it re-plans the step count from
+    the Trainer's own step times (evaluation and saving left out), which the calibration before training can only
+    estimate; the learning-rate schedule follows the new count, so it still ends exactly at the last step."""
+
+    def __init__(self, plan, trainer, on_replan):
+        self.plan, self.trainer, self.on_replan = plan, trainer, on_replan
+        self.total = plan.get("steps", plan["planned_steps"])
+        self.upper_bound = 2 * plan["planned_steps"]  # the Trainer's max_steps
+        first = plan["planned_steps"]
+        self.replan_at = None if "steps" in plan or first < 20 else max(10, first // 10)
+        self.step_times, self.last = [], None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now, spent = time.perf_counter(), self.trainer.eval_seconds + self.trainer.save_seconds
+        if self.last is not None:
+            self.step_times.append(now - self.last[0] - (spent - self.last[1]))
+        self.last = (now, spent)
+        if self.replan_at is not None and state.global_step >= self.replan_at:
+            self.replan(args, state, kwargs)
+        if state.global_step >= self.total:
+            control.should_training_stop = True
+
+    def replan(self, args, state, callback_kwargs):
+        skipped = len(self.step_times) // 4  # the first steps warm caches and allocators
+        measured = self.step_times[skipped:]
+        seconds = sum(measured) / len(measured)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            slowest = torch.tensor([seconds], device=args.device)
+            torch.distributed.all_reduce(slowest, op=torch.distributed.ReduceOp.MAX)
+            seconds = float(slowest)
+        wanted = int(self.plan["minutes"] * 60 // seconds)
+        self.total = max(state.global_step, min(wanted, self.upper_bound))
+        self.replan_at = None
+        self.plan.update(steps=self.total, replanned_at_step=state.global_step, measured_step_seconds=round(seconds, 5),
+                         measured_steps=len(measured), capped=wanted > self.upper_bound)
+        state.max_steps = self.total
+        for callback in self.trainer.callback_handler.callbacks:  # the progress bar shows the new total
+            bar = getattr(callback, "training_bar", None)
+            if bar is not None:
+                bar.total = self.total
+                bar.refresh()
+        self.on_replan(self.plan)

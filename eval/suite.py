@@ -1,0 +1,292 @@
+"""One evaluation suite, one protocol per name, every figure against the random-init floor.
+
+    python eval/suite.py --model_name_or_path runs/tuned-5m --data_dir ../shared/data --output_dir out/suite
+    python eval/suite.py --model_name_or_path DIR_OR_HUB_ID --data_dir ../shared/data --output_dir OUT --protocol full
+
+For the model and for the same architecture with random weights (the floor: what the architecture gets
+with no pretraining at all, under the same protocol) it measures:
+- GLUE: every task whose train and dev files are under DATA_DIR/glue, fine-tuned with eval/run_glue.py's
+  code, median of 3 seeds; the GLUE average is the mean task score over the tasks present, WNLI left out
+  (its dev set is adversarial to training: BERT's paper and most since report it apart).
+- held-out MLM perplexity at the model's own masking rate (from its recipe.yaml; 15% for stock
+  checkpoints), masks fixed by seed 0, on the run's validation files or DATA_DIR/wikitext-2/valid.txt;
+- STS-B dev zero-shot (mean-pooled embeddings, cosine, Spearman x100);
+- MMLU val, 0-shot, options scored by masked-LM pseudo-log-likelihood.
+
+The floor is cached per architecture, tokenizer and protocol (~/.cache/small-encoders/floors, or
+--floor_cache), so it is paid once. OUT/results.json holds everything; OUT/summary.md is the table
+(floor, pretrained, difference) that model_cards/generate.py puts into the card.
+
+Protocols (PROTOCOLS below):
+- cpu: about 45 minutes for a 20M model on 2 cores, model and floor together (a 5M model: about a third):
+  GLUE training sets capped at 2,000 examples, 3 epochs; MMLU capped at 10 questions per subject (570);
+  perplexity on at most 1,000 blocks. Capped training sets favour pretraining more than full ones do.
+- full: the standard protocol for a GPU: full training sets, 3 epochs, all 1,529 MMLU val questions.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from data_prep.errors import UserError  # noqa: E402
+from data_prep.files import write_atomic  # noqa: E402
+
+SUITE_VERSION = 1
+GLUE_SETTINGS = dict(learning_rate=1e-4, per_device_train_batch_size=32, max_seq_length=128, weight_decay=0.01,
+                     warmup_ratio=0.06, seeds="1,2,3")
+PROTOCOLS = {
+    "cpu": dict(GLUE_SETTINGS, max_train_samples=2000, num_train_epochs=3.0, mmlu_max_per_subject=10, perplexity_max_blocks=1000),
+    "full": dict(GLUE_SETTINGS, max_train_samples=None, num_train_epochs=3.0, mmlu_max_per_subject=None, perplexity_max_blocks=None),
+}
+NOT_AVERAGED = ("wnli",)
+# How a task's metrics make its one GLUE score (the GLUE leaderboard's convention), x100.
+TASK_SCORE = {"mrpc": ("f1", "accuracy"), "stsb": ("pearson", "spearmanr"), "qqp": ("f1", "accuracy"),
+              "mnli": ("accuracy_matched", "accuracy_mismatched")}
+
+
+def task_score(task, summary):
+    names = TASK_SCORE.get(task) or tuple(summary)[:1]
+    return 100 * statistics.mean(summary[name]["median"] for name in names)
+
+
+def glue_average(glue):
+    scores = [task_score(task, result["summary"]) for task, result in glue.items() if task not in NOT_AVERAGED]
+    return statistics.mean(scores) if scores else None
+
+
+def model_facts(path):
+    """(masking rate, block size, recorded validation files) from a folder this repository saved, else defaults."""
+    import yaml
+
+    folder = Path(path)
+    recipe = yaml.safe_load((folder / "recipe.yaml").read_text()) if (folder / "recipe.yaml").is_file() else {}
+    return float(recipe.get("mlm_probability") or 0.15), recipe.get("block_size"), recipe.get("validation_files")
+
+
+def architecture_key(config, tokenizer, protocol):
+    """What decides the floor: the config without names and paths, the tokenizer, the protocol, the suite version."""
+    fields = {k: v for k, v in config.to_dict().items()
+              if k not in ("_name_or_path", "transformers_version", "architectures", "auto_map", "dtype", "torch_dtype",
+                           "id2label", "label2id", "sparse_prediction")}
+    tokenizer_text = tokenizer.backend_tokenizer.to_str() if tokenizer.is_fast else repr(sorted(tokenizer.get_vocab().items()))
+    blob = json.dumps([SUITE_VERSION, protocol, PROTOCOLS[protocol], fields,
+                       hashlib.sha256(tokenizer_text.encode()).hexdigest()], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def glue_tasks(data_dir):
+    from eval.glue_data import available_tasks
+
+    return available_tasks(Path(data_dir) / "glue") if (Path(data_dir) / "glue").is_dir() else []
+
+
+def run_glue_tasks(model_path, tokenizer, tasks, settings, data_dir, output_dir, random_init):
+    from eval.run_glue import parse_args, run_task
+
+    results = {}
+    for task in tasks:
+        args = parse_args(["--model_name_or_path", str(model_path), "--task_name", task, "--output_dir", str(output_dir),
+                           "--data_dir", str(Path(data_dir) / "glue")])
+        for key in ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "max_seq_length", "weight_decay",
+                    "warmup_ratio", "seeds", "max_train_samples"):
+            setattr(args, key, settings[key])
+        args.random_init = random_init
+        results[task] = run_task(args, task, tokenizer)
+        print(f"[{'floor' if random_init else 'model'}] {task}: "
+              + ", ".join(f"{k} {v['median']:.4f}" for k, v in results[task]["summary"].items()), flush=True)
+    return results
+
+
+def masked_lm(model_path, random_init):
+    import torch
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    from eval.loading import quiet_load_reports
+
+    with quiet_load_reports():
+        if random_init:
+            torch.manual_seed(0)
+            config = AutoConfig.from_pretrained(model_path, trust_remote_code=True)
+            return AutoModelForMaskedLM.from_config(config, trust_remote_code=True).eval()
+        return AutoModelForMaskedLM.from_pretrained(model_path, trust_remote_code=True).eval()
+
+
+def zero_shot_measures(model_path, tokenizer, data_dir, settings, perplexity_blocks, mlm_probability, random_init):
+    """Perplexity, STS-B zero-shot and MMLU for the model or its random-init floor."""
+    from eval.embeddings import sts_zero_shot
+    from eval.mmlu_probe import OptionScorer, read_mmlu_folder, run_probe, wilson_interval
+    from eval.perplexity import masked_perplexity
+
+    model = masked_lm(model_path, random_init)
+    out = {}
+    if perplexity_blocks is not None:
+        started = time.time()
+        value, loss, count = masked_perplexity(model, tokenizer, perplexity_blocks, mlm_probability, seed=0)
+        out["perplexity"] = {"perplexity": value, "loss": loss, "tokens_scored": count, "blocks": len(perplexity_blocks),
+                             "mlm_probability": mlm_probability, "seconds": round(time.time() - started, 1)}
+    stsb = Path(data_dir) / "glue" / "STS-B" / "dev.tsv"
+    if stsb.is_file():
+        started = time.time()
+        spearman, pairs = sts_zero_shot(model.base_model, tokenizer, Path(data_dir) / "glue")
+        out["stsb_zero_shot"] = {"spearman": spearman, "pairs": pairs, "seconds": round(time.time() - started, 1)}
+    mmlu = Path(data_dir) / "mmlu" / "val"
+    if mmlu.is_dir():
+        started = time.time()
+        per_subject = run_probe(OptionScorer(model, tokenizer), read_mmlu_folder(mmlu), max_questions=settings["mmlu_max_per_subject"])
+        correct, total = sum(c for c, _ in per_subject.values()), sum(t for _, t in per_subject.values())
+        out["mmlu"] = {"accuracy": correct / total, "ci95": list(wilson_interval(correct, total)), "correct": correct,
+                       "total": total, "k_shot": 0, "seconds": round(time.time() - started, 1)}
+    return out
+
+
+def measure(model_path, tokenizer, data_dir, settings, tasks, perplexity_blocks, mlm_probability, scratch, random_init):
+    started = time.time()
+    result = {"glue": run_glue_tasks(model_path, tokenizer, tasks, settings, data_dir, scratch, random_init)}
+    result["glue_average"] = glue_average(result["glue"])
+    result.update(zero_shot_measures(model_path, tokenizer, data_dir, settings, perplexity_blocks, mlm_probability, random_init))
+    result["seconds"] = round(time.time() - started, 1)
+    return json.loads(json.dumps(result))  # as it will be read back from results.json and the floor cache (string keys)
+
+
+def table_rows(model, floor):
+    """[(what, floor, pretrained)] with the numbers as they are reported (x100 for GLUE, accuracy in %)."""
+    rows = []
+    for task in model["glue"]:
+        names = TASK_SCORE.get(task) or tuple(model["glue"][task]["summary"])[:1]
+        label = f"GLUE {task} ({'/'.join(names)})" + (" (not averaged)" if task in NOT_AVERAGED else "")
+        rows.append((label, task_score(task, floor["glue"][task]["summary"]), task_score(task, model["glue"][task]["summary"])))
+    if model.get("glue_average") is not None:
+        rows.append((f"GLUE average ({len([t for t in model['glue'] if t not in NOT_AVERAGED])} tasks)",
+                     floor["glue_average"], model["glue_average"]))
+    if "perplexity" in model:
+        rows.append((f"held-out MLM perplexity ({model['perplexity']['mlm_probability']:.0%} masking; lower is better)",
+                     floor["perplexity"]["perplexity"], model["perplexity"]["perplexity"]))
+    if "stsb_zero_shot" in model:
+        rows.append(("STS-B dev zero-shot (Spearman x100)", floor["stsb_zero_shot"]["spearman"], model["stsb_zero_shot"]["spearman"]))
+    if "mmlu" in model:
+        rows.append((f"MMLU val 0-shot accuracy % ({model['mmlu']['total']:,} questions; chance 25)",
+                     100 * floor["mmlu"]["accuracy"], 100 * model["mmlu"]["accuracy"]))
+    return rows
+
+
+def summary_markdown(results):
+    lines = [f"Suite v{SUITE_VERSION}, protocol `{results['protocol']}`, model `{results['model']}`", "",
+             "| measurement | random-init floor | pretrained | difference |", "|---|---|---|---|"]
+    for row in results["table"]:
+        lines.append(f"| {row['what']} | {row['floor']:.2f} | {row['pretrained']:.2f} | {row['difference']:+.2f} |")
+    seeds = results["protocol_settings"]["seeds"]
+    lines += ["", f"GLUE: dev sets, median of seeds {seeds}; settings {json.dumps(results['protocol_settings'])}.",
+              f"Floor {'from the cache' if results['floor_cached'] else 'measured now'} ({results['floor_key']}). "
+              f"Time: model {results['pretrained']['seconds']:.0f} s, floor {results['floor']['seconds']:.0f} s "
+              f"({'earlier' if results['floor_cached'] else 'now'}).",
+              f"Command: `{results['command']}`", ""]
+    return "\n".join(lines)
+
+
+def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None, perplexity_files=None, tasks=None):
+    """Measure the model and its floor; write OUT/results.json and OUT/summary.md; return the results."""
+    import shlex
+
+    from transformers import AutoConfig
+
+    import modeling  # noqa: F401  registers the SmallEncoder family
+    from data_prep.tokenizer import load_tokenizer
+    from eval.glue_data import TASKS
+    from eval.perplexity import eval_blocks
+    from recipes.pretrain_mlm import describe_hardware
+
+    if protocol not in PROTOCOLS:
+        raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if not Path(data_dir).is_dir():
+        raise UserError(f"--data_dir {data_dir} is not a folder; give the folder that holds glue/, mmlu/ and wikitext-2/")
+    settings = PROTOCOLS[protocol]
+    try:
+        config = AutoConfig.from_pretrained(str(model_path), trust_remote_code=True)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot load a model from {model_path!r}: {str(error).splitlines()[0]}") from None
+    tokenizer = load_tokenizer(model_path)
+    present = glue_tasks(data_dir)
+    if tasks:
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown:
+            raise UserError(f"unknown GLUE task(s) {unknown} in --tasks; choose from {', '.join(TASKS)}")
+        missing = [t for t in tasks if t not in present]
+        if missing:
+            raise UserError(f"--tasks {','.join(missing)}: no train and dev files under {Path(data_dir) / 'glue'}")
+        present = list(tasks)
+    mlm_probability, block_size, recorded_validation = model_facts(model_path)
+    limit = getattr(config, "max_position_embeddings", 512) - (2 if config.model_type in ("roberta", "xlm-roberta") else 0)
+    block_size = min(block_size or 128, limit)
+    files = perplexity_files or (recorded_validation if recorded_validation and all(
+        Path(p).exists() for p in str(recorded_validation).split(",")) else None)
+    if files is None and (Path(data_dir) / "wikitext-2" / "valid.txt").is_file():
+        files = str(Path(data_dir) / "wikitext-2" / "valid.txt")
+    blocks = eval_blocks(tokenizer, files, block_size=block_size, max_blocks=settings["perplexity_max_blocks"]) if files else None
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    key = architecture_key(config, tokenizer, protocol)
+    cache = Path(floor_cache or Path(os.environ.get("SMALL_ENCODERS_CACHE", Path.home() / ".cache" / "small-encoders")) / "floors")
+    floor_file = cache / f"{key}.json"
+    floor = json.loads(floor_file.read_text()) if floor_file.is_file() else None
+    floor_cached = floor is not None and set(present) <= set(floor["glue"]) and (blocks is None or floor.get("perplexity_data") == files)
+    print(f"suite v{SUITE_VERSION}, protocol {protocol}: GLUE {', '.join(present) or 'none'}; perplexity on "
+          f"{files or 'nothing (no held-out text)'}; floor {'cached' if floor_cached else 'to measure'} ({key})", flush=True)
+
+    scratch = output_dir / "scratch"
+    model = measure(model_path, tokenizer, data_dir, settings, present, blocks, mlm_probability, scratch, random_init=False)
+    if not floor_cached:
+        floor = measure(model_path, tokenizer, data_dir, settings, present, blocks, mlm_probability, scratch, random_init=True)
+        floor["perplexity_data"] = files
+        floor_file.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(floor_file, json.dumps(floor, indent=1))
+    floor = dict(floor, glue={t: floor["glue"][t] for t in present})
+    floor["glue_average"] = glue_average(floor["glue"])
+    table = [{"what": what, "floor": f, "pretrained": p, "difference": p - f} for what, f, p in table_rows(model, floor)]
+    results = {
+        "suite_version": SUITE_VERSION, "protocol": protocol, "protocol_settings": settings, "model": str(model_path),
+        "model_type": config.model_type, "data_dir": str(data_dir), "perplexity_data": files, "glue_tasks": present,
+        "floor_key": key, "floor_cached": floor_cached, "floor_cache_file": str(floor_file),
+        "hardware": describe_hardware(1), "command": " ".join(["python"] + [shlex.quote(a) for a in sys.argv]),
+        "pretrained": model, "floor": floor, "table": table,
+    }
+    write_atomic(output_dir / "results.json", json.dumps(results, indent=1))
+    write_atomic(output_dir / "summary.md", summary_markdown(results))
+    import shutil
+
+    shutil.rmtree(scratch, ignore_errors=True)
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_name_or_path", required=True, help="a saved model folder or a Hub id (any masked LM)")
+    parser.add_argument("--data_dir", required=True, help="folder holding glue/, mmlu/ and wikitext-2/ (../shared/data here)")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--protocol", default="cpu", help=f"one of {', '.join(PROTOCOLS)}")
+    parser.add_argument("--perplexity_files", default=None, help="held-out text for perplexity (default: the run's validation files, else wikitext-2/valid.txt)")
+    parser.add_argument("--tasks", default=None, help="comma-separated GLUE tasks (default: every task present)")
+    parser.add_argument("--floor_cache", default=None, help="folder of cached floors (default: ~/.cache/small-encoders/floors)")
+    args = parser.parse_args(argv)
+    try:
+        results = run_suite(args.model_name_or_path, args.data_dir, args.output_dir, args.protocol, args.floor_cache,
+                            args.perplexity_files, [t for t in args.tasks.split(",") if t] if args.tasks else None)
+        print(summary_markdown(results))
+        print(f"wrote {Path(args.output_dir) / 'results.json'} and {Path(args.output_dir) / 'summary.md'}")
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

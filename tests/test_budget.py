@@ -1,0 +1,64 @@
+"""--time_budget: steps planned from a measured step time, the schedule ending with the budget, the plan kept on resume."""
+
+import json
+
+import pytest
+from test_reliability import SMOKE, error_line, run
+
+from data_prep.errors import UserError
+from recipes.recipe import load_recipe
+
+# Checkpoints every 4 steps, evaluation rarely: a budget run plans dozens to hundreds of tiny steps.
+BUDGET = SMOKE[:3] + ["--save_steps", "4", "--logging_steps", "2", "--eval_steps", "1000", "--time_budget"]
+
+
+@pytest.mark.parametrize("value", [0, -3, "abc", "nan", "inf", True])
+def test_bad_budgets_are_refused(value):
+    with pytest.raises(UserError, match="--time_budget must be a positive number of minutes"):
+        load_recipe("quickstart", {"time_budget": value})
+
+
+def test_budget_strings_that_are_numbers_are_taken():
+    assert load_recipe("quickstart", {"time_budget": "1e-1"})["time_budget"] == pytest.approx(0.1)
+    assert load_recipe("tuned-5m")["time_budget"] == 60 and load_recipe("tuned-20m")["time_budget"] == 10
+
+
+def test_a_budget_too_short_for_one_step_is_one_error_line(tmp_path):
+    result = run(BUDGET + ["1e-7", "--output_dir", str(tmp_path / "out")], tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "is shorter than one training step" in error_line(result.stderr)
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_budget_run_trains_its_planned_steps_and_the_schedule_ends_there(tmp_path):
+    out = tmp_path / "out"
+    result = run(BUDGET + ["0.05", "--output_dir", str(out)], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    plan = json.loads((out / "budget_plan.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    assert results["time_budget"] == plan and plan["minutes"] == 0.05
+    assert plan["planned_steps"] == int(0.05 * 60 // plan["step_seconds"]) > 20  # the smoke's max_steps 8 gives way
+    assert plan["planned_tokens"] == plan["planned_steps"] * 8 * 64
+    # Re-planned once, after a tenth of the first plan, from the Trainer's own step times.
+    assert plan["replanned_at_step"] == max(10, plan["planned_steps"] // 10)
+    assert plan["steps"] == min(int(0.05 * 60 // plan["measured_step_seconds"]), 2 * plan["planned_steps"])
+    assert results["train_steps"] == plan["steps"] and results["train_tokens"] == plan["steps"] * 8 * 64
+    assert f"-> {plan['steps']:,} steps in all" in result.stdout
+    assert results["tokens_per_second"] > 0 and "eval_seconds_during_training" in results and "save_seconds" in results
+    assert f"-> {plan['planned_steps']:,} steps" in result.stdout
+    rates = [entry["learning_rate"] for entry in json.loads((out / "training_log.json").read_text()) if "learning_rate" in entry]
+    assert max(rates) > 0.5e-3 and rates[-1] < 0.05 * max(rates)  # warmup reached the peak, decay reached the end
+
+
+def test_killed_budget_run_resumes_with_the_recorded_plan(tmp_path):
+    out = tmp_path / "out"
+    killed = run(BUDGET + ["0.05", "--output_dir", str(out)], tmp_path, wrapper=["kill", "4"])
+    assert killed.returncode == -9
+    plan = json.loads((out / "budget_plan.json").read_text())
+    resumed = run(BUDGET + ["0.05", "--output_dir", str(out), "--resume_from_checkpoint", "latest"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "recorded plan, resumed" in resumed.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["train_steps"] == results["time_budget"]["steps"]
+    assert results["time_budget"]["step_seconds"] == plan["step_seconds"] and results["time_budget"]["resumed"] is True
+    assert results["time_budget"]["planned_steps"] == plan["planned_steps"]

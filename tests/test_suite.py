@@ -1,0 +1,133 @@
+"""eval/suite.py: model and random-init floor under one protocol, the floor cached, the table and the card."""
+
+import json
+import random
+
+import pytest
+import torch
+from conftest import WORDS, tiny_config
+
+from eval import suite
+
+
+def synthetic_data_dir(root, rows=24, seed=0):
+    """GLUE SST-2, STS-B and WNLI, two MMLU subjects and held-out text, small enough for seconds of fine-tuning."""
+    rng = random.Random(seed)
+
+    def sentence():
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 9)))
+
+    def write(path, lines):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+
+    for split in ("train", "dev"):
+        write(root / "glue" / "SST-2" / f"{split}.tsv", ["sentence\tlabel"] + [f"{sentence()}\t{i % 2}" for i in range(rows)])
+        write(root / "glue" / "WNLI" / f"{split}.tsv", ["index\tsentence1\tsentence2\tlabel"]
+              + [f"{i}\t{sentence()}\t{sentence()}\t{i % 2}" for i in range(rows)])
+        write(root / "glue" / "STS-B" / f"{split}.tsv", ["index\tsentence1\tsentence2\tscore"]
+              + [f"{i}\t{sentence()}\t{sentence()}\t{rng.uniform(0, 5):.2f}" for i in range(rows)])
+    for subject in ("astronomy", "virology"):
+        write(root / "mmlu" / "val" / f"{subject}_val.csv",
+              [",".join([sentence(), sentence(), sentence(), sentence(), sentence(), "ABCD"[i % 4]]) for i in range(3)])
+    write(root / "wikitext-2" / "valid.txt", [sentence() for _ in range(200)])
+    return root
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return synthetic_data_dir(tmp_path / "data")
+
+
+def save_model(folder, tokenizer, **config):
+    from modeling import SmallEncoderForMaskedLM
+
+    torch.manual_seed(0)
+    SmallEncoderForMaskedLM(tiny_config(vocab_size=len(tokenizer), max_position_embeddings=128, **config)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_suite_measures_model_and_floor_and_caches_the_floor(tmp_path, tiny_tokenizer, data_dir, monkeypatch):
+    model_dir = save_model(tmp_path / "model", tiny_tokenizer)
+    cache = tmp_path / "floors"
+    calls = []
+    measure = suite.measure
+    monkeypatch.setattr(suite, "measure", lambda *a, **k: calls.append(k["random_init"]) or measure(*a, **k))
+
+    first = suite.run_suite(model_dir, data_dir, tmp_path / "out1", "cpu", floor_cache=cache)
+    assert calls == [False, True] and not first["floor_cached"]
+    assert first["glue_tasks"] == ["sst2", "stsb", "wnli"]
+    saved = json.loads((tmp_path / "out1" / "results.json").read_text())
+    assert saved["table"] == first["table"]
+    rows = {row["what"]: row for row in first["table"]}
+    for row in first["table"]:
+        assert row["difference"] == pytest.approx(row["pretrained"] - row["floor"])
+    # The average leaves WNLI out; STS-B's score is the mean of Pearson and Spearman.
+    stsb = first["pretrained"]["glue"]["stsb"]["summary"]
+    sst2 = first["pretrained"]["glue"]["sst2"]["summary"]["accuracy"]["median"]
+    expected = (100 * sst2 + 50 * (stsb["pearson"]["median"] + stsb["spearmanr"]["median"])) / 2
+    assert rows["GLUE average (2 tasks)"]["pretrained"] == pytest.approx(expected)
+    assert first["pretrained"]["glue"]["sst2"]["hyperparameters"]["seeds"] == "1,2,3"
+    assert first["pretrained"]["glue"]["sst2"]["random_init"] is False and first["floor"]["glue"]["sst2"]["random_init"] is True
+    assert first["pretrained"]["mmlu"]["total"] == 6 and first["pretrained"]["perplexity"]["mlm_probability"] == 0.15
+    summary = (tmp_path / "out1" / "summary.md").read_text()
+    assert "| measurement | random-init floor | pretrained | difference |" in summary and "GLUE sst2 (accuracy)" in summary
+
+    calls.clear()
+    second = suite.run_suite(model_dir, data_dir, tmp_path / "out2", "cpu", floor_cache=cache)
+    assert calls == [False] and second["floor_cached"]
+    for task in first["glue_tasks"]:  # the floor comes from the cache; the model's figures repeat to the digit
+        assert second["floor"]["glue"][task]["per_seed"] == first["floor"]["glue"][task]["per_seed"]
+        assert second["pretrained"]["glue"][task]["per_seed"] == first["pretrained"]["glue"][task]["per_seed"]
+    assert second["table"] == first["table"]
+
+    wider = save_model(tmp_path / "wider", tiny_tokenizer, hidden_size=64)
+    calls.clear()
+    third = suite.run_suite(wider, data_dir, tmp_path / "out3", "cpu", floor_cache=cache, tasks=["sst2"])
+    assert calls == [False, True] and third["floor_key"] != first["floor_key"]
+
+
+def test_same_seeds_give_the_same_glue_figures_and_the_card_shows_the_table(tmp_path, tiny_tokenizer, data_dir):
+    from model_cards.generate import build_card
+
+    model_dir = save_model(tmp_path / "model", tiny_tokenizer)
+    one = suite.run_suite(model_dir, data_dir, tmp_path / "a", "cpu", floor_cache=tmp_path / "floors", tasks=["sst2"])
+    two = suite.run_suite(model_dir, data_dir, tmp_path / "b", "cpu", floor_cache=tmp_path / "other", tasks=["sst2"])
+    assert one["pretrained"]["glue"]["sst2"]["per_seed"] == two["pretrained"]["glue"]["sst2"]["per_seed"]
+    assert one["floor"]["glue"]["sst2"]["per_seed"] == two["floor"]["glue"]["sst2"]["per_seed"]
+    card, front = build_card(model_dir, [tmp_path / "a" / "results.json"])
+    row = next(r for r in one["table"] if r["what"].startswith("GLUE sst2"))
+    assert f"{row['pretrained']:.2f} (random-init floor {row['floor']:.2f}, difference {row['difference']:+.2f})" in card
+    glue = [r for r in front["model-index"][0]["results"] if r["task"]["type"] == "text-classification"]
+    assert glue[0]["dataset"]["config"] == "sst2"
+
+
+def test_suite_evaluates_a_stock_roberta_folder(tmp_path, tiny_tokenizer, data_dir):
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=130, pad_token_id=tiny_tokenizer.pad_token_id, type_vocab_size=2)
+    RobertaForMaskedLM(config).save_pretrained(tmp_path / "roberta")
+    tiny_tokenizer.save_pretrained(tmp_path / "roberta")
+    result = suite.run_suite(tmp_path / "roberta", data_dir, tmp_path / "out", "cpu", floor_cache=tmp_path / "floors", tasks=["sst2"])
+    assert result["model_type"] == "roberta" and result["pretrained"]["perplexity"]["blocks"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--protocol", "fast"], "--protocol must be one of cpu, full"),
+    (["--tasks", "sst2,nosuch"], "unknown GLUE task(s) ['nosuch']"),
+    (["--tasks", "rte"], "--tasks rte: no train and dev files"),
+])
+def test_bad_suite_arguments_are_one_line(tmp_path, tiny_tokenizer, data_dir, capsys, args, message):
+    model_dir = save_model(tmp_path / "model", tiny_tokenizer)
+    code = suite.main(["--model_name_or_path", str(model_dir), "--data_dir", str(data_dir), "--output_dir", str(tmp_path / "out"),
+                       "--floor_cache", str(tmp_path / "floors"), *args])
+    assert code == 1 and message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_missing_model_folder_is_one_line(tmp_path, data_dir, capsys):
+    code = suite.main(["--model_name_or_path", str(tmp_path / "nothing"), "--data_dir", str(data_dir), "--output_dir", str(tmp_path / "o")])
+    assert code == 1 and "cannot load a model from" in capsys.readouterr().err
