@@ -212,8 +212,9 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
             lines.append(f"| throughput | {run['tokens_per_second']:,} tokens/s |")
         if run.get("time_budget"):
             budget = run["time_budget"]
+            replanned = f", re-planned to {budget['steps']:,} from the training's own step times" if "steps" in budget else ""
             lines.append(f"| time budget | {budget['minutes']:g} min of training: {budget['planned_steps']:,} steps planned from a "
-                         f"measured {budget['step_seconds']:.3f} s per step |")
+                         f"measured {budget['step_seconds']:.3f} s per step{replanned} |")
         if run.get("hardware"):
             lines.append(f"| hardware | {run['hardware']} |")
     command = run.get("command") or f"python recipes/pretrain_mlm.py --recipe {recipe.get('recipe', '?')}" + (" --smoke" if smoke else "")
