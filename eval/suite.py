@@ -18,9 +18,9 @@ The floor is cached per architecture, tokenizer and protocol (~/.cache/small-enc
 (floor, pretrained, difference) that model_cards/generate.py puts into the card.
 
 Protocols (PROTOCOLS below):
-- cpu: about 45 minutes for a 20M model on 2 cores, model and floor together (a 5M model: about a third):
-  GLUE training sets capped at 2,000 examples, 3 epochs; MMLU capped at 10 questions per subject (570);
-  perplexity on at most 1,000 blocks. Capped training sets favour pretraining more than full ones do.
+- cpu: meant for a 2-core CPU, sized by caps: GLUE training sets capped at 2,000 examples, 3 epochs; MMLU
+  capped at 10 questions per subject (570); perplexity on at most 1,000 blocks. Measured time is in the README.
+  Capped training sets favour pretraining more than full ones do.
 - full: the standard protocol for a GPU: full training sets, 3 epochs, all 1,529 MMLU val questions.
 """
 
