@@ -203,6 +203,8 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
               "## Training", "", "| setting | value |", "|---|---|"]
     for key in ("mlm_probability", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
                 "adam_beta1", "adam_beta2", "adam_epsilon", "lr_scheduler_type", "warmup_ratio", "num_train_epochs", "max_steps", "seed"):
+        if key in ("num_train_epochs", "max_steps") and recipe.get("time_budget"):
+            continue  # a budget run's length is its time budget (row below), not these
         if key in recipe:
             lines.append(f"| {key} | {recipe[key]} |")
     if run:
