@@ -108,15 +108,13 @@ class MLMTrainer(Trainer):
     def evaluate(self, *args, **kwargs):
         started = time.perf_counter()
         collator = self.data_collator if isinstance(self.data_collator, ResumableMLMCollator) else None
-        try:
-            if collator is None:
-                return super().evaluate(*args, **kwargs)
+        if collator is not None:
             collator.evaluating, collator.eval_batches = True, 0
-            try:
-                return super().evaluate(*args, **kwargs)
-            finally:
-                collator.evaluating = False
+        try:
+            return super().evaluate(*args, **kwargs)
         finally:
+            if collator is not None:
+                collator.evaluating = False
             self.eval_seconds += time.perf_counter() - started
 
     def _save_checkpoint(self, *args, **kwargs):
@@ -149,7 +147,6 @@ def measure_step_seconds(model, collator, dataset, args, min_steps=5, min_second
     the same weights as without calibration; the optimizer is a throwaway. Under several processes every process
     measures and the slowest figure is used, so all of them plan the same number of steps."""
     import copy
-    import time
 
     device = args.device
     snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -188,12 +185,16 @@ def measure_step_seconds(model, collator, dataset, args, min_steps=5, min_second
     model.load_state_dict(snapshot)
     model.zero_grad(set_to_none=True)
     model.train(was_training)
-    del optimizer, snapshot
+    return slowest_across_processes(seconds, device), done, rows_per_step
+
+
+def slowest_across_processes(seconds, device):
+    """The largest of every process's figure, so that all processes plan the same number of steps."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         slowest = torch.tensor([seconds], device=device)
         torch.distributed.all_reduce(slowest, op=torch.distributed.ReduceOp.MAX)
-        seconds = float(slowest)
-    return seconds, done, rows_per_step
+        return float(slowest)
+    return seconds
 
 
 def budget_lr_lambda(kind, warmup_steps, total_steps):
@@ -234,11 +235,7 @@ class TimeBudget(TrainerCallback):
     def replan(self, args, state, callback_kwargs):
         skipped = len(self.step_times) // 4  # the first steps warm caches and allocators
         measured = self.step_times[skipped:]
-        seconds = sum(measured) / len(measured)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            slowest = torch.tensor([seconds], device=args.device)
-            torch.distributed.all_reduce(slowest, op=torch.distributed.ReduceOp.MAX)
-            seconds = float(slowest)
+        seconds = slowest_across_processes(sum(measured) / len(measured), args.device)
         wanted = int(self.plan["minutes"] * 60 // seconds)
         self.total = max(state.global_step, min(wanted, self.upper_bound))
         self.replan_at = None
