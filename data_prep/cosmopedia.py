@@ -9,7 +9,8 @@ Criteria, applied in this order, each counted in the report:
    length between 3 and 10 characters.
 5. `exact_duplicate`: identical text after lower-casing and collapsing whitespace (first kept).
 6. `near_duplicate`: word 5-gram shingle sets whose Jaccard similarity to a kept row, estimated by
-   a 64-permutation MinHash (candidates from 16 bands of 4), is at least 0.8 (first kept).
+   a 64-permutation MinHash, is at least 0.8 (first kept). MinHash and the LSH index that finds the
+   candidates are `datasketch`'s (`MinHash`, `MinHashLSH` at the same 0.8 threshold).
 7. `sample`: a seeded shuffle, then the first `max_samples` rows are kept.
 
 Everything is deterministic for a given input and seed.
@@ -17,8 +18,6 @@ Everything is deterministic for a given input and seed.
 
 import hashlib
 import re
-
-import numpy as np
 
 from .errors import UserError
 
@@ -46,28 +45,29 @@ def normalise(text):
     return " ".join(text.lower().split())
 
 
-PERMUTATIONS, BANDS = 64, 16
-PRIME = (1 << 61) - 1
-_rng = np.random.default_rng(20240601)
-_A = _rng.integers(1, 1 << 31, PERMUTATIONS, dtype=np.uint64)
-_B = _rng.integers(0, 1 << 31, PERMUTATIONS, dtype=np.uint64)
+PERMUTATIONS = 64
+MINHASH_SEED = 1  # datasketch's default: the same permutations in every process, so the filter is deterministic
 
 
 def minhash(text):
-    """MinHash signature (64 universal-hash permutations) of the word 5-gram shingles of a text."""
+    """`datasketch.MinHash` (64 permutations) of the word 5-gram shingles of a text."""
+    from datasketch import MinHash
+
     words = WORD.findall(text.lower())
     shingles = {" ".join(words[i : i + SHINGLE]) for i in range(max(1, len(words) - SHINGLE + 1))}
-    hashes = np.frombuffer(b"".join(hashlib.blake2b(s.encode(), digest_size=4).digest() for s in sorted(shingles)), dtype=np.uint32)
-    return ((hashes.astype(np.uint64)[:, None] * _A + _B) % PRIME).min(axis=0)
+    signature = MinHash(num_perm=PERMUTATIONS, seed=MINHASH_SEED)
+    signature.update_batch([s.encode() for s in sorted(shingles)])
+    return signature
 
 
 def find_duplicates(texts, threshold=NEAR_JACCARD):
-    """Indices to drop as exact and as near duplicates of an earlier row."""
+    """Indices to drop as exact and as near duplicates of an earlier row (the first of a group is kept)."""
+    from datasketch import MinHashLSH
+
     exact, near = [], []
     seen_exact = set()
-    buckets = [{} for _ in range(BANDS)]
+    index_of_kept = MinHashLSH(threshold=threshold, num_perm=PERMUTATIONS)
     kept = []
-    rows = PERMUTATIONS // BANDS
     for index, text in enumerate(texts):
         key = hashlib.blake2b(normalise(text).encode(), digest_size=16).digest()
         if key in seen_exact:
@@ -75,13 +75,11 @@ def find_duplicates(texts, threshold=NEAR_JACCARD):
             continue
         seen_exact.add(key)
         signature = minhash(text)
-        bands = [signature[b * rows : (b + 1) * rows].tobytes() for b in range(BANDS)]
-        candidates = {k for b, band in enumerate(bands) for k in buckets[b].get(band, ())}
-        if any((kept[k] == signature).mean() >= threshold for k in candidates):
+        # LSH candidates are likely, not certain, matches: keep the threshold on the estimated Jaccard itself.
+        if any(signature.jaccard(kept[k]) >= threshold for k in index_of_kept.query(signature)):
             near.append(index)
             continue
-        for b, band in enumerate(bands):
-            buckets[b].setdefault(band, []).append(len(kept))
+        index_of_kept.insert(len(kept), signature)
         kept.append(signature)
     return exact, near
 

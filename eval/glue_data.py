@@ -15,6 +15,12 @@ from data_prep.errors import UserError
 
 NLI2 = ["entailment", "not_entailment"]
 NLI3 = ["entailment", "neutral", "contradiction"]
+# The class names of nyu-mll/glue on the Hub, for a fine-tuned model's config (id2label); STS-B is a regression.
+LABEL_NAMES = {
+    "cola": ["unacceptable", "acceptable"], "sst2": ["negative", "positive"], "mrpc": ["not_equivalent", "equivalent"],
+    "stsb": ["similarity"], "qqp": ["not_duplicate", "duplicate"], "mnli": NLI3, "qnli": NLI2, "rte": NLI2,
+    "wnli": ["not_entailment", "entailment"],
+}
 
 # folder, (header columns or CoLA's positions), label column, label names (None: numbers), metrics
 TASKS = {

@@ -8,10 +8,13 @@ Each seed fine-tunes from the same checkpoint; the JSON result (OUT/TASK.json) h
 every seed, their median and spread (max - min), the hyperparameters, the model, the data and the
 commit. `--task_name all` runs every task whose data is present and writes OUT/summary.md.
 `--random_init` trains the same architecture from random weights: the no-pretraining baseline.
+`--save_model DIR` keeps the fine-tuned model of the median seed (with the task's label names in its
+config and the tokenizer), loadable with `AutoModelForSequenceClassification` and by `demo/app.py`.
 """
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,7 +27,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from data_prep.errors import UserError  # noqa: E402
 from data_prep.files import write_atomic  # noqa: E402
-from eval.glue_data import TASKS, available_tasks, eval_splits, load_glue  # noqa: E402
+from eval.glue_data import LABEL_NAMES, TASKS, available_tasks, eval_splits, load_glue  # noqa: E402
 from eval.loading import load_under_new_head  # noqa: E402
 
 LORA_TARGETS = {"small_encoder": ["qkv", "out"], "roberta": ["query", "key", "value"], "bert": ["query", "key", "value"]}
@@ -50,6 +53,9 @@ def parse_args(argv=None):
     parser.add_argument("--lora_alpha", type=int, default=16)
     parser.add_argument("--random_init", action="store_true", help="same architecture, random weights (no pretraining)")
     parser.add_argument("--bf16", default="auto")
+    parser.add_argument("--save_model", default=None, metavar="DIR",
+                        help="save the fine-tuned model of the median seed (label names in its config) to DIR "
+                             "(DIR/TASK with --task_name all)")
     return parser.parse_args(argv)
 
 
@@ -60,14 +66,17 @@ def git_commit():
         return None
 
 
-def load_model(args, num_labels, seed):
+def load_model(args, task, seed):
     from transformers import AutoConfig, AutoModelForSequenceClassification, set_seed
 
     import modeling  # noqa: F401  registers the SmallEncoder family for local folders
 
     set_seed(seed)
+    names = LABEL_NAMES[task]
+    labels = dict(num_labels=TASKS[task]["num_labels"], id2label=dict(enumerate(names)),
+                  label2id={name: i for i, name in enumerate(names)})
     try:
-        config = AutoConfig.from_pretrained(args.model_name_or_path, num_labels=num_labels, trust_remote_code=True)
+        config = AutoConfig.from_pretrained(args.model_name_or_path, trust_remote_code=True, **labels)
     except OSError as error:
         raise UserError(f"cannot load a model from {args.model_name_or_path!r}: {str(error).splitlines()[0]}") from None
     if args.random_init:
@@ -113,7 +122,7 @@ def run_task(args, task, tokenizer):
     per_seed = {}
     started = time.time()
     for seed in [int(s) for s in str(args.seeds).split(",")]:
-        model = load_model(args, spec["num_labels"], seed)
+        model = load_model(args, task, seed)
         training_args = TrainingArguments(
             output_dir=str(Path(args.output_dir) / f"{task}-seed{seed}"), learning_rate=args.learning_rate,
             num_train_epochs=args.num_train_epochs, per_device_train_batch_size=args.per_device_train_batch_size,
@@ -133,14 +142,17 @@ def run_task(args, task, tokenizer):
                 metrics[f"{name}{'_' + suffix if suffix else ''}"] = result[f"{split}_{name}"]
         per_seed[seed] = metrics
         print(f"{task} seed {seed}: {metrics}", flush=True)
+        if args.save_model:
+            save_seed_model(trainer, tokenizer, saved_model_dir(args, task), seed)
     names = list(next(iter(per_seed.values())))
     summary = {
         name: {"median": statistics.median(m[name] for m in per_seed.values()),
                "spread": max(m[name] for m in per_seed.values()) - min(m[name] for m in per_seed.values())}
         for name in names
     }
+    saved = keep_median_seed(saved_model_dir(args, task), per_seed, spec["metrics"][0]) if args.save_model else None
     return {
-        "task": task, "model": args.model_name_or_path, "random_init": args.random_init, "lora_r": args.lora_r,
+        "task": task, "model": args.model_name_or_path, "saved_model": saved, "random_init": args.random_init, "lora_r": args.lora_r,
         "data": args.data_dir or "nyu-mll/glue", "train_examples": len(encoded["train"]),
         "eval_examples": {s: len(encoded[s]) for s in eval_splits(task)}, "metric_source": metric_source,
         "per_seed": per_seed, "summary": summary, "seconds": round(time.time() - started, 1), "commit": git_commit(),
@@ -148,6 +160,37 @@ def run_task(args, task, tokenizer):
                                                           "max_seq_length", "weight_decay", "warmup_ratio", "seeds",
                                                           "max_train_samples", "max_eval_samples", "lora_alpha")},
     }
+
+
+def saved_model_dir(args, task):
+    return Path(args.save_model) / task if args.task_name == "all" else Path(args.save_model)
+
+
+def save_seed_model(trainer, tokenizer, folder, seed):
+    """Save one seed's fine-tuned model (merged, for LoRA) and the tokenizer next to the final folder."""
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):  # peft: a plain model, loadable without peft
+        model = model.merge_and_unload()
+    target = folder.parent / f".{folder.name}-seed{seed}"
+    shutil.rmtree(target, ignore_errors=True)
+    model.save_pretrained(str(target))
+    tokenizer.save_pretrained(str(target))
+
+
+def keep_median_seed(folder, per_seed, metric):
+    """Keep the saved model of the seed whose `metric` is the median (the lower one for an even count)."""
+    ranked = sorted(per_seed, key=lambda s: per_seed[s][metric])
+    chosen = ranked[(len(ranked) - 1) // 2]
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for seed in per_seed:
+        staged = folder.parent / f".{folder.name}-seed{seed}"
+        if seed == chosen:
+            staged.rename(folder)
+        else:
+            shutil.rmtree(staged, ignore_errors=True)
+    print(f"saved the fine-tuned model of seed {chosen} ({metric} {per_seed[chosen][metric]:.4f}, the median) to {folder}")
+    return {"path": str(folder), "seed": chosen}
 
 
 def summary_table(results):

@@ -3,12 +3,17 @@
     python model_cards/publish.py --model_dir runs/miniroberta-wikitext2 --repo_id you/miniroberta --dry_run out/upload
     python model_cards/publish.py --model_dir runs/miniroberta-wikitext2 --repo_id you/miniroberta --private
     python model_cards/publish.py --model_dir runs/x/checkpoint-2000 --repo_id you/x --revision step-2000
+    python model_cards/publish.py --model_dir runs/tuned-5m --repo_id you/tuned-5m --space_id you/tuned-5m-demo
 
 The upload holds the weights (safetensors), config, tokenizer, model card (README.md, generated if
 the folder has none), loss_curve.png, recipe.yaml / results.json / training_log.json, the
 sentence-transformers files, and for the SmallEncoder family its configuration/modeling code. No
 optimizer state, no pickles. The token comes from HF_TOKEN or the login cache (`hf auth login`),
 read by huggingface_hub itself: this script never prints or writes it.
+
+`--space_id` also writes a Gradio Space that serves the model with `demo/app.py` (fill-mask, sentence
+similarity, classification for a fine-tuned folder): app.py, requirements.txt, space_config.json (the
+model's repo id) and a README.md with the Space's metadata. With `--dry_run DIR` they go to `DIR-space`.
 """
 
 import argparse
@@ -29,6 +34,27 @@ UPLOAD_FILES = (
     "configuration_small_encoder.py", "modeling_small_encoder.py",
 )
 UPLOAD_DIRS = ("1_Pooling",)
+SPACE_REQUIREMENTS = ("torch", "transformers>=5.17", "gradio>=5.0", "safetensors")
+
+
+def stage_space(model_repo_id, space_id, target):
+    """Write the Space that serves `model_repo_id` with demo/app.py into `target`; returns the relative paths."""
+    import json
+
+    target = Path(target)
+    if target.exists() and any(target.iterdir()):
+        raise UserError(f"{target} is not empty; give a new folder for the Space")
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO_ROOT / "demo" / "app.py", target / "app.py")
+    (target / "space_config.json").write_text(json.dumps({"model_name_or_path": model_repo_id}))
+    (target / "requirements.txt").write_text("\n".join(SPACE_REQUIREMENTS) + "\n")
+    title = space_id.split("/")[-1]
+    (target / "README.md").write_text(
+        f"---\ntitle: {title}\nsdk: gradio\napp_file: app.py\nmodels:\n- {model_repo_id}\n---\n\n"
+        f"# {title}\n\nFill-mask, sentence similarity and (for a fine-tuned model) classification with "
+        f"[{model_repo_id}](https://huggingface.co/{model_repo_id}), served by `demo/app.py` of small-encoders.\n"
+    )
+    return sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
 
 
 def stage(model_dir, target, result_files=()):
@@ -52,8 +78,9 @@ def stage(model_dir, target, result_files=()):
     return sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
 
 
-def publish(model_dir, repo_id, private=True, revision=None, result_files=(), commit_message=None):
-    """Create the repo (and branch) if needed and upload the staged folder; returns the commit URL."""
+def publish(model_dir, repo_id, private=True, revision=None, result_files=(), commit_message=None, space_id=None):
+    """Create the repo (and branch) if needed and upload the staged folder; returns the commit URL (and the
+    Space's, with `space_id`)."""
     import tempfile
 
     from huggingface_hub import HfApi
@@ -66,7 +93,14 @@ def publish(model_dir, repo_id, private=True, revision=None, result_files=(), co
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         info = api.upload_folder(folder_path=str(Path(staging) / "upload"), repo_id=repo_id, revision=revision,
                                  commit_message=commit_message or f"Upload {Path(model_dir).name}")
-    return getattr(info, "commit_url", str(info))
+        urls = [getattr(info, "commit_url", str(info))]
+        if space_id:
+            stage_space(repo_id, space_id, Path(staging) / "space")
+            api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+            space = api.upload_folder(folder_path=str(Path(staging) / "space"), repo_id=space_id, repo_type="space",
+                                      commit_message=f"Demo of {repo_id}")
+            urls.append(getattr(space, "commit_url", str(space)))
+    return ", ".join(urls)
 
 
 def main(argv=None):
@@ -77,6 +111,7 @@ def main(argv=None):
     parser.add_argument("--private", action="store_true", help="create the repo as private")
     parser.add_argument("--revision", default=None, help="branch for an intermediate checkpoint (created if missing)")
     parser.add_argument("--dry_run", default=None, metavar="DIR", help="write the exact upload into DIR and list it; upload nothing")
+    parser.add_argument("--space_id", default=None, help="also publish a Gradio Space (user/name) serving the model with demo/app.py")
     args = parser.parse_args(argv)
     try:
         if args.dry_run:
@@ -85,9 +120,13 @@ def main(argv=None):
                   f"{'@' + args.revision if args.revision else ''} ({'private' if args.private else 'public'}):")
             for name in files:
                 print(f"  {name}  ({(Path(args.dry_run) / name).stat().st_size:,} bytes)")
+            if args.space_id:
+                space_dir = Path(str(Path(args.dry_run)) + "-space")
+                files = stage_space(args.repo_id, args.space_id, space_dir)
+                print(f"and the Space {args.space_id} (in {space_dir}): {', '.join(files)}")
             return 0
         try:
-            url = publish(args.model_dir, args.repo_id, args.private, args.revision, args.results)
+            url = publish(args.model_dir, args.repo_id, args.private, args.revision, args.results, space_id=args.space_id)
         except UserError:
             raise
         except Exception as error:  # network and auth errors from the Hub client, without the token

@@ -159,12 +159,22 @@ def budget_line(plan):
                                                      ", re-planned after a tenth of them from the Trainer's own step times"))
 
 
-def fill_mask_example(folder, recipe, tokenizer, trust_remote_code):
+def fill_mask_example(model, recipe, tokenizer, trust_remote_code=False):
+    """The top 5 (token, probability) of `model` (a folder, or a model in memory) for the recipe's example."""
     from transformers import pipeline
 
-    fill = pipeline("fill-mask", model=str(folder), tokenizer=tokenizer, trust_remote_code=trust_remote_code, device=-1)
+    model = str(model) if isinstance(model, Path) else model
+    fill = pipeline("fill-mask", model=model, tokenizer=tokenizer, trust_remote_code=trust_remote_code, device=-1)
     text = recipe["fill_mask_example"].format(mask=tokenizer.mask_token)
     return text, [(p["token_str"].strip(), round(p["score"], 4)) for p in fill(text, top_k=5)]
+
+
+def side_by_side(untrained, trained):
+    """Two columns of (token, probability): what the model guessed before training and after."""
+    lines = [f"    {'untrained':>16}  {'':6}  {'trained':>16}"]
+    for (token, score), (after, after_score) in zip(untrained, trained):
+        lines.append(f"    {repr(token):>16}  {score:.4f}  {repr(after):>16}  {after_score:.4f}")
+    return "\n".join(lines)
 
 
 def run(recipe):
@@ -196,7 +206,7 @@ def run(recipe):
         eval_strategy="steps", eval_steps=recipe["eval_steps"],
         save_strategy="steps", save_steps=recipe["save_steps"], save_total_limit=recipe["save_total_limit"],
         seed=recipe["seed"], data_seed=recipe["seed"], bf16=bool(bf16), torch_compile=bool(recipe["torch_compile"]),
-        dataloader_num_workers=recipe["dataloader_num_workers"], report_to="none",
+        dataloader_num_workers=recipe["dataloader_num_workers"], report_to=recipe["report_to"],
         push_to_hub=bool(recipe["push_to_hub"]), hub_model_id=recipe["hub_model_id"],
         hub_private_repo=recipe["hub_private_repo"], use_cpu=not torch.cuda.is_available(),
         **({"gradient_checkpointing": True} if recipe["gradient_checkpointing"] else {}),
@@ -243,6 +253,8 @@ def run(recipe):
     elif recipe["model_family"] == "small_encoder":
         model.config.sparse_prediction = False
     collator = ResumableMLMCollator(tokenizer, float(recipe["mlm_probability"]), recipe["seed"], args.process_index)
+    _, untrained_predictions = fill_mask_example(model.eval(), recipe, tokenizer)  # shown next to the trained ones
+    model.train()
 
     budget = None
     if recipe["time_budget"] is not None:
@@ -267,6 +279,9 @@ def run(recipe):
             f"({steps * per_step / max(1, len(packed['train'])):.2f} epochs), warmup {args.warmup_steps} steps, "
             f"{recipe['lr_scheduler_type']} decay to the last step, bf16 {bool(bf16)}",
             f"output            {out}",
+            f"logging           {', '.join(recipe['report_to'])}" + (
+                f" (event files under {out / 'runs'}; view with: tensorboard --logdir {out})"
+                if "tensorboard" in recipe["report_to"] else ""),
         ]
         print("\n".join(["=" * 72, *header, "=" * 72]), flush=True)
         out.mkdir(parents=True, exist_ok=True)
@@ -304,7 +319,7 @@ def run(recipe):
     from eval.embeddings import add_sentence_transformers_files
 
     add_sentence_transformers_files(out, recipe["block_size"])
-    example, predictions = fill_mask_example(out, recipe, tokenizer, trust)
+    example, predictions = fill_mask_example(out, recipe, tokenizer, trust)  # the saved folder, as a Hub user loads it
     results = {
         "recipe": recipe["recipe"],
         "smoke": recipe["smoke_run"],
@@ -325,7 +340,7 @@ def run(recipe):
         "eval_loss": metrics["eval_loss"],
         "eval_perplexity": perplexity(metrics["eval_loss"]),
         "eval_blocks": len(packed["validation"]),
-        "fill_mask_example": {"text": example, "top5": predictions},
+        "fill_mask_example": {"text": example, "top5": predictions, "untrained_top5": untrained_predictions},
     }
     write_atomic(out / "results.json", json.dumps(results, indent=1))
     print(f"trained {trainer.state.global_step:,} steps, {results['train_tokens']:,} tokens in {train_seconds / 60:.1f} min "
@@ -335,8 +350,7 @@ def run(recipe):
     print(f"held-out MLM loss {metrics['eval_loss']:.4f}, perplexity {results['eval_perplexity']:.2f} "
           f"({recipe['mlm_probability']:.0%} masking, {len(packed['validation']):,} blocks)")
     print(f"fill-mask: {example}")
-    for token, score in predictions:
-        print(f"    {token!r:>16}  {score:.4f}")
+    print(side_by_side(untrained_predictions, predictions))
     print(f"saved to {out} (load with AutoModelForMaskedLM.from_pretrained({str(out)!r}"
           f"{', trust_remote_code=True' if trust else ''}))")
     if recipe["push_to_hub"]:

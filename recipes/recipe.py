@@ -60,6 +60,7 @@ DEFAULTS = {
     "max_steps": -1,
     "time_budget": None,  # minutes of training: steps planned from the measured step time, schedule ends with the budget
     "logging_steps": 50,
+    "report_to": "auto",  # Trainer's report_to (tensorboard, wandb, ..., none, or a list); auto: tensorboard when installed
     "eval_steps": 500,
     "save_steps": 500,
     "save_total_limit": 2,
@@ -79,7 +80,7 @@ DEFAULTS = {
 
 # Keys that may change between a run and its resumption without making it a different run.
 RUN_NEUTRAL_KEYS = {"resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "hub_model_id", "hub_private_repo",
-                    "logging_steps", "dataloader_num_workers", "preprocessing_num_workers", "fill_mask_example", "description"}
+                    "logging_steps", "report_to", "dataloader_num_workers", "preprocessing_num_workers", "fill_mask_example", "description"}
 
 
 def available_recipes():
@@ -161,12 +162,39 @@ def validate(recipe):
         if recipe["lr_scheduler_type"] not in ("linear", "cosine"):
             raise UserError(f"--time_budget needs lr_scheduler_type linear or cosine (a schedule it can end with the "
                             f"budget), got {recipe['lr_scheduler_type']!r}")
+    recipe["report_to"] = resolve_report_to(recipe["report_to"])
     for key in ("logging_steps", "eval_steps", "save_steps", "block_size", "per_device_train_batch_size"):
         if not isinstance(recipe[key], int) or recipe[key] <= 0:
             raise UserError(f"{key} must be a positive integer, got {recipe[key]!r}")
     if recipe["save_steps"] % recipe["logging_steps"]:
         # The non-finite-loss check runs at logging steps; saving only on them keeps bad weights out of checkpoints.
         raise UserError(f"save_steps ({recipe['save_steps']}) must be a multiple of logging_steps ({recipe['logging_steps']})")
+
+
+def resolve_report_to(value):
+    """Trainer's `report_to` from the recipe's: `auto` is tensorboard when the package is installed, else none.
+    Unknown names are refused with the valid ones; a known tracker that is not installed is named with its package."""
+    import importlib.util
+
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    if value is None or value is False:
+        return ["none"]
+    if value == "auto":
+        installed = importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
+        return ["tensorboard"] if installed else ["none"]
+    names = [n.strip() for n in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise UserError(f"report_to must be a tracker name or a list of them, got {value!r}")
+    valid = sorted(INTEGRATION_TO_CALLBACK) + ["all", "none"]
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise UserError(f"--report_to: unknown tracker(s) {unknown}; choose from {', '.join(valid)} (or auto)")
+    packages = {"tensorboard": ("tensorboard", "tensorboardX")}
+    for name in names:
+        if name in packages and not any(importlib.util.find_spec(p) for p in packages[name]):
+            raise UserError(f"--report_to {name} needs the {name} package: pip install {name}")
+    return names
 
 
 def run_identity(recipe):

@@ -55,6 +55,8 @@ def test_overrides_are_typed_and_smoke_applies_its_block():
         ("bertmini", {"mlm_probability": 1.5}, "mlm_probability"),
         ("miniroberta", {"document_isolation": True}, "document_isolation needs model_family small_encoder"),
         ("bertmini", {"save_steps": 150, "logging_steps": 100}, "multiple of logging_steps"),
+        ("bertmini", {"report_to": "tensorbored"}, r"--report_to: unknown tracker\(s\) \['tensorbored'\]; choose from"),
+        ("bertmini", {"report_to": 3}, "report_to must be a tracker name"),
     ],
 )
 def test_bad_recipe_settings_fail_clearly(name, overrides, message):
@@ -84,7 +86,8 @@ def test_smoke_run_of_each_recipe_saves_a_loadable_model(name, tmp_path):
     out = tmp_path / "out"
     results = json.loads((out / "results.json").read_text())
     assert results["train_steps"] == 6 and results["eval_perplexity"] > 1
-    assert len(results["fill_mask_example"]["top5"]) == 5
+    assert len(results["fill_mask_example"]["top5"]) == 5 and len(results["fill_mask_example"]["untrained_top5"]) == 5
+    assert "untrained" in result.stdout and "trained" in result.stdout.split("fill-mask:")[1]
     assert results["hardware"].startswith("CPU") and f"--recipe {name}" in results["command"]
     assert "held out" in results["validation_data"]
     saved = yaml.safe_load((out / "recipe.yaml").read_text())
@@ -92,6 +95,19 @@ def test_smoke_run_of_each_recipe_saves_a_loadable_model(name, tmp_path):
     log = json.loads((out / "training_log.json").read_text())
     assert any("eval_perplexity" in entry for entry in log) and any("loss" in entry for entry in log)
     assert (out / "model.safetensors").exists() and not list(out.glob("*.bin"))
+    if name == "quickstart":  # report_to auto: TensorBoard event files in the run folder, what the README says to open
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        assert "logging           tensorboard" in header
+        scalars = {}
+        for folder in {p.parent for p in out.glob("runs/*/events.out.tfevents.*")}:
+            events = EventAccumulator(str(folder))
+            events.Reload()
+            for tag in events.Tags()["scalars"]:
+                scalars.setdefault(tag, []).extend(e.value for e in events.Scalars(tag))
+        assert {"train/loss", "train/learning_rate", "eval/loss", "eval/perplexity"} <= set(scalars)
+        final_perplexity = results["eval_perplexity"]
+        assert scalars["eval/perplexity"][-1] == pytest.approx(final_perplexity, rel=1e-5)
 
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -130,7 +146,8 @@ def test_local_corpus_files_replace_the_hub(tmp_path):
 
 def test_output_folder_of_another_run_is_refused_and_a_finished_one_kept(tmp_path):
     out = str(tmp_path / "out")
-    assert run_script(["--recipe", "quickstart", "--smoke", "--output_dir", out], tmp_path).returncode == 0
+    assert run_script(["--recipe", "quickstart", "--smoke", "--output_dir", out, "--report_to", "none"], tmp_path).returncode == 0
+    assert not (tmp_path / "out" / "runs").exists()  # report_to none: no tracker files
     again = run_script(["--recipe", "quickstart", "--smoke", "--output_dir", out], tmp_path)
     assert again.returncode == 1 and "already holds a finished run" in again.stderr
     other = run_script(["--recipe", "quickstart", "--smoke", "--output_dir", out, "--mlm_probability", "0.2"], tmp_path)

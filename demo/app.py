@@ -1,0 +1,265 @@
+"""A Gradio page to look at a model before fine-tuning it: fill-mask, sentence similarity and, for a folder
+with a fine-tuned sequence-classification head, classification with the label names.
+
+    python demo/app.py --model_name_or_path runs/quickstart                 # http://127.0.0.1:7860
+    python demo/app.py --model_name_or_path runs/glue-sst2-model --port 7861
+    python demo/app.py --model_name_or_path you/tuned-5m                    # a Hub id
+
+It loads stock RoBERTa / BERT / ELECTRA folders and SmallEncoder folders (their modeling code travels with
+the folder, so it is loaded with `trust_remote_code`). The same file is the app of a Hugging Face Space:
+`model_cards/publish.py --space_id ...` writes it with a `space_config.json` naming the model. A folder that
+is not a model, or a sentence without the mask token, gets a message on the page instead of a traceback.
+"""
+
+import argparse
+import json
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+SPACE_CONFIG = Path(__file__).with_name("space_config.json")
+MAX_SENTENCES = 16
+
+
+class DemoError(Exception):
+    """A problem with the model or the input, shown on the page as a message."""
+
+
+class Demo:
+    """The model behind the page: what it can do is decided by the heads its config names."""
+
+    def __init__(self, model_name_or_path):
+        import torch
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.torch = torch
+        self.name = str(model_name_or_path)
+        try:
+            self.config = AutoConfig.from_pretrained(self.name, trust_remote_code=True)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.name, trust_remote_code=True)
+        except (OSError, ValueError, KeyError) as error:
+            raise DemoError(f"{self.name!r} is not a model folder or Hub id this page can load: "
+                            f"{str(error).strip().splitlines()[0]}") from None
+        architectures = self.config.architectures or []
+        self.has_mlm_head = any(a.endswith("ForMaskedLM") for a in architectures)
+        self.has_classifier = any(a.endswith("ForSequenceClassification") for a in architectures)
+        self.max_length = min(self.tokenizer.model_max_length or 512,
+                              getattr(self.config, "max_position_embeddings", 512) - 2, 512)
+
+    def _load(self, auto_class):
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # loading an MLM folder as a bare encoder reports the unused head: expected
+        try:
+            return auto_class.from_pretrained(self.name, trust_remote_code=True).eval()
+        finally:
+            hf_logging.set_verbosity(verbosity)
+
+    @property
+    def masked_lm(self):
+        if not hasattr(self, "_masked_lm"):
+            from transformers import AutoModelForMaskedLM
+
+            self._masked_lm = self._load(AutoModelForMaskedLM)
+        return self._masked_lm
+
+    @property
+    def encoder(self):
+        if not hasattr(self, "_encoder"):
+            from transformers import AutoModel
+
+            self._encoder = self._load(AutoModel)
+        return self._encoder
+
+    @property
+    def classifier(self):
+        if not hasattr(self, "_classifier"):
+            from transformers import AutoModelForSequenceClassification
+
+            self._classifier = self._load(AutoModelForSequenceClassification)
+        return self._classifier
+
+    def describe(self):
+        parts = ["fill-mask" if self.has_mlm_head else None, "sentence similarity",
+                 "classification" if self.has_classifier else None]
+        heads = ", ".join(p for p in parts if p)
+        kind = (self.config.architectures or [self.config.model_type])[0]
+        return f"**{self.name}**: {kind}, vocabulary {len(self.tokenizer):,}, reads up to {self.max_length} tokens. Here: {heads}."
+
+    def fill_mask(self, text, top_k=5):
+        """[(token, probability)] for the first mask token in `text`, best first."""
+        mask = self.tokenizer.mask_token
+        if not self.has_mlm_head:
+            raise DemoError(f"this model has no masked-LM head ({', '.join(self.config.architectures or ['none'])}); "
+                            f"fill-mask needs a pretrained MLM folder")
+        if not text or mask not in text:
+            raise DemoError(f"put the mask token {mask} in the sentence, e.g. `The cat sat on the {mask}.`")
+        batch = self.tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="pt")
+        batch.pop("token_type_ids", None)
+        positions = (batch["input_ids"][0] == self.tokenizer.mask_token_id).nonzero().flatten()
+        if len(positions) == 0:
+            raise DemoError(f"the mask token {mask} fell beyond the {self.max_length} tokens this model reads")
+        with self.torch.no_grad():
+            logits = self.masked_lm(**batch).logits[0, positions[0]]
+        probabilities = logits.float().softmax(-1)
+        values, ids = probabilities.topk(int(top_k))
+        return [(self.tokenizer.decode([i]).strip(), float(v)) for v, i in zip(values, ids.tolist())]
+
+    def similarity(self, sentences):
+        """Cosine similarities of the mean-pooled last hidden states, as a square list of lists."""
+        sentences = [s.strip() for s in sentences if s.strip()]
+        if len(sentences) < 2:
+            raise DemoError("give at least two sentences, one per line")
+        if len(sentences) > MAX_SENTENCES:
+            raise DemoError(f"give at most {MAX_SENTENCES} sentences")
+        batch = self.tokenizer(sentences, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        batch.pop("token_type_ids", None)
+        with self.torch.no_grad():
+            hidden = self.encoder(**batch).last_hidden_state.float()
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = self.torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+        return sentences, (pooled @ pooled.T).tolist()
+
+    def classify(self, text, text_pair=None):
+        """[(label name, probability)] best first, or [(name, score)] for a one-output (regression) head."""
+        if not self.has_classifier:
+            raise DemoError("this folder holds no fine-tuned classification head; fine-tune one with "
+                            "`python eval/run_glue.py ... --save_model DIR` and open DIR here")
+        if not text or not text.strip():
+            raise DemoError("type a sentence to classify")
+        pair = (text, text_pair) if text_pair and text_pair.strip() else (text,)
+        batch = self.tokenizer(*pair, truncation=True, max_length=self.max_length, return_tensors="pt")
+        batch.pop("token_type_ids", None)
+        with self.torch.no_grad():
+            logits = self.classifier(**batch).logits[0].float()
+        names = self.config.id2label
+        if logits.numel() == 1:
+            return [(names.get(0, "score"), float(logits[0]))]
+        probabilities = logits.softmax(-1).tolist()
+        return sorted(((names.get(i, f"LABEL_{i}"), p) for i, p in enumerate(probabilities)), key=lambda x: -x[1])
+
+
+@lru_cache(maxsize=4)
+def get_demo(model_name_or_path):
+    return Demo(model_name_or_path)
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def message(text):
+    return f"**Error:** {text}"
+
+
+def shown(function):
+    """Run one of the page's actions; a DemoError becomes a message on the page."""
+
+    def wrapper(model_name_or_path, *inputs):
+        try:
+            return function(get_demo(model_name_or_path), *inputs)
+        except DemoError as error:
+            return message(error)
+
+    return wrapper
+
+
+@shown
+def fill_mask_page(demo, text, top_k):
+    rows = [(rank, f"`{token}`".replace("|", "\\|"), f"{p:.2%}") for rank, (token, p) in enumerate(demo.fill_mask(text, top_k), start=1)]
+    return table(("rank", "token", "probability"), rows)
+
+
+@shown
+def similarity_page(demo, text):
+    sentences, matrix = demo.similarity(text.splitlines())
+    header = ("", *[f"{i + 1}" for i in range(len(sentences))])
+    rows = [(f"{i + 1}. {s}", *[f"{v:.3f}" for v in row]) for i, (s, row) in enumerate(zip(sentences, matrix))]
+    return table(header, rows)
+
+
+@shown
+def classify_page(demo, text, text_pair):
+    scores = demo.classify(text, text_pair)
+    if len(scores) == 1:
+        return table(("output", "value"), [(name, f"{value:.4f}") for name, value in scores])
+    return table(("label", "probability"), [(name, f"{p:.2%}") for name, p in scores])
+
+
+def status_page(model_name_or_path):
+    try:
+        return get_demo(model_name_or_path).describe()
+    except DemoError as error:
+        return message(error)
+
+
+def build_app(model_name_or_path):
+    import gradio as gr
+
+    model = str(model_name_or_path)
+    try:
+        mask = get_demo(model).tokenizer.mask_token
+    except DemoError:
+        mask = "[MASK]"
+    with gr.Blocks(title="small-encoders demo") as app:
+        gr.Markdown("# small-encoders demo")
+        name = gr.State(model)
+        gr.Markdown(status_page(model), elem_id="model-status")
+        with gr.Tab("Fill-mask"):
+            text = gr.Textbox(label=f"A sentence with the mask token {mask}", value=f"The capital of France is {mask}.",
+                              elem_id="fill-mask-input")
+            top_k = gr.Slider(1, 20, value=5, step=1, label="top k")
+            button = gr.Button("Predict", variant="primary", elem_id="fill-mask-button")
+            output = gr.Markdown(elem_id="fill-mask-output")
+            button.click(fill_mask_page, [name, text, top_k], output)
+            text.submit(fill_mask_page, [name, text, top_k], output)
+        with gr.Tab("Sentence similarity"):
+            sentences = gr.Textbox(label="Two or more sentences, one per line", lines=4, elem_id="similarity-input",
+                                   value="A man is playing a guitar.\nSomeone plays an instrument.\nThe stock market fell today.")
+            button = gr.Button("Compare", variant="primary", elem_id="similarity-button")
+            output = gr.Markdown(elem_id="similarity-output")
+            button.click(similarity_page, [name, sentences], output)
+        with gr.Tab("Classification"):
+            first = gr.Textbox(label="Sentence", elem_id="classify-input")
+            second = gr.Textbox(label="Second sentence (pair tasks such as RTE, MRPC, STS-B; leave empty otherwise)",
+                                elem_id="classify-pair")
+            button = gr.Button("Classify", variant="primary", elem_id="classify-button")
+            output = gr.Markdown(elem_id="classify-output")
+            button.click(classify_page, [name, first, second], output)
+    return app
+
+
+def default_model():
+    if os.environ.get("MODEL_NAME_OR_PATH"):
+        return os.environ["MODEL_NAME_OR_PATH"]
+    if SPACE_CONFIG.is_file():  # a Space written by model_cards/publish.py
+        return json.loads(SPACE_CONFIG.read_text())["model_name_or_path"]
+    return None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_name_or_path", default=default_model(),
+                        help="model folder or Hub id (default: $MODEL_NAME_OR_PATH, or the Space's space_config.json)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    args = parser.parse_args(argv)
+    if not args.model_name_or_path:
+        print("error: name a model with --model_name_or_path DIR_OR_HUB_ID", file=sys.stderr)
+        return 1
+    if not 0 < args.port < 65536:
+        print(f"error: --port must be between 1 and 65535, got {args.port}", file=sys.stderr)
+        return 1
+    try:
+        print(get_demo(args.model_name_or_path).describe().replace("**", ""))
+    except DemoError as error:  # the page shows it too
+        print(f"warning: {error}", file=sys.stderr)
+    build_app(args.model_name_or_path).launch(server_name=args.host, server_port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
