@@ -156,7 +156,7 @@ def budget_line(plan):
     source = "recorded plan, resumed" if plan.get("resumed") else f"measured over {plan['steps_measured']} steps in {plan['calibration_seconds']:.0f} s"
     return (f"time budget       {plan['minutes']:g} min of training: {plan['step_seconds']:.3f} s per step ({source}) "
             f"-> {plan['planned_steps']:,} steps" + (f", re-planned to {plan['steps']:,}" if "steps" in plan else
-                                                     ", re-planned after a tenth of them from the Trainer's own step times"))
+                                                     ", re-planned during training from the Trainer's own step times"))
 
 
 def fill_mask_example(model, recipe, tokenizer, trust_remote_code=False):
@@ -297,8 +297,9 @@ def run(recipe):
         def record(plan):
             if is_main:
                 write_atomic(out / BUDGET_PLAN, json.dumps(plan, indent=1))
-                print(f"\ntime budget: {plan['measured_step_seconds']:.3f} s per step over the {plan['measured_steps']} steps "
-                      f"before step {plan['replanned_at_step']:,} -> {plan['steps']:,} steps in all"
+                last = plan["replans"][-1]
+                print(f"\ntime budget: {last['step_seconds']:.3f} s per step over the {last['measured_steps']} steps "
+                      f"before step {last['at_step']:,}, {max(0, last['seconds_left']) / 60:.2f} min left -> {plan['steps']:,} steps in all"
                       + (" (capped at twice the first plan)" if plan["capped"] else ""), flush=True)
 
         timer = TimeBudget(budget, trainer, record)

@@ -39,9 +39,15 @@ def test_budget_run_trains_its_planned_steps_and_the_schedule_ends_there(tmp_pat
     assert results["time_budget"] == plan and plan["minutes"] == 0.05
     assert plan["planned_steps"] == int(0.05 * 60 // plan["step_seconds"]) > 20  # the smoke's max_steps 8 gives way
     assert plan["planned_tokens"] == plan["planned_steps"] * 8 * 64
-    # Re-planned once, after a tenth of the first plan, from the Trainer's own step times.
-    assert plan["replanned_at_step"] == max(10, plan["planned_steps"] // 10)
-    assert plan["steps"] == min(int(0.05 * 60 // plan["measured_step_seconds"]), 2 * plan["planned_steps"])
+    # Re-planned from the Trainer's own step times: first after a tenth of the first plan, then at later fractions
+    # of the current plan; each re-plan spends the time left at the recent step time; the last one sets the length.
+    replans = plan["replans"]
+    assert plan["replanned_at_step"] == replans[0]["at_step"] == max(10, plan["planned_steps"] // 10)
+    assert [r["at_step"] for r in replans] == sorted({r["at_step"] for r in replans}) and len(replans) >= 2
+    for r in replans:
+        wanted = r["at_step"] + max(0, int(r["seconds_left"] // r["step_seconds"]))
+        assert abs(r["steps"] - max(r["at_step"], min(wanted, 2 * plan["planned_steps"]))) <= 1
+    assert plan["steps"] == replans[-1]["steps"]
     assert results["train_steps"] == plan["steps"] and results["train_tokens"] == plan["steps"] * 8 * 64
     assert f"-> {plan['steps']:,} steps in all" in result.stdout
     assert results["tokens_per_second"] > 0 and "eval_seconds_during_training" in results and "save_seconds" in results
