@@ -35,15 +35,18 @@ def small_encoder_dir(tmp_path, tiny_tokenizer):
 
 @pytest.fixture
 def stock_dirs(tmp_path, tiny_tokenizer):
-    """Tiny stock RoBERTa MLM and ELECTRA discriminator folders, no custom code."""
-    from transformers import ElectraConfig, ElectraForPreTraining, RobertaConfig, RobertaForMaskedLM
+    """Tiny stock BERT and RoBERTa MLM and ELECTRA discriminator folders, no custom code."""
+    from transformers import (BertConfig, BertForMaskedLM, ElectraConfig, ElectraForPreTraining, RobertaConfig,
+                              RobertaForMaskedLM)
 
     torch.manual_seed(0)
     shape = dict(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                  intermediate_size=64, pad_token_id=tiny_tokenizer.pad_token_id)
     roberta = RobertaForMaskedLM(RobertaConfig(max_position_embeddings=80, **shape))
     electra = ElectraForPreTraining(ElectraConfig(embedding_size=32, max_position_embeddings=64, **shape))
-    return {"roberta": save_tiny(tmp_path / "roberta", roberta, tiny_tokenizer),
+    bert = BertForMaskedLM(BertConfig(max_position_embeddings=64, **shape))
+    return {"bert": save_tiny(tmp_path / "bert", bert, tiny_tokenizer),
+            "roberta": save_tiny(tmp_path / "roberta", roberta, tiny_tokenizer),
             "electra": save_tiny(tmp_path / "electra", electra, tiny_tokenizer)}
 
 
@@ -92,9 +95,11 @@ def test_similarity_is_the_cosine_of_mean_pooled_embeddings(small_encoder_dir):
     assert torch.allclose(matrix, expected, atol=1e-5)
 
 
-def test_stock_roberta_and_electra_folders(stock_dirs):
-    roberta = Demo(stock_dirs["roberta"])
-    assert roberta.has_mlm_head and len(roberta.fill_mask("the ship [MASK] the sea", 3)) == 3
+def test_stock_bert_roberta_and_electra_folders(stock_dirs):
+    for name in ("bert", "roberta"):
+        demo = Demo(stock_dirs[name])
+        assert demo.has_mlm_head and len(demo.fill_mask("the ship [MASK] the sea", 3)) == 3
+        assert len(demo.similarity(["the ship", "the sea", "the whale"])[1]) == 3
     electra = Demo(stock_dirs["electra"])
     with pytest.raises(DemoError, match="no masked-LM head"):
         electra.fill_mask("the ship [MASK] the sea")
