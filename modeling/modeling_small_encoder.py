@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
@@ -56,6 +57,38 @@ def build_attention_mask(attention_mask, document_ids, dtype_length):
     return mask[:, None, :, :]
 
 
+def build_flex_block_mask(attention_mask, document_ids, batch, length, device):
+    """The same rule as `build_attention_mask` as a flex-attention BlockMask: blocks that are masked entirely (other
+    documents, padding) are skipped, not computed and thrown away. None when nothing is masked."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    if document_ids is None and (attention_mask is None or bool(attention_mask.all())):
+        return None
+    keep = attention_mask.bool() if attention_mask is not None else None
+
+    def mask_mod(b, h, q, kv):
+        allowed = keep[b, kv] if keep is not None else q >= 0
+        if document_ids is not None:
+            allowed = (allowed & (document_ids[b, q] == document_ids[b, kv])) | (q == kv)
+        return allowed
+
+    return create_block_mask(mask_mod, batch, None, length, length, device=device)
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Attention in plain torch ops; returns ([B, L, H, D] output, [B, H, L, L] weights) as transformers' functions do.
+    `attention_mask` is boolean (True = may attend) or additive."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    output = torch.matmul(F.dropout(weights, p=dropout, training=module.training), value)
+    return output.transpose(1, 2).contiguous(), weights
+
+
 def rotate_half(x):
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
@@ -100,6 +133,12 @@ class SmallEncoderEmbeddings(nn.Module):
 
 
 class SmallEncoderAttention(nn.Module):
+    """Multi-head self-attention through transformers' attention interface: `config._attn_implementation` picks
+    eager, sdpa, flex_attention or flash_attention_2/3 (`from_pretrained(attn_implementation=...)`, or
+    `model.set_attn_implementation(...)` at run time)."""
+
+    is_causal = False
+
     def __init__(self, config):
         super().__init__()
         self.config = config
@@ -109,7 +148,8 @@ class SmallEncoderAttention(nn.Module):
         self.out = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
         self.dropout_p = config.attention_probs_dropout_prob
 
-    def forward(self, hidden, mask, rotary, output_attentions=False):
+    def forward(self, hidden, masks, rotary, output_attentions=False):
+        """`masks` maps each implementation to the mask it reads (see `_attention_masks`)."""
         batch, length, _ = hidden.shape
         qkv = self.qkv(hidden).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         query, key, value = qkv.unbind(0)  # each [B, H, L, D]
@@ -117,18 +157,15 @@ class SmallEncoderAttention(nn.Module):
             cos, sin = rotary
             query = query * cos + rotate_half(query) * sin
             key = key * cos + rotate_half(key) * sin
-        dropout_p = self.dropout_p if self.training else 0.0
-        weights = None
-        if self.config._attn_implementation == "eager" or output_attentions:
-            scores = torch.matmul(query, key.transpose(-1, -2)) * self.head_dim**-0.5
-            if mask is not None:
-                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-            weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-            context = torch.matmul(F.dropout(weights, p=dropout_p, training=self.training), value)
-        else:
-            context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p)
-        context = context.transpose(1, 2).reshape(batch, length, -1)
-        return self.out(context), weights
+        implementation = self.config._attn_implementation or "sdpa"
+        attention = eager_attention_forward
+        if implementation != "eager" and not output_attentions:  # only eager returns the weights
+            attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        mask = masks["eager" if attention is eager_attention_forward else implementation]
+        context, weights = attention(self, query, key, value, mask, scaling=self.head_dim**-0.5,
+                                     dropout=self.dropout_p if self.training else 0.0, is_causal=False)
+        context = context.reshape(batch, length, -1)
+        return self.out(context), weights if output_attentions else None
 
 
 class SmallEncoderMLP(nn.Module):
@@ -175,6 +212,32 @@ class SmallEncoderPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["SmallEncoderLayer"]
     _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+    def _output_flags(self, output_attentions, output_hidden_states, return_dict):
+        """The call's flags, else the config's (`from_pretrained(..., output_hidden_states=True)`), as in
+        transformers' own models."""
+        config = self.config
+        return (config.output_attentions if output_attentions is None else output_attentions,
+                config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+                config.return_dict if return_dict is None else return_dict)
+
+    def _attention_masks(self, attention_mask, document_ids, batch, length, device):
+        """What each attention backend reads: a boolean [B, 1, 1 or L, L] mask for eager and sdpa, a BlockMask for
+        flex attention, the [B, L] padding mask for FlashAttention (which cannot isolate documents)."""
+        implementation = self.config._attn_implementation or "sdpa"
+        masks = {"eager": build_attention_mask(attention_mask, document_ids, length)}
+        masks["sdpa"] = masks["eager"]
+        if implementation == "flex_attention":
+            masks["flex_attention"] = build_flex_block_mask(attention_mask, document_ids, batch, length, device)
+        elif implementation.startswith("flash_attention"):
+            if document_ids is not None:
+                raise ValueError(f"document_ids (document-isolated attention) needs the eager, sdpa or flex_attention "
+                                 f"implementation, not {implementation}")
+            masks[implementation] = attention_mask
+        return masks
 
 
 class SmallEncoderModel(SmallEncoderPreTrainedModel):
@@ -212,6 +275,8 @@ class SmallEncoderModel(SmallEncoderPreTrainedModel):
             sees only tokens of its own document) and positions restart at 0 for each document.
         token_type_ids: accepted for tokenizer compatibility and ignored (the family has no segment embeddings).
         """
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
@@ -222,7 +287,7 @@ class SmallEncoderModel(SmallEncoderPreTrainedModel):
             else:
                 position_ids = torch.arange(shape[1], device=device).expand(shape)
         hidden = self.embeddings(input_ids, inputs_embeds, position_ids)
-        mask = build_attention_mask(attention_mask, document_ids, shape[1])
+        mask = self._attention_masks(attention_mask, document_ids, shape[0], shape[1], device)
         rotary = self.rotary(position_ids, hidden.dtype) if self.rotary is not None else None
 
         all_hidden = () if output_hidden_states else None
@@ -238,7 +303,7 @@ class SmallEncoderModel(SmallEncoderPreTrainedModel):
         if output_hidden_states:
             all_hidden += (hidden,)
         output = BaseModelOutput(last_hidden_state=hidden, hidden_states=all_hidden, attentions=all_attentions)
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
 
 class SmallEncoderLMHead(nn.Module):
@@ -292,6 +357,8 @@ class SmallEncoderForMaskedLM(SmallEncoderPreTrainedModel):
         labelled positions (`labels[labels != -100]` gives their targets). Without labels, or with
         `sparse_prediction=False`, `logits` has shape `(batch_size, sequence_length, vocab_size)`.
         """
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict)
         outputs = self.model(
             input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
             document_ids=document_ids, output_attentions=output_attentions,
@@ -310,7 +377,7 @@ class SmallEncoderForMaskedLM(SmallEncoderPreTrainedModel):
             if labels is not None:
                 loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.view(-1), ignore_index=-100)
         output = MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
 
 class SmallEncoderClassificationHead(nn.Module):
@@ -366,6 +433,8 @@ class SmallEncoderForSequenceClassification(SmallEncoderPreTrainedModel):
         output_hidden_states=None,
         return_dict=None,
     ):
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict)
         outputs = self.model(
             input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
@@ -375,7 +444,7 @@ class SmallEncoderForSequenceClassification(SmallEncoderPreTrainedModel):
         output = SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
 
 class SmallEncoderForTokenClassification(SmallEncoderPreTrainedModel):
@@ -400,6 +469,8 @@ class SmallEncoderForTokenClassification(SmallEncoderPreTrainedModel):
         output_hidden_states=None,
         return_dict=None,
     ):
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict)
         outputs = self.model(
             input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
@@ -411,7 +482,7 @@ class SmallEncoderForTokenClassification(SmallEncoderPreTrainedModel):
         output = TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
 
 class SmallEncoderForMultipleChoice(SmallEncoderPreTrainedModel):
@@ -434,6 +505,8 @@ class SmallEncoderForMultipleChoice(SmallEncoderPreTrainedModel):
         return_dict=None,
     ):
         r"""Inputs have shape `(batch_size, num_choices, sequence_length)`; logits `(batch_size, num_choices)`."""
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict)
         num_choices = (input_ids if input_ids is not None else inputs_embeds).shape[1]
 
         def flat(x):
@@ -449,4 +522,4 @@ class SmallEncoderForMultipleChoice(SmallEncoderPreTrainedModel):
         output = MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()

@@ -96,6 +96,57 @@ def test_attn_implementation_argument_selects_path(tmp_path):
     assert model.config._attn_implementation == "eager"
 
 
+def test_attention_backends_agree_and_switch_at_run_time(tmp_path):
+    """eager, sdpa and flex_attention through transformers' attention interface: chosen at load time or switched
+    with set_attn_implementation, the same outputs (fp32, CPU) with padding and with document ids."""
+    from transformers import AutoModelForMaskedLM
+
+    torch.manual_seed(0)
+    SmallEncoderForMaskedLM(tiny_config(**VARIANTS["neobert-like"])).save_pretrained(tmp_path)
+    ids = batch(60, shape=(3, 20))
+    mask = torch.ones_like(ids)
+    mask[1, 15:] = 0
+    mask[2, 5:] = 0
+    documents = torch.tensor([[0] * 8 + [1] * 12, [0] * 5 + [1] * 10 + [2] * 5, [0] * 20])
+
+    def outputs(model):
+        with torch.no_grad():
+            return [model(ids, attention_mask=mask).logits, model(ids, attention_mask=mask, document_ids=documents).logits,
+                    model(ids).logits]
+
+    reference = outputs(AutoModelForMaskedLM.from_pretrained(tmp_path, attn_implementation="eager").eval())
+    switched = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
+    for implementation in ("sdpa", "flex_attention"):
+        loaded = AutoModelForMaskedLM.from_pretrained(tmp_path, attn_implementation=implementation).eval()
+        assert loaded.config._attn_implementation == implementation
+        switched.set_attn_implementation(implementation)
+        assert all(m.config._attn_implementation == implementation for m in switched.modules() if hasattr(m, "config"))
+        for model in (loaded, switched):
+            for got, expected in zip(outputs(model), reference):
+                assert torch.allclose(got, expected, atol=1e-5), implementation
+
+
+def test_flex_attention_isolates_documents_with_a_block_mask():
+    from torch.nn.attention.flex_attention import BlockMask
+
+    from modeling.modeling_small_encoder import build_attention_mask, build_flex_block_mask
+
+    documents = torch.tensor([[0] * 130 + [1] * 126])  # two documents in a 256-token block of 128-token tiles
+    padding = torch.ones_like(documents)
+    block_mask = build_flex_block_mask(padding, documents, 1, 256, "cpu")
+    assert isinstance(block_mask, BlockMask)
+    dense = block_mask.to_dense()  # [B, H, query tiles, key tiles]: 1 where a tile is computed
+    assert dense[0, 0].tolist() == [[1, 1], [1, 1]]  # both documents cross the tile boundary: no tile is skipped
+    apart = torch.tensor([[0] * 128 + [1] * 128])
+    assert build_flex_block_mask(padding, apart, 1, 256, "cpu").to_dense()[0, 0].tolist() == [[1, 0], [0, 1]]
+    assert build_flex_block_mask(padding, None, 1, 256, "cpu") is None  # nothing to mask
+    # The element-wise rule is the one the eager and sdpa paths use.
+    rule = build_attention_mask(padding, documents, 256)[0, 0]
+    mask_mod = build_flex_block_mask(padding, documents, 1, 256, "cpu").mask_mod
+    q, kv = torch.meshgrid(torch.arange(256), torch.arange(256), indexing="ij")
+    assert torch.equal(mask_mod(torch.zeros_like(q), torch.zeros_like(q), q, kv), rule)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_right_padding_leaves_real_positions_unchanged(variant):
     torch.manual_seed(0)
@@ -385,6 +436,20 @@ def test_fill_mask_pipeline_on_saved_folder(tmp_path, tiny_tokenizer):
     assert len(predictions) == 5
     assert all(p["token_str"] and 0 <= p["score"] <= 1 for p in predictions)
     assert sorted(p["score"] for p in predictions)[::-1] == [p["score"] for p in predictions]
+
+
+@pytest.mark.parametrize("head", [SmallEncoderModel, SmallEncoderForMaskedLM, SmallEncoderForSequenceClassification,
+                                  SmallEncoderForTokenClassification])
+def test_output_flags_fall_back_to_the_config(head, tmp_path):
+    head(tiny_config()).save_pretrained(tmp_path)
+    ids = batch(60, shape=(2, 5))
+    model = head.from_pretrained(tmp_path, output_hidden_states=True, output_attentions=True).eval()
+    out = model(ids)
+    assert len(out.hidden_states) == 3 and len(out.attentions) == 2 and out.attentions[0].shape == (2, 4, 5, 5)
+    assert model(ids, output_hidden_states=False, output_attentions=False).hidden_states is None  # the call wins
+    plain = head.from_pretrained(tmp_path, return_dict=False).eval()
+    assert isinstance(plain(ids), tuple) and not isinstance(plain(ids, return_dict=True), tuple)
+    assert isinstance(head.from_pretrained(tmp_path).eval()(ids, return_dict=False), tuple)
 
 
 def test_output_hidden_states_and_attentions():
