@@ -279,7 +279,7 @@ def main():
         from data_prep.embedded_corpus import build_embedded_corpus
 
         args.corpus = str(build_embedded_corpus()[0])
-    tokenizer = load_tokenizer(args.tokenizer or tokenizer_path)
+    tokenizer = load_tokenizer(args.tokenizer or tokenizer_path, "--tokenizer")
     if not args.skip_training:
         measure_training(args, tokenizer)
     if not args.skip_data_prep:

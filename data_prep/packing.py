@@ -22,7 +22,7 @@ from itertools import chain
 
 import numpy as np
 
-from .errors import UserError
+from cli.errors import UserError
 
 PACKING_VERSION = 1  # bump when the block layout changes, so old caches are not reused
 BATCH = 1000

@@ -9,7 +9,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from .errors import UserError
+from cli.errors import UserError
 
 ROBERTA_SPECIALS = dict(bos_token="<s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>", mask_token="<mask>")
 BERT_SPECIALS = dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
@@ -70,18 +70,24 @@ def wordpiece_from_vocab(vocab_file):
     return finish_wordpiece(wordpiece_pipeline(models.WordPiece.from_file(str(vocab_file), unk_token="[UNK]")))
 
 
-def load_tokenizer(name_or_path):
-    """A fast tokenizer from a Hub name, a saved folder, or a BERT vocab.txt (file or folder holding only it)."""
+def load_tokenizer(name_or_path, flag="--tokenizer_name"):
+    """A fast tokenizer from a Hub name, a saved folder, or a BERT vocab.txt (file or folder holding only it).
+    `flag` is the caller's option that named it, for the error message."""
     path = Path(os.path.expanduser(str(name_or_path)))
     vocab = path if path.name == "vocab.txt" else path / "vocab.txt"
     if vocab.is_file() and not (path.is_dir() and ((path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists())):
         return wordpiece_from_vocab(vocab)
+    if path.is_dir():
+        # AutoTokenizer reads the folder's config.json first; with the SmallEncoder family registered here, a
+        # SmallEncoder folder needs no remote code and transformers does not stop at its "run the custom code?" prompt.
+        import modeling  # noqa: F401
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
     except Exception as error:
+        example = "../shared/data/tokenizers/roberta-base" if flag == "--tokenizer_name" else "runs/quickstart"
         raise UserError(
-            f"could not load the tokenizer {name_or_path!r} ({type(error).__name__}); without network pass a local "
-            f"folder or vocab.txt with --tokenizer_name (e.g. ../shared/data/tokenizers/roberta-base)"
+            f"could not load a tokenizer from {flag} {name_or_path!r} ({type(error).__name__}); without network pass a "
+            f"local folder{' or vocab.txt' if flag == '--tokenizer_name' else ''} (e.g. {example})"
         ) from None
     if not tokenizer.is_fast:
         raise UserError(f"tokenizer {name_or_path!r} has no fast (Rust) version; packing needs one")

@@ -16,8 +16,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from data_prep.errors import UserError  # noqa: E402
-from data_prep.files import write_atomic  # noqa: E402
+from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
+from cli.files import write_atomic  # noqa: E402
 
 
 def add_sentence_transformers_files(folder, max_seq_length):
@@ -81,29 +81,25 @@ def sts_zero_shot(model, tokenizer, data_dir=None, max_length=128):
     return 100 * float(spearmanr(cosine, list(dev["label"]))[0]), len(dev)
 
 
+@entry_point
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", required=True)
     parser.add_argument("--data_dir", default=None, help="GLUE TSV folders (STS-B/dev.tsv); default: nyu-mll/glue")
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args(argv)
-    try:
-        from transformers import AutoModel
+    from transformers import AutoModel
 
-        import modeling  # noqa: F401
-        from data_prep.tokenizer import load_tokenizer
-        from eval.loading import load_under_new_head
+    import modeling  # noqa: F401
+    from data_prep.tokenizer import load_tokenizer
+    from eval.loading import load_under_new_head
 
-        model = load_under_new_head(AutoModel, args.model_name_or_path).eval()
-        tokenizer = load_tokenizer(args.model_name_or_path)
-        spearman, pairs = sts_zero_shot(model, tokenizer, args.data_dir)
-        print(f"STS-B dev zero-shot: Spearman x100 = {spearman:.2f} over {pairs:,} pairs (mean pooling, cosine)")
-        if args.output_json:
-            write_atomic(args.output_json, json.dumps({"task": "stsb-zero-shot", "spearman": spearman, "pairs": pairs, "model": args.model_name_or_path}))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    model = load_under_new_head(AutoModel, args.model_name_or_path).eval()
+    tokenizer = load_tokenizer(args.model_name_or_path, "--model_name_or_path")
+    spearman, pairs = sts_zero_shot(model, tokenizer, args.data_dir)
+    print(f"STS-B dev zero-shot: Spearman x100 = {spearman:.2f} over {pairs:,} pairs (mean pooling, cosine)")
+    if args.output_json:
+        write_atomic(args.output_json, json.dumps({"task": "stsb-zero-shot", "spearman": spearman, "pairs": pairs, "model": args.model_name_or_path}))
 
 
 if __name__ == "__main__":

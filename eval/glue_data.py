@@ -11,7 +11,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
 
-from data_prep.errors import UserError
+from cli.errors import UserError
 
 NLI2 = ["entailment", "not_entailment"]
 NLI3 = ["entailment", "neutral", "contradiction"]

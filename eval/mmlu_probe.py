@@ -27,8 +27,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from data_prep.errors import UserError  # noqa: E402
-from data_prep.files import write_atomic  # noqa: E402
+from cli import checks  # noqa: E402
+from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
+from cli.files import write_atomic  # noqa: E402
 from data_prep.packing import block_edges  # noqa: E402
 
 LETTERS = "ABCD"
@@ -162,8 +163,9 @@ def run_probe(scorer, questions, exemplars=None, k_shot=0, max_questions=None):
     return per_subject
 
 
+@entry_point
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", required=True)
     parser.add_argument("--data_dir", default=None, help="folder with val/ and dev/ subfolders of CSVs; default: cais/mmlu on the Hub")
     parser.add_argument("--split", default="val", choices=["val", "dev", "test"])
@@ -172,36 +174,34 @@ def main(argv=None):
     parser.add_argument("--max_questions_per_subject", type=int, default=None)
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args(argv)
-    try:
-        from eval.perplexity import load_model_and_tokenizer
+    checks.non_negative_int(args.k_shot, "--k_shot")
+    checks.positive_int(args.batch_size, "--batch_size")
+    checks.positive_int(args.max_questions_per_subject, "--max_questions_per_subject", allow_none=True)
+    from eval.perplexity import load_model_and_tokenizer
 
-        if args.data_dir:
-            questions = read_mmlu_folder(Path(args.data_dir) / args.split)
-            exemplars = read_mmlu_folder(Path(args.data_dir) / "dev") if args.k_shot else None
-        else:
-            questions = read_mmlu_hub(args.split)
-            exemplars = read_mmlu_hub("dev") if args.k_shot else None
-        model, tokenizer = load_model_and_tokenizer(args.model_name_or_path)
-        started = time.time()
-        per_subject = run_probe(OptionScorer(model, tokenizer, args.batch_size), questions, exemplars, args.k_shot,
-                                args.max_questions_per_subject)
-        seconds = time.time() - started
-        correct = sum(c for c, _ in per_subject.values())
-        total = sum(t for _, t in per_subject.values())
-        low, high = wilson_interval(correct, total)
-        for subject, (c, t) in per_subject.items():
-            print(f"{subject:<40} {c:>4}/{t:<4} {c / t:.3f}")
-        print(f"overall: {correct}/{total} = {correct / total:.4f} (95% CI {low:.4f}-{high:.4f}; chance 0.25), "
-              f"{args.k_shot}-shot, {seconds:.0f} s")
-        if args.output_json:
-            result = {"model": args.model_name_or_path, "split": args.split, "k_shot": args.k_shot, "accuracy": correct / total,
-                      "ci95": [low, high], "chance": 0.25, "correct": correct, "total": total, "seconds": round(seconds, 1),
-                      "per_subject": {s: {"correct": c, "total": t} for s, (c, t) in per_subject.items()}}
-            write_atomic(args.output_json, json.dumps(result, indent=1))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    if args.data_dir:
+        questions = read_mmlu_folder(Path(args.data_dir) / args.split)
+        exemplars = read_mmlu_folder(Path(args.data_dir) / "dev") if args.k_shot else None
+    else:
+        questions = read_mmlu_hub(args.split)
+        exemplars = read_mmlu_hub("dev") if args.k_shot else None
+    model, tokenizer = load_model_and_tokenizer(args.model_name_or_path)
+    started = time.time()
+    per_subject = run_probe(OptionScorer(model, tokenizer, args.batch_size), questions, exemplars, args.k_shot,
+                            args.max_questions_per_subject)
+    seconds = time.time() - started
+    correct = sum(c for c, _ in per_subject.values())
+    total = sum(t for _, t in per_subject.values())
+    low, high = wilson_interval(correct, total)
+    for subject, (c, t) in per_subject.items():
+        print(f"{subject:<40} {c:>4}/{t:<4} {c / t:.3f}")
+    print(f"overall: {correct}/{total} = {correct / total:.4f} (95% CI {low:.4f}-{high:.4f}; chance 0.25), "
+          f"{args.k_shot}-shot, {seconds:.0f} s")
+    if args.output_json:
+        result = {"model": args.model_name_or_path, "split": args.split, "k_shot": args.k_shot, "accuracy": correct / total,
+                  "ci95": [low, high], "chance": 0.25, "correct": correct, "total": total, "seconds": round(seconds, 1),
+                  "per_subject": {s: {"correct": c, "total": t} for s, (c, t) in per_subject.items()}}
+        write_atomic(args.output_json, json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from data_prep.errors import UserError  # noqa: E402
-from data_prep.files import write_atomic  # noqa: E402
+from cli import checks  # noqa: E402
+from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
+from cli.files import write_atomic  # noqa: E402
 
 
 def load_model_and_tokenizer(path):
@@ -108,8 +109,9 @@ def pseudo_perplexity(model, tokenizer, blocks, batch_size=64):
     return math.exp(total / count), total / count, count
 
 
+@entry_point
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", required=True)
     parser.add_argument("--files", default=None, help="comma-separated globs of local text (.txt, .jsonl, ... , .gz)")
     parser.add_argument("--dataset_name", default=None)
@@ -124,28 +126,28 @@ def main(argv=None):
     parser.add_argument("--pseudo", action="store_true", help="pseudo-perplexity (one masked token at a time)")
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args(argv)
-    try:
-        import torch
+    checks.positive_int(args.block_size, "--block_size")
+    checks.fraction(args.mlm_probability, "--mlm_probability")
+    checks.non_negative_int(args.seed, "--seed")
+    checks.positive_int(args.batch_size, "--batch_size")
+    checks.positive_int(args.max_blocks, "--max_blocks", allow_none=True)
+    import torch
 
-        torch.manual_seed(args.seed)
-        model, tokenizer = load_model_and_tokenizer(args.model_name_or_path)
-        blocks = eval_blocks(tokenizer, args.files, args.dataset_name, args.dataset_config, args.split, args.text_column,
-                             args.block_size, args.max_blocks)
-        if args.pseudo:
-            value, loss, count = pseudo_perplexity(model, tokenizer, blocks, args.batch_size)
-            kind = "pseudo-perplexity"
-        else:
-            value, loss, count = masked_perplexity(model, tokenizer, blocks, args.mlm_probability, args.seed, args.batch_size)
-            kind = f"MLM perplexity at {args.mlm_probability:.0%} masking (seed {args.seed})"
-        print(f"{kind}: {value:.4f} (mean loss {loss:.6f}) over {count:,} scored tokens in {len(blocks):,} blocks of {args.block_size}")
-        if args.output_json:
-            result = {"kind": kind, "perplexity": value, "loss": loss, "tokens_scored": count, "blocks": len(blocks),
-                      "block_size": args.block_size, "model": args.model_name_or_path, "data": args.files or args.dataset_name}
-            write_atomic(args.output_json, json.dumps(result, indent=1))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    torch.manual_seed(args.seed)
+    model, tokenizer = load_model_and_tokenizer(args.model_name_or_path)
+    blocks = eval_blocks(tokenizer, args.files, args.dataset_name, args.dataset_config, args.split, args.text_column,
+                         args.block_size, args.max_blocks)
+    if args.pseudo:
+        value, loss, count = pseudo_perplexity(model, tokenizer, blocks, args.batch_size)
+        kind = "pseudo-perplexity"
+    else:
+        value, loss, count = masked_perplexity(model, tokenizer, blocks, args.mlm_probability, args.seed, args.batch_size)
+        kind = f"MLM perplexity at {args.mlm_probability:.0%} masking (seed {args.seed})"
+    print(f"{kind}: {value:.4f} (mean loss {loss:.6f}) over {count:,} scored tokens in {len(blocks):,} blocks of {args.block_size}")
+    if args.output_json:
+        result = {"kind": kind, "perplexity": value, "loss": loss, "tokens_scored": count, "blocks": len(blocks),
+                  "block_size": args.block_size, "model": args.model_name_or_path, "data": args.files or args.dataset_name}
+        write_atomic(args.output_json, json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from data_prep.errors import UserError  # noqa: E402
-from data_prep.files import write_atomic  # noqa: E402
+from cli import checks  # noqa: E402
+from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
+from cli.files import write_atomic  # noqa: E402
 from eval.glue_data import LABEL_NAMES, TASKS, available_tasks, eval_splits, load_glue  # noqa: E402
 from eval.loading import load_under_new_head  # noqa: E402
 
@@ -34,7 +35,7 @@ LORA_TARGETS = {"small_encoder": ["qkv", "out"], "roberta": ["query", "key", "va
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", required=True)
     parser.add_argument("--task_name", required=True, help=f"one of {', '.join(TASKS)}, or all")
     parser.add_argument("--output_dir", default="runs/glue")
@@ -56,7 +57,56 @@ def parse_args(argv=None):
     parser.add_argument("--save_model", default=None, metavar="DIR",
                         help="save the fine-tuned model of the median seed (label names in its config) to DIR "
                              "(DIR/TASK with --task_name all)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    validate_args(args)
+    return args
+
+
+def validate_args(args):
+    """Numbers argparse lets through but training cannot use, each named by its flag."""
+    checks.positive_number(args.learning_rate, "--learning_rate")
+    checks.positive_number(args.num_train_epochs, "--num_train_epochs")
+    checks.non_negative_number(args.weight_decay, "--weight_decay")
+    checks.fraction(args.warmup_ratio, "--warmup_ratio", low_open=False)
+    for flag in ("per_device_train_batch_size", "per_device_eval_batch_size", "max_seq_length"):
+        checks.positive_int(getattr(args, flag), f"--{flag}")
+    for flag in ("max_train_samples", "max_eval_samples"):
+        checks.positive_int(getattr(args, flag), f"--{flag}", allow_none=True)
+    checks.non_negative_int(args.lora_r, "--lora_r")
+    checks.positive_int(args.lora_alpha, "--lora_alpha")
+    checks.seed_list(args.seeds)
+
+
+def readable_length(model_name_or_path, tokenizer):
+    """The longest input (in tokens, specials included) that both the model's positions and the tokenizer take."""
+    from transformers import AutoConfig
+
+    import modeling  # noqa: F401  registers the SmallEncoder family for local folders
+
+    try:
+        config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=True)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot load a model from --model_name_or_path {model_name_or_path!r}: "
+                        f"{str(error).strip().splitlines()[0]}") from None
+    limits = []
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions and getattr(config, "position_embedding_type", "absolute") == "absolute":
+        # RoBERTa-style models number positions from padding_idx + 1.
+        offset = config.pad_token_id + 1 if config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+        limits.append(positions - offset)
+    if tokenizer.model_max_length and tokenizer.model_max_length < 1_000_000:
+        limits.append(tokenizer.model_max_length)
+    return min(limits) if limits else None
+
+
+def cap_max_seq_length(args, tokenizer, entry="--max_seq_length"):
+    """Lower args.max_seq_length to what the model and tokenizer can read, with one line saying so."""
+    limit = readable_length(args.model_name_or_path, tokenizer)
+    if limit is not None and args.max_seq_length > limit:
+        print(f"{entry} {args.max_seq_length} is longer than {args.model_name_or_path} reads; using {limit} "
+              f"(its position embeddings and tokenizer stop there)")
+        args.max_seq_length = limit
+    return args.max_seq_length
 
 
 def git_commit():
@@ -121,7 +171,7 @@ def run_task(args, task, tokenizer):
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() if args.bf16 == "auto" else args.bf16 in ("1", "true", "True")
     per_seed = {}
     started = time.time()
-    for seed in [int(s) for s in str(args.seeds).split(",")]:
+    for seed in checks.seed_list(args.seeds):
         model = load_model(args, task, seed)
         training_args = TrainingArguments(
             output_dir=str(Path(args.output_dir) / f"{task}-seed{seed}"), learning_rate=args.learning_rate,
@@ -202,37 +252,34 @@ def summary_table(results):
     return "\n".join(lines) + "\n"
 
 
+@entry_point
 def main(argv=None):
-    try:
-        args = parse_args(argv)
-        from data_prep.tokenizer import load_tokenizer
+    args = parse_args(argv)
+    from data_prep.tokenizer import load_tokenizer
 
-        if args.task_name == "all":
-            if not args.data_dir:
-                raise UserError("--task_name all reads local data: pass --data_dir (folder of GLUE TSV folders)")
-            tasks = available_tasks(args.data_dir)
-            if not tasks:
-                raise UserError(f"no GLUE task has both train and dev files under {args.data_dir}")
-        else:
-            if args.task_name not in TASKS:
-                raise UserError(f"unknown GLUE task {args.task_name!r}; choose one of {', '.join(TASKS)} or all")
-            tasks = [args.task_name]
-        tokenizer = load_tokenizer(args.model_name_or_path)
-        out = Path(args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        results = []
-        for task in tasks:
-            result = run_task(args, task, tokenizer)
-            write_atomic(out / f"{task}.json", json.dumps(result, indent=1))
-            results.append(result)
-            print(f"{task}: " + ", ".join(f"{k} {v['median']:.4f} (spread {v['spread']:.4f})" for k, v in result["summary"].items()))
-        if args.task_name == "all":
-            write_atomic(out / "summary.md", summary_table(results))
-            print(summary_table(results))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    if args.task_name == "all":
+        if not args.data_dir:
+            raise UserError("--task_name all reads local data: pass --data_dir (folder of GLUE TSV folders)")
+        tasks = available_tasks(args.data_dir)
+        if not tasks:
+            raise UserError(f"no GLUE task has both train and dev files under {args.data_dir}")
+    else:
+        if args.task_name not in TASKS:
+            raise UserError(f"unknown GLUE task {args.task_name!r}; choose one of {', '.join(TASKS)} or all")
+        tasks = [args.task_name]
+    tokenizer = load_tokenizer(args.model_name_or_path, "--model_name_or_path")
+    cap_max_seq_length(args, tokenizer)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for task in tasks:
+        result = run_task(args, task, tokenizer)
+        write_atomic(out / f"{task}.json", json.dumps(result, indent=1))
+        results.append(result)
+        print(f"{task}: " + ", ".join(f"{k} {v['median']:.4f} (spread {v['spread']:.4f})" for k, v in result["summary"].items()))
+    if args.task_name == "all":
+        write_atomic(out / "summary.md", summary_table(results))
+        print(summary_table(results))
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from data_prep.errors import UserError  # noqa: E402
-from data_prep.files import write_atomic  # noqa: E402
+from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
+from cli.files import write_atomic  # noqa: E402
 
 SUITE_VERSION = 1
 GLUE_SETTINGS = dict(learning_rate=1e-4, per_device_train_batch_size=32, max_seq_length=128, weight_decay=0.01,
@@ -208,12 +208,19 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
         raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if not Path(data_dir).is_dir():
         raise UserError(f"--data_dir {data_dir} is not a folder; give the folder that holds glue/, mmlu/ and wikitext-2/")
-    settings = PROTOCOLS[protocol]
+    settings = dict(PROTOCOLS[protocol])
     try:
         config = AutoConfig.from_pretrained(str(model_path), trust_remote_code=True)
     except (OSError, ValueError) as error:
-        raise UserError(f"cannot load a model from {model_path!r}: {str(error).splitlines()[0]}") from None
-    tokenizer = load_tokenizer(model_path)
+        raise UserError(f"cannot load a model from --model_name_or_path {model_path!r}: {str(error).splitlines()[0]}") from None
+    tokenizer = load_tokenizer(model_path, "--model_name_or_path")
+    from eval.run_glue import readable_length
+
+    limit = readable_length(str(model_path), tokenizer)
+    if limit is not None and settings["max_seq_length"] > limit:
+        print(f"protocol {protocol}: GLUE inputs are cut at {limit} tokens, what {model_path} reads "
+              f"(the protocol's {settings['max_seq_length']} is longer)")
+        settings["max_seq_length"] = limit
     present = glue_tasks(data_dir)
     if tasks:
         unknown = [t for t in tasks if t not in TASKS]
@@ -267,8 +274,9 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     return results
 
 
+@entry_point
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", required=True, help="a saved model folder or a Hub id (any masked LM)")
     parser.add_argument("--data_dir", required=True, help="folder holding glue/, mmlu/ and wikitext-2/ (../shared/data here)")
     parser.add_argument("--output_dir", required=True)
@@ -277,15 +285,10 @@ def main(argv=None):
     parser.add_argument("--tasks", default=None, help="comma-separated GLUE tasks (default: every task present)")
     parser.add_argument("--floor_cache", default=None, help="folder of cached floors (default: ~/.cache/small-encoders/floors)")
     args = parser.parse_args(argv)
-    try:
-        results = run_suite(args.model_name_or_path, args.data_dir, args.output_dir, args.protocol, args.floor_cache,
-                            args.perplexity_files, [t for t in args.tasks.split(",") if t] if args.tasks else None)
-        print(summary_markdown(results))
-        print(f"wrote {Path(args.output_dir) / 'results.json'} and {Path(args.output_dir) / 'summary.md'}")
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    results = run_suite(args.model_name_or_path, args.data_dir, args.output_dir, args.protocol, args.floor_cache,
+                        args.perplexity_files, [t for t in args.tasks.split(",") if t] if args.tasks else None)
+    print(summary_markdown(results))
+    print(f"wrote {Path(args.output_dir) / 'results.json'} and {Path(args.output_dir) / 'summary.md'}")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from data_prep.errors import UserError  # noqa: E402
-from data_prep.files import write_atomic  # noqa: E402
+from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
+from cli.files import write_atomic  # noqa: E402
 
 GLUE_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP", "mnli": "MNLI",
               "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
@@ -257,8 +257,9 @@ def generate(model_dir, result_files=(), output_dir=None, model_name=None, notes
     return output_dir / "README.md"
 
 
+@entry_point
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_dir", required=True)
     parser.add_argument("--results", nargs="*", default=[], help="evaluation JSON files from eval/")
     parser.add_argument("--output_dir", default=None, help="where to write README.md and loss_curve.png (default: model_dir)")
@@ -266,12 +267,7 @@ def main(argv=None):
     parser.add_argument("--note", action="append", default=[],
                         help="a sentence added to the card's limitations (repeatable), e.g. what a short run could not show")
     args = parser.parse_args(argv)
-    try:
-        print(f"wrote {generate(args.model_dir, args.results, args.output_dir, args.model_name, args.note)}")
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    print(f"wrote {generate(args.model_dir, args.results, args.output_dir, args.model_name, args.note)}")
 
 
 if __name__ == "__main__":

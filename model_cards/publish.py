@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from data_prep.errors import UserError  # noqa: E402
+from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
 
 UPLOAD_FILES = (
     "config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -103,8 +103,9 @@ def publish(model_dir, repo_id, private=True, revision=None, result_files=(), co
     return ", ".join(urls)
 
 
+@entry_point
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_dir", required=True)
     parser.add_argument("--repo_id", required=True, help="user/name on the Hub")
     parser.add_argument("--results", nargs="*", default=[], help="evaluation JSON files from eval/ for the card")
@@ -113,30 +114,25 @@ def main(argv=None):
     parser.add_argument("--dry_run", default=None, metavar="DIR", help="write the exact upload into DIR and list it; upload nothing")
     parser.add_argument("--space_id", default=None, help="also publish a Gradio Space (user/name) serving the model with demo/app.py")
     args = parser.parse_args(argv)
+    if args.dry_run:
+        files = stage(args.model_dir, args.dry_run, args.results)
+        print(f"dry run: {len(files)} files that would be uploaded to {args.repo_id}"
+              f"{'@' + args.revision if args.revision else ''} ({'private' if args.private else 'public'}):")
+        for name in files:
+            print(f"  {name}  ({(Path(args.dry_run) / name).stat().st_size:,} bytes)")
+        if args.space_id:
+            space_dir = Path(str(Path(args.dry_run)) + "-space")
+            files = stage_space(args.repo_id, args.space_id, space_dir)
+            print(f"and the Space {args.space_id} (in {space_dir}): {', '.join(files)}")
+        return 0
     try:
-        if args.dry_run:
-            files = stage(args.model_dir, args.dry_run, args.results)
-            print(f"dry run: {len(files)} files that would be uploaded to {args.repo_id}"
-                  f"{'@' + args.revision if args.revision else ''} ({'private' if args.private else 'public'}):")
-            for name in files:
-                print(f"  {name}  ({(Path(args.dry_run) / name).stat().st_size:,} bytes)")
-            if args.space_id:
-                space_dir = Path(str(Path(args.dry_run)) + "-space")
-                files = stage_space(args.repo_id, args.space_id, space_dir)
-                print(f"and the Space {args.space_id} (in {space_dir}): {', '.join(files)}")
-            return 0
-        try:
-            url = publish(args.model_dir, args.repo_id, args.private, args.revision, args.results, space_id=args.space_id)
-        except UserError:
-            raise
-        except Exception as error:  # network and auth errors from the Hub client, without the token
-            raise UserError(f"upload to {args.repo_id} failed ({type(error).__name__}); check the network and "
-                            f"`hf auth login` or HF_TOKEN, or use --dry_run DIR") from None
-        print(f"uploaded: {url}")
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+        url = publish(args.model_dir, args.repo_id, args.private, args.revision, args.results, space_id=args.space_id)
+    except UserError:
+        raise
+    except Exception as error:  # network and auth errors from the Hub client, without the token
+        raise UserError(f"upload to {args.repo_id} failed ({type(error).__name__}); check the network and "
+                        f"`hf auth login` or HF_TOKEN, or use --dry_run DIR") from None
+    print(f"uploaded: {url}")
 
 
 if __name__ == "__main__":

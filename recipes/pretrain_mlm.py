@@ -24,8 +24,8 @@ if str(REPO_ROOT) not in sys.path:
 
 import yaml  # noqa: E402
 
-from data_prep.errors import UserError  # noqa: E402
-from data_prep.files import write_atomic  # noqa: E402
+from cli.errors import UserError, entry_point  # noqa: E402
+from cli.files import write_atomic  # noqa: E402
 from recipes.recipe import available_recipes, load_recipe, parse_overrides, run_identity  # noqa: E402
 
 BUDGET_PLAN = "budget_plan.json"
@@ -358,32 +358,21 @@ def run(recipe):
         trainer.push_to_hub(commit_message=f"{recipe['recipe']} pretraining")
 
 
+@entry_point
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if "-h" in argv or "--help" in argv:
-            print(__doc__ + "\n" + USAGE + "\nrecipes: " + ", ".join(available_recipes()))
-            return 0
-        if "--recipe" not in argv or argv.index("--recipe") + 1 >= len(argv):
-            raise UserError(f"name a recipe with --recipe NAME ({', '.join(available_recipes())})")
-        index = argv.index("--recipe")
-        name = argv[index + 1]
-        rest = argv[:index] + argv[index + 2 :]
-        smoke = "--smoke" in rest
-        rest = [a for a in rest if a != "--smoke"]
-        recipe = load_recipe(name, parse_overrides(rest), smoke=smoke)
-        run(recipe)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except Exception as error:
-        from recipes.training import NonFiniteLossError
-
-        if isinstance(error, NonFiniteLossError):
-            print(f"\nerror: {error}", file=sys.stderr)  # own line, after the progress bar
-            return 1
-        raise
-    return 0
+    if "-h" in argv or "--help" in argv:
+        print(__doc__ + "\n" + USAGE + "\nrecipes: " + ", ".join(available_recipes()))
+        return 0
+    if "--recipe" not in argv or argv.index("--recipe") + 1 >= len(argv):
+        raise UserError(f"name a recipe with --recipe NAME ({', '.join(available_recipes())})")
+    index = argv.index("--recipe")
+    name = argv[index + 1]
+    rest = argv[:index] + argv[index + 2 :]
+    smoke = "--smoke" in rest
+    rest = [a for a in rest if a != "--smoke"]
+    recipe = load_recipe(name, parse_overrides(rest), smoke=smoke)
+    run(recipe)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from data_prep.errors import UserError
+from cli import checks
+from cli.errors import UserError
 
 RECIPES_DIR = Path(__file__).resolve().parent
 
@@ -142,8 +143,21 @@ def load_recipe(name, overrides=None, smoke=False):
 def validate(recipe):
     if recipe["model_family"] not in ("roberta", "small_encoder"):
         raise UserError(f"model_family must be roberta or small_encoder, got {recipe['model_family']!r}")
-    if not 0 < float(recipe["mlm_probability"]) < 1:
-        raise UserError(f"mlm_probability must be between 0 and 1, got {recipe['mlm_probability']}")
+    recipe["mlm_probability"] = checks.fraction(recipe["mlm_probability"], "--mlm_probability")
+    for key in ("learning_rate", "num_train_epochs"):
+        recipe[key] = checks.positive_number(recipe[key], f"--{key}")
+    for key in ("weight_decay", "max_grad_norm", "adam_epsilon"):
+        recipe[key] = checks.non_negative_number(recipe[key], f"--{key}")
+    for key in ("adam_beta1", "adam_beta2"):
+        recipe[key] = checks.fraction(recipe[key], f"--{key}", low_open=False)
+    recipe["warmup_ratio"] = checks.fraction(recipe["warmup_ratio"], "--warmup_ratio", low_open=False)
+    checks.non_negative_int(recipe["seed"], "--seed")
+    for key in ("per_device_eval_batch_size", "gradient_accumulation_steps", "save_total_limit"):
+        checks.positive_int(recipe[key], f"--{key}")
+    for key in ("vocab_size", "model_vocab_size", "max_train_samples", "max_validation_samples"):
+        checks.positive_int(recipe[key], f"--{key}", allow_none=True)
+    if recipe["max_steps"] is not None and recipe["max_steps"] != -1:
+        checks.positive_int(recipe["max_steps"], "--max_steps")
     if not recipe["tokenizer_name"]:
         raise UserError("the recipe sets no tokenizer_name; pass --tokenizer_name NAME_OR_PATH")
     if recipe["document_isolation"] and recipe["model_family"] != "small_encoder":
@@ -165,7 +179,7 @@ def validate(recipe):
     recipe["report_to"] = resolve_report_to(recipe["report_to"])
     for key in ("logging_steps", "eval_steps", "save_steps", "block_size", "per_device_train_batch_size"):
         if not isinstance(recipe[key], int) or recipe[key] <= 0:
-            raise UserError(f"{key} must be a positive integer, got {recipe[key]!r}")
+            raise UserError(f"--{key} must be a positive integer, got {recipe[key]!r}")
     if recipe["save_steps"] % recipe["logging_steps"]:
         # The non-finite-loss check runs at logging steps; saving only on them keeps bad weights out of checkpoints.
         raise UserError(f"save_steps ({recipe['save_steps']}) must be a multiple of logging_steps ({recipe['logging_steps']})")

@@ -10,9 +10,13 @@ import numpy as np
 import torch
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback
 
+from cli.errors import UserError
 
-class NonFiniteLossError(RuntimeError):
-    """Training loss became NaN or infinite."""
+
+class NonFiniteLossError(UserError):
+    """Training loss became NaN or infinite (the fix: a lower learning rate or a longer warmup, then resume)."""
+
+    after_progress_bar = True
 
 
 def derived_seed(*key):

@@ -5,7 +5,7 @@ import json
 import pytest
 from test_reliability import SMOKE, error_line, run
 
-from data_prep.errors import UserError
+from cli.errors import UserError
 from recipes.recipe import load_recipe
 
 # Checkpoints every 4 steps, evaluation rarely: a budget run plans dozens to hundreds of tiny steps.

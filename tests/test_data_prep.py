@@ -10,7 +10,7 @@ from datasets import Dataset
 from data_prep.corpus import load_corpus
 from data_prep.cosmopedia import filter_cosmopedia, find_duplicates
 from data_prep.embedded_corpus import build_embedded_corpus
-from data_prep.errors import UserError
+from cli.errors import UserError
 from data_prep.packing import pack_dataset
 from data_prep.tokenizer import get_tokenizer, load_tokenizer, train_bpe, train_wordpiece
 

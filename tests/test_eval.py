@@ -8,7 +8,7 @@ import torch
 from conftest import shared_data, tiny_config
 from scipy.stats import pearsonr
 
-from data_prep.errors import UserError
+from cli.errors import UserError
 from eval.glue_data import load_glue, read_tsv
 from eval.metrics import glue_metric, offline_glue_metric
 from modeling import SmallEncoderForMaskedLM
@@ -216,3 +216,58 @@ def test_bad_glue_and_mmlu_files_exit_1_without_results(tmp_path, tiny_model_dir
     assert mmlu_main(["--model_name_or_path", str(tiny_model_dir), "--data_dir", str(tmp_path / "mmlu"),
                       "--output_json", str(tmp_path / "m.json")]) == 1
     assert "not one of A, B, C, D" in capsys.readouterr().err and not (tmp_path / "m.json").exists()
+
+
+def test_run_glue_caps_the_sequence_length_at_what_the_model_reads(tmp_path, tiny_tokenizer, capsys):
+    """A RoBERTa trained on 32-token blocks (34 positions) and RTE's long pairs: capped with one line, no IndexError."""
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    from eval.run_glue import main
+
+    folder = tmp_path / "short-roberta"
+    RobertaForMaskedLM(RobertaConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=4, intermediate_size=64, max_position_embeddings=34,
+                                     pad_token_id=tiny_tokenizer.pad_token_id)).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)  # model_max_length unset: the positions are the limit
+    assert main(["--model_name_or_path", str(folder), "--data_dir", str(shared_data("glue")), "--task_name", "rte",
+                 "--max_train_samples", "16", "--max_eval_samples", "16", "--num_train_epochs", "1",
+                 "--output_dir", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "--max_seq_length 128 is longer than" in out and "using 33" in out  # positions 1..33 (pad id 0)
+    assert json.loads((tmp_path / "out" / "rte.json").read_text())["hyperparameters"]["max_seq_length"] == 33
+
+
+@pytest.mark.parametrize(
+    "script, args, message",
+    [
+        ("run_glue", ["--learning_rate", "-1"], "error: --learning_rate must be a positive number, got -1.0"),
+        ("run_glue", ["--num_train_epochs", "0"], "error: --num_train_epochs must be a positive number"),
+        ("run_glue", ["--per_device_train_batch_size", "0"], "error: --per_device_train_batch_size must be a positive integer"),
+        ("run_glue", ["--per_device_train_batch_size", "abc"], "error: argument --per_device_train_batch_size: invalid int value"),
+        ("run_glue", ["--seeds", "1,x"], "error: --seeds must be comma-separated integers"),
+        ("run_glue", ["--max_seq_length", "-5"], "error: --max_seq_length must be a positive integer"),
+        ("run_glue", ["--warmup_ratio", "1.5"], "error: --warmup_ratio must be between 0 and 1"),
+        ("perplexity", ["--mlm_probability", "1.2"], "error: --mlm_probability must be between 0 and 1"),
+        ("perplexity", ["--batch_size", "0"], "error: --batch_size must be a positive integer"),
+        ("mmlu_probe", ["--k_shot", "-1"], "error: --k_shot must be an integer >= 0"),
+    ],
+)
+def test_bad_numbers_end_in_one_line_naming_the_flag(script, args, message, tiny_model_dir, capsys):
+    import importlib
+
+    main = importlib.import_module(f"eval.{script}").main
+    common = ["--model_name_or_path", str(tiny_model_dir)] + (["--task_name", "sst2"] if script == "run_glue" else [])
+    try:
+        code = main(common + args)
+    except SystemExit as exit_:  # argparse's own type errors exit 2 after their one line
+        code = exit_.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code in (1, 2) and len(err) == 1 and err[0].startswith(message), err
+
+
+def test_a_missing_model_names_the_scripts_own_flag(tmp_path, capsys):
+    from eval.run_glue import main
+
+    assert main(["--model_name_or_path", str(tmp_path / "nope"), "--task_name", "sst2"]) == 1
+    err = capsys.readouterr().err
+    assert "--model_name_or_path" in err and "--tokenizer_name" not in err

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import tiny_config
 
-from data_prep.errors import UserError
+from cli.errors import UserError
 from model_cards.generate import build_card
 from model_cards.publish import main as publish_main
 from model_cards.publish import stage

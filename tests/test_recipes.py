@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, SHARED_DATA
 
-from data_prep.errors import UserError
+from cli.errors import UserError
 from recipes.recipe import available_recipes, load_recipe, parse_overrides
 
 SCRIPT = str(REPO_ROOT / "recipes" / "pretrain_mlm.py")

@@ -1,0 +1,65 @@
+"""Checks of numeric command-line arguments: a bad value is a UserError that names the flag."""
+
+import math
+
+from cli.errors import UserError
+
+
+def _number(value, flag, what):
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise UserError(f"{flag} must be {what}, got {value!r}")
+    return number
+
+
+def positive_number(value, flag):
+    """A finite number > 0 (learning rate, epochs, minutes)."""
+    number = _number(value, flag, "a positive number")
+    if number <= 0:
+        raise UserError(f"{flag} must be a positive number, got {value!r}")
+    return number
+
+
+def non_negative_number(value, flag):
+    """A finite number >= 0 (weight decay, gradient clipping)."""
+    number = _number(value, flag, "a number >= 0")
+    if number < 0:
+        raise UserError(f"{flag} must be a number >= 0, got {value!r}")
+    return number
+
+
+def fraction(value, flag, low_open=True):
+    """A number in (0, 1) (masking rate), or in [0, 1) with low_open=False (warmup ratio)."""
+    number = _number(value, flag, "a number between 0 and 1")
+    if not ((0 < number if low_open else 0 <= number) and number < 1):
+        raise UserError(f"{flag} must be between 0 and 1, got {value!r}")
+    return number
+
+
+def positive_int(value, flag, allow_none=False):
+    """An integer > 0 (batch size, sequence length, steps), or None when allowed."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise UserError(f"{flag} must be a positive integer, got {value!r}")
+    return value
+
+
+def non_negative_int(value, flag):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(f"{flag} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def seed_list(value, flag="--seeds"):
+    """'1,2,3' -> [1, 2, 3]: one or more integers >= 0, no repeats."""
+    parts = [p.strip() for p in str(value).split(",")]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise UserError(f"{flag} must be comma-separated integers >= 0, e.g. 1,2,3; got {value!r}")
+    seeds = [int(p) for p in parts]
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"{flag} repeats a seed: {value!r}")
+    return seeds
