@@ -213,6 +213,9 @@ def budget_lr_lambda(kind, warmup_steps, total_steps):
     return factor
 
 
+TAIL_FRACTION = 0.02
+
+
 class TimeBudget(TrainerCallback):
     """Ends training after the budget's steps. At a tenth, three tenths, half, seven tenths and nine tenths of the
     plan it re-plans the step count from the Trainer's own step times (evaluation and saving left out): the training
@@ -254,7 +257,10 @@ class TimeBudget(TrainerCallback):
         elapsed = sum(self.step_times) + (state.global_step - len(self.step_times)) * seconds
         left = self.plan["minutes"] * 60 - elapsed
         wanted = state.global_step + max(0, int(left // seconds))
-        self.total = max(state.global_step, min(wanted, self.upper_bound))
+        # Even when the time is already spent (a machine slowed down by other work), the schedule gets a short tail
+        # to decay in instead of stopping at a high learning rate: at most 2% of the plan over the budget.
+        tail = state.global_step + max(1, math.ceil(TAIL_FRACTION * self.plan["planned_steps"]))
+        self.total = min(self.upper_bound, max(tail, min(wanted, self.upper_bound)))
         self.since = len(self.step_times)
         self.fractions.pop(0)  # this re-plan's fraction, and any the new length has already passed
         while self.fractions and state.global_step >= int(self.fractions[0] * self.total):

@@ -21,6 +21,12 @@ WORDS = (
 ).split()
 
 
+def pytest_configure(config):
+    # Marks used by transformers' common tests (tests/test_transformers_common.py), registered so pytest knows them.
+    for mark in ("accelerate_tests", "flash_attn_test", "flash_attn_3_test", "flash_attn_4_test", "torch_compile_test"):
+        config.addinivalue_line("markers", f"{mark}: a transformers common-test mark")
+
+
 def tiny_vocab():
     letters = [c for c in "abcdefghijklmnopqrstuvwxyz.," if c not in WORDS]
     return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + letters

@@ -1,6 +1,7 @@
 """--time_budget: steps planned from a measured step time, the schedule ending with the budget, the plan kept on resume."""
 
 import json
+import math
 
 import pytest
 from test_reliability import SMOKE, error_line, run
@@ -43,17 +44,20 @@ def test_budget_run_trains_its_planned_steps_and_the_schedule_ends_there(tmp_pat
     # of the current plan; each re-plan spends the time left at the recent step time; the last one sets the length.
     replans = plan["replans"]
     assert plan["replanned_at_step"] == replans[0]["at_step"] == max(10, plan["planned_steps"] // 10)
-    assert [r["at_step"] for r in replans] == sorted({r["at_step"] for r in replans}) and len(replans) >= 2
+    assert [r["at_step"] for r in replans] == sorted({r["at_step"] for r in replans})  # how many depends on the timing
     for r in replans:
         wanted = r["at_step"] + max(0, int(r["seconds_left"] // r["step_seconds"]))
-        assert abs(r["steps"] - max(r["at_step"], min(wanted, 2 * plan["planned_steps"]))) <= 1
+        tail = r["at_step"] + max(1, math.ceil(0.02 * plan["planned_steps"]))  # a decay tail even when time is out
+        assert abs(r["steps"] - min(2 * plan["planned_steps"], max(tail, min(wanted, 2 * plan["planned_steps"])))) <= 1
     assert plan["steps"] == replans[-1]["steps"]
     assert results["train_steps"] == plan["steps"] and results["train_tokens"] == plan["steps"] * 8 * 64
     assert f"-> {plan['steps']:,} steps in all" in result.stdout
     assert results["tokens_per_second"] > 0 and "eval_seconds_during_training" in results and "save_seconds" in results
     assert f"-> {plan['planned_steps']:,} steps" in result.stdout
     rates = [entry["learning_rate"] for entry in json.loads((out / "training_log.json").read_text()) if "learning_rate" in entry]
-    assert max(rates) > 0.5e-3 and rates[-1] < 0.05 * max(rates)  # warmup reached the peak, decay reached the end
+    # Warmup reached the peak and the decay its end: the last logged rate is at most a few tail steps from zero, even
+    # when a loaded machine made the last re-plan cut the run short (then the schedule decays over a short tail).
+    assert max(rates) > 0.5e-3 and rates[-1] < 0.25 * max(rates)
 
 
 def test_killed_budget_run_resumes_with_the_recorded_plan(tmp_path):
