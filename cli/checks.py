@@ -15,11 +15,12 @@ def _number(value, flag, what):
     return number
 
 
-def positive_number(value, flag):
-    """A finite number > 0 (learning rate, epochs, minutes)."""
-    number = _number(value, flag, "a positive number")
+def positive_number(value, flag, unit=None):
+    """A finite number > 0 (learning rate, epochs, minutes); strings that YAML left unparsed ('1e-3') are taken."""
+    what = "a positive number" + (f" of {unit}" if unit else "")
+    number = _number(value, flag, what)
     if number <= 0:
-        raise UserError(f"{flag} must be a positive number, got {value!r}")
+        raise UserError(f"{flag} must be {what}, got {value!r}")
     return number
 
 

@@ -77,17 +77,21 @@ def validate_args(args):
     checks.seed_list(args.seeds)
 
 
-def readable_length(model_name_or_path, tokenizer):
-    """The longest input (in tokens, specials included) that both the model's positions and the tokenizer take."""
+def load_config(model_name_or_path, **fields):
+    """The model's config (custom code allowed), with `fields` set; a bad path is a UserError naming the flag."""
     from transformers import AutoConfig
 
     import modeling  # noqa: F401  registers the SmallEncoder family for local folders
 
     try:
-        config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=True)
+        return AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=True, **fields)
     except (OSError, ValueError) as error:
         raise UserError(f"cannot load a model from --model_name_or_path {model_name_or_path!r}: "
                         f"{str(error).strip().splitlines()[0]}") from None
+
+
+def readable_length(config, tokenizer):
+    """The longest input (in tokens, specials included) that both the model's positions and the tokenizer take."""
     limits = []
     positions = getattr(config, "max_position_embeddings", None)
     if positions and getattr(config, "position_embedding_type", "absolute") == "absolute":
@@ -101,7 +105,7 @@ def readable_length(model_name_or_path, tokenizer):
 
 def cap_max_seq_length(args, tokenizer, entry="--max_seq_length"):
     """Lower args.max_seq_length to what the model and tokenizer can read, with one line saying so."""
-    limit = readable_length(args.model_name_or_path, tokenizer)
+    limit = readable_length(load_config(args.model_name_or_path), tokenizer)
     if limit is not None and args.max_seq_length > limit:
         print(f"{entry} {args.max_seq_length} is longer than {args.model_name_or_path} reads; using {limit} "
               f"(its position embeddings and tokenizer stop there)")
@@ -117,18 +121,13 @@ def git_commit():
 
 
 def load_model(args, task, seed):
-    from transformers import AutoConfig, AutoModelForSequenceClassification, set_seed
-
-    import modeling  # noqa: F401  registers the SmallEncoder family for local folders
+    from transformers import AutoModelForSequenceClassification, set_seed
 
     set_seed(seed)
     names = LABEL_NAMES[task]
     labels = dict(num_labels=TASKS[task]["num_labels"], id2label=dict(enumerate(names)),
                   label2id={name: i for i, name in enumerate(names)})
-    try:
-        config = AutoConfig.from_pretrained(args.model_name_or_path, trust_remote_code=True, **labels)
-    except OSError as error:
-        raise UserError(f"cannot load a model from {args.model_name_or_path!r}: {str(error).splitlines()[0]}") from None
+    config = load_config(args.model_name_or_path, **labels)
     if args.random_init:
         model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=True)
     else:

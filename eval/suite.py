@@ -216,7 +216,7 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     tokenizer = load_tokenizer(model_path, "--model_name_or_path")
     from eval.run_glue import readable_length
 
-    limit = readable_length(str(model_path), tokenizer)
+    limit = readable_length(config, tokenizer)
     if limit is not None and settings["max_seq_length"] > limit:
         print(f"protocol {protocol}: GLUE inputs are cut at {limit} tokens, what {model_path} reads "
               f"(the protocol's {settings['max_seq_length']} is longer)")

@@ -224,12 +224,14 @@ class SmallEncoderPreTrainedModel(PreTrainedModel):
                 config.output_hidden_states if output_hidden_states is None else output_hidden_states,
                 config.return_dict if return_dict is None else return_dict)
 
-    def _attention_masks(self, attention_mask, document_ids, batch, length, device):
+    def _attention_masks(self, attention_mask, document_ids, batch, length, device, output_attentions):
         """What each attention backend reads: a boolean [B, 1, 1 or L, L] mask for eager and sdpa, a BlockMask for
-        flex attention, the [B, L] padding mask for FlashAttention (which cannot isolate documents)."""
+        flex attention, the [B, L] padding mask for FlashAttention (which cannot isolate documents). The dense mask
+        is built only where it is read: by eager and sdpa, and by the eager path that returns attention weights."""
         implementation = self.config._attn_implementation or "sdpa"
-        masks = {"eager": build_attention_mask(attention_mask, document_ids, length)}
-        masks["sdpa"] = masks["eager"]
+        masks = {}
+        if implementation in ("eager", "sdpa") or output_attentions:
+            masks["eager"] = masks["sdpa"] = build_attention_mask(attention_mask, document_ids, length)
         if implementation == "flex_attention":
             masks["flex_attention"] = build_flex_block_mask(attention_mask, document_ids, batch, length, device)
         elif implementation.startswith("flash_attention"):
@@ -287,7 +289,7 @@ class SmallEncoderModel(SmallEncoderPreTrainedModel):
             else:
                 position_ids = torch.arange(shape[1], device=device).expand(shape)
         hidden = self.embeddings(input_ids, inputs_embeds, position_ids)
-        mask = self._attention_masks(attention_mask, document_ids, shape[0], shape[1], device)
+        mask = self._attention_masks(attention_mask, document_ids, shape[0], shape[1], device, output_attentions)
         rotary = self.rotary(position_ids, hidden.dtype) if self.rotary is not None else None
 
         all_hidden = () if output_hidden_states else None

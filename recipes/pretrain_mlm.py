@@ -142,7 +142,7 @@ def budget_plan(recipe, model, collator, train_blocks, args, resume, is_main):
         raise UserError(f"--time_budget {recipe['time_budget']:g} minutes is shorter than one training step "
                         f"({seconds:.3g} s on this hardware); give a longer budget or a smaller batch")
     plan = {
-        "minutes": recipe["time_budget"], "step_seconds": round(seconds, 5), "steps_measured": measured,
+        "minutes": recipe["time_budget"], "step_seconds": seconds, "steps_measured": measured,
         "planned_steps": steps, "planned_tokens": steps * rows * args.world_size * recipe["block_size"],
         "calibration_seconds": round(time.time() - started, 1), "hardware": describe_hardware(args.world_size),
     }

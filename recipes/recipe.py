@@ -5,7 +5,6 @@ Every key must be one of DEFAULTS; values on the command line are parsed as YAML
 0.2`, `--train_files 'a.txt,b.txt'`, `--cosmopedia_filter '{max_samples: 100}'`).
 """
 
-import math
 from pathlib import Path
 
 import yaml
@@ -166,13 +165,7 @@ def validate(recipe):
         raise UserError(f"text_sample_by must be line, paragraph or document, got {recipe['text_sample_by']!r}")
     budget = recipe["time_budget"]
     if budget is not None:
-        try:  # YAML reads 1e-3 (no dot) as a string
-            minutes = float(budget) if not isinstance(budget, bool) else math.nan
-        except (TypeError, ValueError):
-            minutes = math.nan
-        if not math.isfinite(minutes) or minutes <= 0:
-            raise UserError(f"--time_budget must be a positive number of minutes, got {budget!r}")
-        recipe["time_budget"] = minutes
+        recipe["time_budget"] = checks.positive_number(budget, "--time_budget", unit="minutes")
         if recipe["lr_scheduler_type"] not in ("linear", "cosine"):
             raise UserError(f"--time_budget needs lr_scheduler_type linear or cosine (a schedule it can end with the "
                             f"budget), got {recipe['lr_scheduler_type']!r}")

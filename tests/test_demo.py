@@ -15,6 +15,7 @@ import torch
 from conftest import REPO_ROOT, shared_data, tiny_config
 
 from demo.app import Demo, DemoError, classify_page, fill_mask_page, get_demo, similarity_page
+from demo.screenshot import CHROMIUM_FLAGS
 from modeling import SmallEncoderForMaskedLM
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -191,9 +192,7 @@ def test_the_page_in_a_real_browser(served_demo, small_encoder_dir, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements.txt")
     expected = get_demo(str(small_encoder_dir)).fill_mask("the ship [MASK] the sea", 5)
     with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.goto(served_demo)
