@@ -106,29 +106,44 @@ def run_glue_tasks(model_path, tokenizer, tasks, settings, data_dir, output_dir,
     return results
 
 
-def masked_lm(model_path, random_init):
+DISCRIMINATORS = ("ElectraForPreTraining", "SmallEncoderForPreTraining")
+NOT_A_MASKED_LM = "not applicable: a replaced-token-detection discriminator has no masked-LM head"
+
+
+def is_discriminator(config):
+    """True for the folder of an RTD run (ELECTRA's discriminator): no MLM head, so no perplexity or MLM scoring."""
+    return bool(set(getattr(config, "architectures", None) or ()) & set(DISCRIMINATORS))
+
+
+def load_for_zero_shot(model_path, random_init, discriminator):
+    """The masked LM (the encoder alone for a discriminator), pretrained or with random weights (the floor)."""
     import torch
-    from transformers import AutoConfig, AutoModelForMaskedLM
+    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
     from eval.loading import quiet_load_reports
 
+    auto = AutoModel if discriminator else AutoModelForMaskedLM
     with quiet_load_reports():
         if random_init:
             torch.manual_seed(0)
             config = AutoConfig.from_pretrained(model_path, trust_remote_code=True)
-            return AutoModelForMaskedLM.from_config(config, trust_remote_code=True).eval()
-        return AutoModelForMaskedLM.from_pretrained(model_path, trust_remote_code=True).eval()
+            return auto.from_config(config, trust_remote_code=True).eval()
+        return auto.from_pretrained(model_path, trust_remote_code=True).eval()
 
 
-def zero_shot_measures(model_path, tokenizer, data_dir, settings, perplexity_blocks, mlm_probability, random_init):
-    """Perplexity, STS-B zero-shot and MMLU for the model or its random-init floor."""
+def zero_shot_measures(model_path, tokenizer, data_dir, settings, perplexity_blocks, mlm_probability, random_init,
+                       discriminator=False):
+    """Perplexity, STS-B zero-shot and MMLU for the model or its random-init floor (a discriminator: STS-B only, and
+    the other two say why not)."""
     from eval.embeddings import sts_zero_shot
     from eval.mmlu_probe import OptionScorer, read_mmlu_folder, run_probe, wilson_interval
     from eval.perplexity import masked_perplexity
 
-    model = masked_lm(model_path, random_init)
+    model = load_for_zero_shot(model_path, random_init, discriminator)
     out = {}
-    if perplexity_blocks is not None:
+    if discriminator:
+        out["perplexity"] = out["mmlu"] = {"not_applicable": NOT_A_MASKED_LM}
+    if perplexity_blocks is not None and not discriminator:
         started = time.time()
         value, loss, count = masked_perplexity(model, tokenizer, perplexity_blocks, mlm_probability, seed=0)
         out["perplexity"] = {"perplexity": value, "loss": loss, "tokens_scored": count, "blocks": len(perplexity_blocks),
@@ -139,7 +154,7 @@ def zero_shot_measures(model_path, tokenizer, data_dir, settings, perplexity_blo
         spearman, pairs = sts_zero_shot(model.base_model, tokenizer, Path(data_dir) / "glue")
         out["stsb_zero_shot"] = {"spearman": spearman, "pairs": pairs, "seconds": round(time.time() - started, 1)}
     mmlu = Path(data_dir) / "mmlu" / "val"
-    if mmlu.is_dir():
+    if mmlu.is_dir() and not discriminator:
         started = time.time()
         per_subject = run_probe(OptionScorer(model, tokenizer), read_mmlu_folder(mmlu), max_questions=settings["mmlu_max_per_subject"])
         correct, total = sum(c for c, _ in per_subject.values()), sum(t for _, t in per_subject.values())
@@ -148,11 +163,13 @@ def zero_shot_measures(model_path, tokenizer, data_dir, settings, perplexity_blo
     return out
 
 
-def measure(model_path, tokenizer, data_dir, settings, tasks, perplexity_blocks, mlm_probability, scratch, random_init):
+def measure(model_path, tokenizer, data_dir, settings, tasks, perplexity_blocks, mlm_probability, scratch, random_init,
+            discriminator=False):
     started = time.time()
     result = {"glue": run_glue_tasks(model_path, tokenizer, tasks, settings, data_dir, scratch, random_init)}
     result["glue_average"] = glue_average(result["glue"])
-    result.update(zero_shot_measures(model_path, tokenizer, data_dir, settings, perplexity_blocks, mlm_probability, random_init))
+    result.update(zero_shot_measures(model_path, tokenizer, data_dir, settings, perplexity_blocks, mlm_probability,
+                                     random_init, discriminator))
     result["seconds"] = round(time.time() - started, 1)
     return json.loads(json.dumps(result))  # as it will be read back from results.json and the floor cache (string keys)
 
@@ -167,12 +184,16 @@ def table_rows(model, floor):
     if model.get("glue_average") is not None:
         rows.append((f"GLUE average ({len([t for t in model['glue'] if t not in NOT_AVERAGED])} tasks)",
                      floor["glue_average"], model["glue_average"]))
-    if "perplexity" in model:
+    if "not_applicable" in model.get("perplexity", {}):
+        rows.append(("held-out MLM perplexity", None, None))
+    elif "perplexity" in model:
         rows.append((f"held-out MLM perplexity ({model['perplexity']['mlm_probability']:.0%} masking; lower is better)",
                      floor["perplexity"]["perplexity"], model["perplexity"]["perplexity"]))
     if "stsb_zero_shot" in model:
         rows.append(("STS-B dev zero-shot (Spearman x100)", floor["stsb_zero_shot"]["spearman"], model["stsb_zero_shot"]["spearman"]))
-    if "mmlu" in model:
+    if "not_applicable" in model.get("mmlu", {}):
+        rows.append(("MMLU val 0-shot accuracy (masked-LM option scoring)", None, None))
+    elif "mmlu" in model:
         rows.append((f"MMLU val 0-shot accuracy % ({model['mmlu']['total']:,} questions; chance 25)",
                      100 * floor["mmlu"]["accuracy"], 100 * model["mmlu"]["accuracy"]))
     return rows
@@ -182,7 +203,10 @@ def summary_markdown(results):
     lines = [f"Suite v{SUITE_VERSION}, protocol `{results['protocol']}`, model `{results['model']}`", "",
              "| measurement | random-init floor | pretrained | difference |", "|---|---|---|---|"]
     for row in results["table"]:
-        lines.append(f"| {row['what']} | {row['floor']:.2f} | {row['pretrained']:.2f} | {row['difference']:+.2f} |")
+        if row["pretrained"] is None:
+            lines.append(f"| {row['what']} | - | - | {NOT_A_MASKED_LM} |")
+        else:
+            lines.append(f"| {row['what']} | {row['floor']:.2f} | {row['pretrained']:.2f} | {row['difference']:+.2f} |")
     seeds = results["protocol_settings"]["seeds"]
     lines += ["", f"GLUE: dev sets, median of seeds {seeds}; settings {json.dumps(results['protocol_settings'])}.",
               f"Floor {'from the cache' if results['floor_cached'] else 'measured now'} ({results['floor_key']}). "
@@ -245,20 +269,29 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     cache = Path(floor_cache or Path(os.environ.get("SMALL_ENCODERS_CACHE", Path.home() / ".cache" / "small-encoders")) / "floors")
     floor_file = cache / f"{key}.json"
     floor = json.loads(floor_file.read_text()) if floor_file.is_file() else None
-    floor_cached = floor is not None and set(present) <= set(floor["glue"]) and (blocks is None or floor.get("perplexity_data") == files)
+    discriminator = is_discriminator(config)
+    # A floor measured for a discriminator (GLUE and STS-B only) does not serve a masked LM, which needs its perplexity.
+    floor_cached = (floor is not None and set(present) <= set(floor["glue"]) and (blocks is None or floor.get("perplexity_data") == files)
+                    and (discriminator or "not_applicable" not in floor.get("perplexity", {})))
     print(f"suite v{SUITE_VERSION}, protocol {protocol}: GLUE {', '.join(present) or 'none'}; perplexity on "
           f"{files or 'nothing (no held-out text)'}; floor {'cached' if floor_cached else 'to measure'} ({key})", flush=True)
 
     scratch = output_dir / "scratch"
-    model = measure(model_path, tokenizer, data_dir, settings, present, blocks, mlm_probability, scratch, random_init=False)
+    if discriminator:
+        print(f"{model_path} is a replaced-token-detection discriminator: perplexity and MMLU (masked-LM scoring) are "
+              f"not applicable and are not measured", flush=True)
+    model = measure(model_path, tokenizer, data_dir, settings, present, blocks, mlm_probability, scratch,
+                    random_init=False, discriminator=discriminator)
     if not floor_cached:
-        floor = measure(model_path, tokenizer, data_dir, settings, present, blocks, mlm_probability, scratch, random_init=True)
+        floor = measure(model_path, tokenizer, data_dir, settings, present, blocks, mlm_probability, scratch,
+                        random_init=True, discriminator=discriminator)
         floor["perplexity_data"] = files
         floor_file.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(floor_file, json.dumps(floor, indent=1))
     floor = dict(floor, glue={t: floor["glue"][t] for t in present})
     floor["glue_average"] = glue_average(floor["glue"])
-    table = [{"what": what, "floor": f, "pretrained": p, "difference": p - f} for what, f, p in table_rows(model, floor)]
+    table = [{"what": what, "floor": f, "pretrained": p, "difference": None if p is None else p - f}
+             for what, f, p in table_rows(model, floor)]
     results = {
         "suite_version": SUITE_VERSION, "protocol": protocol, "protocol_settings": settings, "model": str(model_path),
         "model_type": config.model_type, "data_dir": str(data_dir), "perplexity_data": files, "glue_tasks": present,

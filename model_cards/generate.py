@@ -107,7 +107,9 @@ def suite_results(suite):
                       "dataset": {"type": "cais/mmlu", "name": "MMLU", "split": "validation"},
                       "metrics": [{"type": "accuracy", "value": round(model["mmlu"]["accuracy"], 4), "name": f"0-shot accuracy ({model['mmlu']['total']} questions)"}]})
     command = f"eval/suite.py --protocol {protocol}"
-    rows = [(row["what"], f"{row['pretrained']:.2f} (random-init floor {row['floor']:.2f}, difference {row['difference']:+.2f})", command)
+    rows = [(row["what"], "not applicable (a replaced-token-detection discriminator has no masked-LM head)"
+             if row["pretrained"] is None else
+             f"{row['pretrained']:.2f} (random-init floor {row['floor']:.2f}, difference {row['difference']:+.2f})", command)
             for row in suite["table"]]
     return index, rows
 
@@ -117,7 +119,12 @@ def collect_results(model_dir, extra_files):
     index, rows = [], []
     own = Path(model_dir) / "results.json"
     run = read_json(own) if own.exists() else {}
-    if run:
+    if run.get("objective") == "rtd":
+        rows.append(("held-out replaced-token detection", f"discriminator accuracy {run['discriminator_accuracy']:.2%} "
+                     f"({run['replaced_fraction']:.1%} of the scored tokens replaced); generator MLM perplexity "
+                     f"{run['generator_perplexity']:.2f} ({run['mlm_probability']:.0%} masking, {run['eval_blocks']:,} blocks "
+                     f"of {run['block_size']})", "recipes/pretrain_mlm.py (end of training)"))
+    elif run:
         index.append({"task": {"type": "fill-mask", "name": "Masked language modeling"},
                       "dataset": {"type": "text", "name": run.get("validation_data") or f"held-out split of {run['data']}"},
                       "metrics": [{"type": "perplexity", "value": round(run["eval_perplexity"], 3),
@@ -172,9 +179,12 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
     custom = config.get("model_type") == "small_encoder"
     index, rows = collect_results(model_dir, result_files)
     datasets = [recipe["dataset_name"]] if recipe.get("dataset_name") and "/" in str(recipe.get("dataset_name")) and not recipe.get("train_files") else []
+    rtd = recipe.get("objective") == "rtd"  # the folder holds ELECTRA's discriminator: no fill-mask
     front = {
-        "license": "apache-2.0", "language": ["en"], "library_name": "transformers", "pipeline_tag": "fill-mask",
-        "tags": ["masked-lm", "small-encoders", recipe.get("recipe", "custom")] + (["custom_code"] if custom else []),
+        "license": "apache-2.0", "language": ["en"], "library_name": "transformers",
+        "pipeline_tag": "feature-extraction" if rtd else "fill-mask",
+        "tags": (["electra", "replaced-token-detection"] if rtd else ["masked-lm"]) + ["small-encoders", recipe.get("recipe", "custom")]
+        + (["custom_code"] if custom else []),
     }
     if datasets:
         front["datasets"] = datasets
@@ -201,7 +211,8 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
     lines += [f"- tokenizer: {recipe.get('tokenizer_name')}, vocabulary {config.get('vocab_size'):,}",
               f"- packed into {recipe.get('block_size')}-token blocks with no padding", "",
               "## Training", "", "| setting | value |", "|---|---|"]
-    for key in ("mlm_probability", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
+    for key in (("objective", "generator_size", "generator_temperature", "discriminator_weight") if rtd else ()) + (
+            "mlm_probability", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
                 "adam_beta1", "adam_beta2", "adam_epsilon", "lr_scheduler_type", "warmup_ratio", "num_train_epochs", "max_steps", "seed"):
         if key in ("num_train_epochs", "max_steps") and recipe.get("time_budget"):
             continue  # a budget run's length is its time budget (row below), not these
@@ -228,10 +239,19 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
         lines += ["| evaluation | result | command |", "|---|---|---|"] + [f"| {a} | {b} | `{c}` |" for a, b, c in rows]
     else:
         lines.append("No evaluation has been run for this model yet.")
-    lines += ["", "## Usage", "", "```python", "from transformers import pipeline", "",
-              f'fill = pipeline("fill-mask", model="{name}"{trust})',
-              f'print(fill("The capital of France is {mask}."))',
-              "```", ""]
+    if rtd:
+        lines += ["", "## Usage", "",
+                  "The weights are ELECTRA's discriminator (replaced-token detection), the part to fine-tune; the generator it "
+                  "trained with is in `generator/`.", "", "```python",
+                  "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+                  f'tokenizer = AutoTokenizer.from_pretrained("{name}")',
+                  f'model = AutoModelForSequenceClassification.from_pretrained("{name}", num_labels=2{trust})',
+                  "```", ""]
+    else:
+        lines += ["", "## Usage", "", "```python", "from transformers import pipeline", "",
+                  f'fill = pipeline("fill-mask", model="{name}"{trust})',
+                  f'print(fill("The capital of France is {mask}."))',
+                  "```", ""]
     if custom:
         lines += ["The architecture is this repository's SmallEncoder family, so loading runs the `configuration_small_encoder.py` "
                   "and `modeling_small_encoder.py` files shipped with the weights (`trust_remote_code=True`); read them first.", ""]

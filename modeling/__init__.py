@@ -5,6 +5,7 @@ from transformers import (
     AutoModel,
     AutoModelForMaskedLM,
     AutoModelForMultipleChoice,
+    AutoModelForPreTraining,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
 )
@@ -13,6 +14,7 @@ from .configuration_small_encoder import PRESETS, SmallEncoderConfig
 from .modeling_small_encoder import (
     SmallEncoderForMaskedLM,
     SmallEncoderForMultipleChoice,
+    SmallEncoderForPreTraining,
     SmallEncoderForSequenceClassification,
     SmallEncoderForTokenClassification,
     SmallEncoderModel,
@@ -26,6 +28,7 @@ AUTO_CLASSES = {
     "AutoModelForSequenceClassification": (AutoModelForSequenceClassification, SmallEncoderForSequenceClassification),
     "AutoModelForTokenClassification": (AutoModelForTokenClassification, SmallEncoderForTokenClassification),
     "AutoModelForMultipleChoice": (AutoModelForMultipleChoice, SmallEncoderForMultipleChoice),
+    "AutoModelForPreTraining": (AutoModelForPreTraining, SmallEncoderForPreTraining),
 }
 
 AutoConfig.register(SmallEncoderConfig.model_type, SmallEncoderConfig, exist_ok=True)
@@ -48,6 +51,7 @@ __all__ = [
     "SmallEncoderConfig",
     "SmallEncoderForMaskedLM",
     "SmallEncoderForMultipleChoice",
+    "SmallEncoderForPreTraining",
     "SmallEncoderForSequenceClassification",
     "SmallEncoderForTokenClassification",
     "SmallEncoderModel",

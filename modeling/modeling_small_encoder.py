@@ -1,9 +1,12 @@
 """SmallEncoder: one BERT-style encoder family (RoPE or absolute positions, LayerNorm or RMSNorm,
-pre- or post-norm, GELU MLP or SwiGLU, tied or untied MLM decoder).
+pre- or post-norm, GELU MLP or SwiGLU, tied or untied MLM decoder), with masked-LM, replaced-token-detection
+(ELECTRA's discriminator) and task heads.
 
 This file is copied next to the weights by `save_pretrained`, so it imports only torch, the public
 transformers API and its configuration file.
 """
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,14 +22,16 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
+from transformers.utils import ModelOutput
 
 from .configuration_small_encoder import SmallEncoderConfig
 
 
-def make_norm(config):
+def make_norm(config, size=None):
+    size = size or config.hidden_size
     if config.norm_type == "rmsnorm":
-        return nn.RMSNorm(config.hidden_size, eps=config.norm_eps)
-    return nn.LayerNorm(config.hidden_size, eps=config.norm_eps)
+        return nn.RMSNorm(size, eps=config.norm_eps)
+    return nn.LayerNorm(size, eps=config.norm_eps)
 
 
 def positions_within_documents(document_ids):
@@ -113,15 +118,18 @@ class SmallEncoderRotary(nn.Module):
 class SmallEncoderEmbeddings(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.tok_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.embedding_size)
         self.position_embeddings = (
-            nn.Embedding(config.max_position_embeddings, config.hidden_size)
+            nn.Embedding(config.max_position_embeddings, config.embedding_size)
             if config.position_embedding_type == "absolute"
             else None
         )
         # Post-norm (original BERT) normalises the embeddings; pre-norm leaves that to the first layer.
-        self.norm = None if config.pre_norm else make_norm(config)
+        self.norm = None if config.pre_norm else make_norm(config, config.embedding_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        # Embeddings narrower or wider than the encoder (an ELECTRA generator sharing its discriminator's).
+        self.project = (nn.Linear(config.embedding_size, config.hidden_size)
+                        if config.embedding_size != config.hidden_size else None)
 
     def forward(self, input_ids, inputs_embeds, position_ids):
         hidden = self.tok_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
@@ -129,7 +137,8 @@ class SmallEncoderEmbeddings(nn.Module):
             hidden = hidden + self.position_embeddings(position_ids)
         if self.norm is not None:
             hidden = self.norm(hidden)
-        return self.dropout(hidden)
+        hidden = self.dropout(hidden)
+        return self.project(hidden) if self.project is not None else hidden
 
 
 class SmallEncoderAttention(nn.Module):
@@ -309,14 +318,14 @@ class SmallEncoderModel(SmallEncoderPreTrainedModel):
 
 
 class SmallEncoderLMHead(nn.Module):
-    """BERT's MLM head: dense, activation, norm, then the (optionally tied) decoder."""
+    """BERT's MLM head: dense (to the embedding width), activation, norm, then the (optionally tied) decoder."""
 
     def __init__(self, config):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.embedding_size)
         self.act = ACT2FN["gelu"]
-        self.norm = make_norm(config)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.norm = make_norm(config, config.embedding_size)
+        self.decoder = nn.Linear(config.embedding_size, config.vocab_size)
 
     def forward(self, hidden):
         return self.decoder(self.norm(self.act(self.dense(hidden))))
@@ -382,18 +391,101 @@ class SmallEncoderForMaskedLM(SmallEncoderPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
+def mean_pool(hidden, attention_mask):
+    """Mean of the final states of the tokens the attention mask keeps (all tokens without a mask)."""
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    keep = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
+
+
+@dataclass
+class SmallEncoderForPreTrainingOutput(ModelOutput):
+    """Output of [`SmallEncoderForPreTraining`]: one replaced-or-original logit per token."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class SmallEncoderDiscriminatorHead(nn.Module):
+    """ELECTRA's discriminator head: dense, activation, then one logit per token (replaced > 0 > original)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN["gelu"]
+        self.dense_prediction = nn.Linear(config.hidden_size, 1)
+
+    def forward(self, hidden):
+        return self.dense_prediction(self.act(self.dense(hidden))).squeeze(-1)
+
+
+def replaced_token_detection_loss(logits, labels):
+    """Binary cross-entropy over the tokens whose label is 0 (original) or 1 (replaced); -100 is not scored."""
+    scored = labels != -100
+    return F.binary_cross_entropy_with_logits(logits[scored].float(), labels[scored].float(), reduction="sum") / max(
+        int(scored.sum()), 1)
+
+
+class SmallEncoderForPreTraining(SmallEncoderPreTrainedModel):
+    """The encoder with ELECTRA's replaced-token-detection head: what an RTD pretraining run saves and a Hub user
+    fine-tunes (load it with any of the task heads; the detection head is then dropped)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = SmallEncoderModel(config)
+        self.discriminator_predictions = SmallEncoderDiscriminatorHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        inputs_embeds=None,
+        document_ids=None,
+        token_type_ids=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            1 where the input token was replaced, 0 where it is the original, -100 where it is not scored
+            (special tokens, padding).
+        """
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict)
+        outputs = self.model(
+            input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
+            document_ids=document_ids, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        logits = self.discriminator_predictions(outputs.last_hidden_state)
+        loss = replaced_token_detection_loss(logits, labels) if labels is not None else None
+        output = SmallEncoderForPreTrainingOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return output if return_dict else output.to_tuple()
+
+
 class SmallEncoderClassificationHead(nn.Module):
-    """Pools the first token ([CLS] / <s>) through dense + tanh, as BERT and RoBERTa do."""
+    """Pools the first token ([CLS] / <s>), as BERT and RoBERTa do, or the mean of the non-padding tokens
+    (`config.classifier_pooling`), then dense + tanh and the output layer."""
 
     def __init__(self, config, num_outputs):
         super().__init__()
+        self.pooling = config.classifier_pooling
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(config.hidden_size, num_outputs)
 
-    def forward(self, hidden):
-        pooled = torch.tanh(self.dense(self.dropout(hidden[:, 0])))
+    def forward(self, hidden, attention_mask=None):
+        pooled = mean_pool(hidden, attention_mask) if self.pooling == "mean" else hidden[:, 0]
+        pooled = torch.tanh(self.dense(self.dropout(pooled)))
         return self.out_proj(self.dropout(pooled))
 
 
@@ -441,7 +533,7 @@ class SmallEncoderForSequenceClassification(SmallEncoderPreTrainedModel):
             input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
         )
-        logits = self.classifier(outputs.last_hidden_state)
+        logits = self.classifier(outputs.last_hidden_state, attention_mask)
         loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
         output = SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
@@ -519,7 +611,7 @@ class SmallEncoderForMultipleChoice(SmallEncoderPreTrainedModel):
             inputs_embeds=flat(inputs_embeds), output_attentions=output_attentions,
             output_hidden_states=output_hidden_states, return_dict=True,
         )
-        logits = self.classifier(outputs.last_hidden_state).view(-1, num_choices)
+        logits = self.classifier(outputs.last_hidden_state, flat(attention_mask)).view(-1, num_choices)
         loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
         output = MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions

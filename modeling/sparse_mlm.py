@@ -1,4 +1,5 @@
-"""Sparse prediction for stock Hugging Face MLMs (RobertaForMaskedLM, BertForMaskedLM) during training.
+"""Sparse prediction for stock Hugging Face MLMs (RobertaForMaskedLM, BertForMaskedLM, ElectraForMaskedLM) during
+training.
 
 The SmallEncoder family does this inside its forward. Stock models compute the MLM head at every
 position; these hooks make them compute it only where the label is not -100, without adding any
@@ -6,7 +7,7 @@ parameter or buffer, so checkpoints are unchanged. The hooks live on inner modul
 still called through its own forward, so DDP/FSDP wrappers keep working.
 """
 
-HEAD_NAMES = ("lm_head", "cls")
+HEAD_NAMES = ("lm_head", "cls", "generator_predictions")  # RoBERTa, BERT, ELECTRA's generator
 
 
 def enable_sparse_prediction(model):

@@ -49,9 +49,9 @@ def prepare_output_dir(recipe, is_main):
         return None
     if saved.exists():
         previous = yaml.safe_load(saved.read_text())
-        if run_identity(previous) != run_identity(recipe):
-            changed = sorted(k for k in set(run_identity(previous)) | set(run_identity(recipe))
-                             if previous.get(k) != recipe.get(k))
+        before, now = run_identity(previous), run_identity(recipe)
+        if before != now:
+            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
             raise UserError(
                 f"{out} holds a different run (settings differ: {', '.join(changed)}); use another --output_dir, "
                 f"or --overwrite_output_dir true to replace it"
@@ -177,6 +177,26 @@ def side_by_side(untrained, trained):
     return "\n".join(lines)
 
 
+def model_lines(model, rtd, recipe):
+    """The header's model line(s): the class and exact parameter count; with RTD the discriminator (what is kept) and
+    the generator (what shares its embeddings)."""
+    from modeling.build import count_parameters
+
+    if not rtd:
+        return [f"model             {type(model).__name__}, {count_parameters(model):,} parameters"]
+    generator, discriminator = model.generator, model.discriminator
+    own = count_parameters(model) - count_parameters(discriminator)
+    return [
+        f"model             {type(discriminator).__name__} (the discriminator, what is saved), "
+        f"{count_parameters(discriminator):,} parameters",
+        f"generator         {type(generator).__name__}, {generator.config.hidden_size} wide "
+        f"({generator.config.hidden_size / discriminator.config.hidden_size:.2g} of the discriminator), "
+        f"{generator.config.num_attention_heads} head(s), {own:,} parameters besides the shared embeddings; saved in generator/",
+        f"objective         replaced-token detection: generator MLM loss + {recipe['discriminator_weight']:g} x "
+        f"discriminator loss, samples at temperature {recipe['generator_temperature']:g}",
+    ]
+
+
 def run(recipe):
     import torch
     from transformers import TrainingArguments, set_seed
@@ -186,7 +206,7 @@ def run(recipe):
     from modeling import enable_sparse_prediction
     from modeling.sparse_mlm import trace_sparse_selection_when_compiled
     from modeling.build import build_mlm_config, build_mlm_model, count_parameters
-    from recipes.training import MLMTrainer, ResumableMLMCollator, perplexity
+    from recipes.training import MLMTrainer, ResumableMLMCollator, RTDTrainer, perplexity
 
     bf16 = recipe["bf16"]
     if bf16 == "auto":
@@ -245,15 +265,24 @@ def run(recipe):
         recipe["model_family"], tokenizer, recipe["block_size"], preset=recipe["model_preset"],
         fields=recipe["model_config"], vocab_size=recipe["model_vocab_size"],
     )
-    model = build_mlm_model(config)
+    rtd = recipe["objective"] == "rtd"
+    if rtd:
+        from modeling.rtd import build_rtd_model
+
+        model = build_rtd_model(config, recipe["generator_size"], recipe["discriminator_weight"],
+                                recipe["generator_temperature"], tokenizer.all_special_ids)
+        mlm = model.generator  # the masked LM of the run: sparse prediction and the fill-mask example are its
+    else:
+        model = mlm = build_mlm_model(config)
     if recipe["sparse_prediction"]:
-        enable_sparse_prediction(model)
+        enable_sparse_prediction(mlm)
         if recipe["torch_compile"]:
             trace_sparse_selection_when_compiled()
     elif recipe["model_family"] == "small_encoder":
-        model.config.sparse_prediction = False
-    collator = ResumableMLMCollator(tokenizer, float(recipe["mlm_probability"]), recipe["seed"], args.process_index)
-    _, untrained_predictions = fill_mask_example(model.eval(), recipe, tokenizer)  # shown next to the trained ones
+        mlm.config.sparse_prediction = False
+    collator = ResumableMLMCollator(tokenizer, float(recipe["mlm_probability"]), recipe["seed"], args.process_index,
+                                    sampling_seed=rtd)
+    _, untrained_predictions = fill_mask_example(mlm.eval(), recipe, tokenizer)  # shown next to the trained ones
     model.train()
 
     budget = None
@@ -266,7 +295,7 @@ def run(recipe):
     if is_main:
         header = [
             f"recipe            {recipe['recipe']}{' (smoke)' if recipe['smoke_run'] else ''}",
-            f"model             {type(model).__name__}, {count_parameters(model):,} parameters",
+            *model_lines(model, rtd, recipe),
             f"data              {source}",
             f"                  train {len(texts['train']):,} documents -> {len(packed['train']):,} blocks in {timings['train']}",
             f"                  validation {len(texts['validation']):,} documents -> {len(packed['validation']):,} blocks in {timings['validation']}",
@@ -287,7 +316,7 @@ def run(recipe):
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=True))
 
-    trainer = MLMTrainer(
+    trainer = (RTDTrainer if rtd else MLMTrainer)(
         model=model, args=args, train_dataset=packed["train"], eval_dataset=packed["validation"],
         data_collator=collator, processing_class=tokenizer,
     )
@@ -320,11 +349,13 @@ def run(recipe):
     from eval.embeddings import add_sentence_transformers_files
 
     add_sentence_transformers_files(out, recipe["block_size"])
-    example, predictions = fill_mask_example(out, recipe, tokenizer, trust)  # the saved folder, as a Hub user loads it
+    # The saved folder, as a Hub user loads it (with RTD, the generator: the discriminator has no MLM head).
+    example, predictions = fill_mask_example(out / "generator" if rtd else out, recipe, tokenizer, trust)
     results = {
         "recipe": recipe["recipe"],
         "smoke": recipe["smoke_run"],
-        "parameters": count_parameters(model),
+        "parameters": count_parameters(model.discriminator if rtd else model),
+        **({"generator_parameters": count_parameters(model) - count_parameters(model.discriminator)} if rtd else {}),
         "data": source,
         "validation_data": recipe.get("validation_files") or f"{recipe['validation_split_percentage']}% held out of the training data",
         "hardware": describe_hardware(args.world_size),
@@ -338,8 +369,12 @@ def run(recipe):
         "eval_seconds_during_training": round(trainer.eval_seconds, 1),
         "save_seconds": round(trainer.save_seconds, 1),
         "time_budget": budget,
+        "objective": recipe["objective"],
         "eval_loss": metrics["eval_loss"],
-        "eval_perplexity": perplexity(metrics["eval_loss"]),
+        # With RTD the loss is generator + weight x discriminator: its exponential is no perplexity.
+        "eval_perplexity": None if rtd else perplexity(metrics["eval_loss"]),
+        **({key: metrics[f"eval_{key}"] for key in ("generator_loss", "generator_perplexity", "discriminator_loss",
+                                                    "discriminator_accuracy", "replaced_fraction")} if rtd else {}),
         "eval_blocks": len(packed["validation"]),
         "fill_mask_example": {"text": example, "top5": predictions, "untrained_top5": untrained_predictions},
     }
@@ -348,12 +383,20 @@ def run(recipe):
           f"({results['tokens_per_second']:,} tokens/s"
           + (f"; budget {budget['minutes']:g} min" if budget else "")
           + f"); evaluation {trainer.eval_seconds:.0f} s and saving {trainer.save_seconds:.0f} s not counted")
-    print(f"held-out MLM loss {metrics['eval_loss']:.4f}, perplexity {results['eval_perplexity']:.2f} "
-          f"({recipe['mlm_probability']:.0%} masking, {len(packed['validation']):,} blocks)")
-    print(f"fill-mask: {example}")
+    if rtd:
+        print(f"held-out generator MLM loss {results['generator_loss']:.4f}, perplexity {results['generator_perplexity']:.2f}; "
+              f"discriminator loss {results['discriminator_loss']:.4f}, accuracy {results['discriminator_accuracy']:.2%} "
+              f"with {results['replaced_fraction']:.1%} of the scored tokens replaced "
+              f"({recipe['mlm_probability']:.0%} masking, {len(packed['validation']):,} blocks)")
+    else:
+        print(f"held-out MLM loss {metrics['eval_loss']:.4f}, perplexity {results['eval_perplexity']:.2f} "
+              f"({recipe['mlm_probability']:.0%} masking, {len(packed['validation']):,} blocks)")
+    print(f"fill-mask{' (the generator, in ' + str(out / 'generator') + ')' if rtd else ''}: {example}")
     print(side_by_side(untrained_predictions, predictions))
-    print(f"saved to {out} (load with AutoModelForMaskedLM.from_pretrained({str(out)!r}"
-          f"{', trust_remote_code=True' if trust else ''}))")
+    loader = "AutoModelForPreTraining" if rtd else "AutoModelForMaskedLM"
+    print(f"saved to {out} (load with {loader}.from_pretrained({str(out)!r}{', trust_remote_code=True' if trust else ''})"
+          + ("; it is the discriminator: fine-tune it with AutoModelForSequenceClassification; the generator is in "
+             "generator/" if rtd else "") + ")")
     if recipe["push_to_hub"]:
         trainer.push_to_hub(commit_message=f"{recipe['recipe']} pretraining")
 

@@ -41,8 +41,12 @@ DEFAULTS = {
     "model_config": {},  # config fields over the preset / RoBERTa defaults
     "model_vocab_size": None,  # embedding rows; None: the tokenizer's size
     # objective
+    "objective": "mlm",  # mlm, or rtd: ELECTRA's replaced-token detection (a small generator, the discriminator kept)
     "mlm_probability": 0.15,
     "sparse_prediction": True,
+    "generator_size": 0.25,  # rtd: the generator's width as a fraction of the discriminator's (ELECTRA: 1/4 to 1/2)
+    "generator_temperature": 1.0,  # rtd: sampling temperature of the generator
+    "discriminator_weight": 50.0,  # rtd: loss = generator MLM loss + weight x discriminator loss (ELECTRA's 50)
     # training (TrainingArguments names)
     "output_dir": None,  # default runs/<recipe>
     "per_device_train_batch_size": 32,
@@ -143,6 +147,14 @@ def validate(recipe):
     if recipe["model_family"] not in ("roberta", "small_encoder"):
         raise UserError(f"model_family must be roberta or small_encoder, got {recipe['model_family']!r}")
     recipe["mlm_probability"] = checks.fraction(recipe["mlm_probability"], "--mlm_probability")
+    if recipe["objective"] not in ("mlm", "rtd"):
+        raise UserError(f"--objective must be mlm (masked LM) or rtd (replaced-token detection), got {recipe['objective']!r}")
+    recipe["generator_size"] = checks.positive_number(recipe["generator_size"], "--generator_size")
+    if recipe["generator_size"] > 1:
+        raise UserError(f"--generator_size {recipe['generator_size']:g} would make the generator wider than the "
+                        f"discriminator; give a fraction of its width, e.g. 0.25 (ELECTRA uses 1/4 to 1/2)")
+    for key in ("generator_temperature", "discriminator_weight"):
+        recipe[key] = checks.positive_number(recipe[key], f"--{key}")
     for key in ("learning_rate", "num_train_epochs"):
         recipe[key] = checks.positive_number(recipe[key], f"--{key}")
     for key in ("weight_decay", "max_grad_norm", "adam_epsilon"):
@@ -205,5 +217,6 @@ def resolve_report_to(value):
 
 
 def run_identity(recipe):
-    """The settings that define a run (for refusing to mix two runs in one output folder)."""
-    return {k: v for k, v in recipe.items() if k not in RUN_NEUTRAL_KEYS}
+    """The settings that define a run (for refusing to mix two runs in one output folder); a key that a run from before
+    the key existed did not record counts as its default."""
+    return {k: v for k, v in {**DEFAULTS, **recipe}.items() if k not in RUN_NEUTRAL_KEYS}

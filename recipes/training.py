@@ -37,9 +37,11 @@ class ResumableMLMCollator(DataCollatorForLanguageModeling):
     its batches as the epoch's own, so the masks match those of a run without workers.
     """
 
-    def __init__(self, tokenizer, mlm_probability, seed, process_index=0):
+    def __init__(self, tokenizer, mlm_probability, seed, process_index=0, sampling_seed=False):
         super().__init__(tokenizer=tokenizer, mlm_probability=mlm_probability)
         self.base_seed, self.process_index = seed, process_index
+        # Replaced-token detection: each batch also carries the seed of its generator samples (one per batch).
+        self.sampling_seed = sampling_seed
         self.batches_done, self.eval_batches, self.evaluating = 0, 0, False
         self.worker_calls = {}
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
@@ -63,8 +65,12 @@ class ResumableMLMCollator(DataCollatorForLanguageModeling):
             key = (self.base_seed, "train", self.process_index, self.batch_number("batches_done"))
         self.generator = torch.Generator().manual_seed(derived_seed(*key))
         if isinstance(examples[0], Mapping) and len({len(e["input_ids"]) for e in examples}) == 1:
-            return self.stack_blocks(examples)
-        return super().torch_call(examples)
+            batch = self.stack_blocks(examples)
+        else:
+            batch = super().torch_call(examples)
+        if self.sampling_seed:
+            batch["sampling_seed"] = torch.tensor([derived_seed(*key, "samples")])
+        return batch
 
     def stack_blocks(self, examples):
         """The parent's batch for rows that need no padding (the same masks), without the attention mask."""
@@ -102,6 +108,7 @@ class MLMTrainer(Trainer):
         # Wall time spent evaluating and saving inside train(), reported apart from the training time.
         self.eval_seconds, self.save_seconds = 0.0, 0.0
         self.lr_lambda = None  # a time budget's schedule, whose length may be re-planned during training
+        self.reports_perplexity = True  # eval_perplexity = exp(eval_loss): true of the MLM loss only
 
     def create_scheduler(self, num_training_steps, optimizer=None):
         if self.lr_lambda is None or self.lr_scheduler is not None:
@@ -135,9 +142,54 @@ class MLMTrainer(Trainer):
                 f"{self.args.output_dir} holds the last good weights. Lower --learning_rate or raise --warmup_ratio, "
                 f"then --resume_from_checkpoint it"
             )
-        if "eval_loss" in logs:
+        if "eval_loss" in logs and self.reports_perplexity:
             logs["eval_perplexity"] = perplexity(logs["eval_loss"])
         super().log(logs, *args, **kwargs)
+
+
+RTD_PARTS = ("generator_loss", "discriminator_loss", "discriminator_accuracy", "replaced_fraction")
+
+
+class RTDTrainer(MLMTrainer):
+    """`MLMTrainer` for `modeling.rtd.ReplacedTokenDetection`: logs the generator's MLM loss (and its perplexity at
+    evaluation), the discriminator's loss and accuracy and the fraction of replaced tokens next to the summed loss;
+    saves the discriminator where a Hub user looks for the model and the generator in `generator/`, and resumes both.
+    Single-process and DDP (`accelerate launch`); FSDP and DeepSpeed shard the model, which these methods do not."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reports_perplexity = False
+        self.part_sums = {"train": {}, "eval": {}}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        sums = self.part_sums["train" if model.training else "eval"]
+        for name in RTD_PARTS:
+            total, count = sums.get(name, (0.0, 0))
+            sums[name] = (total + float(getattr(outputs, name)), count + 1)
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs, *args, **kwargs):
+        phase, prefix = ("eval", "eval_") if "eval_loss" in logs else ("train", "") if "loss" in logs else (None, "")
+        if phase is not None:
+            sums = self.part_sums[phase]
+            for name, (total, count) in sums.items():
+                logs[prefix + name] = total / max(count, 1)
+            if phase == "eval" and "generator_loss" in sums:
+                logs["eval_generator_perplexity"] = perplexity(logs["eval_generator_loss"])
+            sums.clear()
+        super().log(logs, *args, **kwargs)
+
+    def _save(self, output_dir=None, state_dict=None):
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        self.accelerator.unwrap_model(model if model is not None else self.model).load_saved_weights(resume_from_checkpoint)
 
 
 def perplexity(loss):

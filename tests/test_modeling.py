@@ -44,6 +44,7 @@ def batch(vocab, seed=0, shape=(3, 12)):
         (dict(hidden_size=36, num_attention_heads=12), "even head dimension"),
         (dict(mlp_type="swiglu", hidden_act="gelu"), "SiLU"),
         (dict(hidden_dropout_prob=1.5), "hidden_dropout_prob"),
+        (dict(classifier_pooling="max"), "classifier_pooling"),
     ],
 )
 def test_invalid_config_fails_in_constructor(fields, message):
@@ -295,6 +296,29 @@ def test_sequence_classification_problem_types():
     multi = SmallEncoderForSequenceClassification(tiny_config(num_labels=2))
     out = multi(ids, labels=torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [0.0, 1.0]]))
     assert multi.config.problem_type == "multi_label_classification" and out.loss.ndim == 0
+
+
+@pytest.mark.parametrize("head", [SmallEncoderForSequenceClassification, SmallEncoderForMultipleChoice])
+def test_mean_pooling_reads_only_real_tokens(head):
+    torch.manual_seed(0)
+    mean = head(tiny_config(num_labels=2, classifier_pooling="mean")).eval()
+    cls = head(tiny_config(num_labels=2)).eval()
+    cls.load_state_dict(mean.state_dict())  # pooling adds no weights: the same state dict serves both
+    real = batch(60, shape=(2, 5))
+    padded = torch.cat([real, torch.zeros(2, 3, dtype=torch.long)], dim=1)
+    keep = torch.cat([torch.ones(2, 5, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long)], dim=1)
+    if head is SmallEncoderForMultipleChoice:
+        real, padded, keep = real[:, None], padded[:, None], keep[:, None]
+    with torch.no_grad():
+        alone = mean(real).logits
+        with_padding = mean(padded, attention_mask=keep).logits
+        states = mean.model(real.reshape(-1, 5)).last_hidden_state
+        by_hand = mean.classifier.out_proj(torch.tanh(mean.classifier.dense(states.mean(dim=1))))
+        first_token = cls(real).logits
+    # Padding changes nothing, the pooled vector is the mean of the real tokens' states, and it is not the first token's.
+    assert torch.allclose(alone, with_padding, atol=1e-5)
+    assert torch.allclose(alone.reshape(-1), by_hand.reshape(-1)[: alone.numel()], atol=1e-5)
+    assert not torch.allclose(alone, first_token, atol=1e-3)
 
 
 def test_token_classification_and_multiple_choice_heads():
