@@ -9,6 +9,9 @@ Paths, alternated round by round so a noisy machine slows each alike:
   packed     packed blocks with no padding (and so no attention mask, as the recipe's collator sends them), logits
              still at every position
   ours       packed blocks and sparse prediction (logits only at masked positions): the recipe path
+  rtd        the recipe path with `objective: rtd` (ELECTRA): a generator `--generator_size` as wide predicts the
+             masked positions, its samples replace them, and the discriminator (this shape) scores every token
+             (ask for it with --paths ours,rtd: what one step of RTD costs against one of MLM)
 Batches are collated before the timings; the collators' own cost is printed on its own line.
 Tokens per second count real (non-padding) tokens: the text a path actually learns from.
 On a GPU, `--bf16`, `--fused_adamw` and `--compile` apply to every path (`--speedups_for ours`: the last two to ours
@@ -36,6 +39,7 @@ from data_prep.packing import pack_dataset  # noqa: E402
 from modeling import enable_sparse_prediction  # noqa: E402
 from modeling.sparse_mlm import trace_sparse_selection_when_compiled  # noqa: E402
 from modeling.build import build_mlm_config, build_mlm_model  # noqa: E402
+from modeling.rtd import build_rtd_model  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 SHAPES = {
@@ -168,6 +172,9 @@ def measure_training(args, tokenizer):
         "packed": batches(packed, ResumableMLMCollator(tokenizer, rate, seed=1), args.batch_size, total, seed=1),
     }
     data["ours"] = data["packed"]
+    if "rtd" in args.paths.split(","):  # the same masks, and the seed of each batch's generator samples
+        data["rtd"] = batches(packed, ResumableMLMCollator(tokenizer, rate, seed=1, sampling_seed=True), args.batch_size,
+                              total, seed=1)
     if args.compile and not args.allow_graph_breaks:
         trace_sparse_selection_when_compiled()
     config = build_mlm_config(family, tokenizer, args.block_size, preset=preset, fields=dict(fields, hidden_dropout_prob=0.1))
@@ -176,7 +183,11 @@ def measure_training(args, tokenizer):
         torch.manual_seed(0)
         # Each path gets its own config: the SmallEncoder's sparse_prediction flag lives there, and a shared
         # config would switch sparse prediction on for every path at once.
-        model = build_mlm_model(copy.deepcopy(config)).train()
+        if name == "rtd":
+            model = build_rtd_model(copy.deepcopy(config), args.generator_size, special_token_ids=tokenizer.all_special_ids).train()
+            enable_sparse_prediction(model.generator)
+        else:
+            model = build_mlm_model(copy.deepcopy(config)).train()
         if name == "ours":
             enable_sparse_prediction(model)
         elif family == "small_encoder":
@@ -224,7 +235,7 @@ def measure_training(args, tokenizer):
         mfu = "-"
         if device.type == "cuda":
             peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in torch.cuda.get_device_name()), None)
-            if peak:
+            if peak and path.name != "rtd":  # the formula counts one masked LM; RTD runs two networks
                 mfu = f"{sum(path.flops) / sum(path.times) / peak:.1%}"
         results[path.name] = tokens_per_second
         print(f"{path.name:<8} {step * 1000:>9.1f} {tokens_per_second:>12,.0f} {padding:>8.1%} {memory:>10} {mfu:>7}")
@@ -236,6 +247,8 @@ def measure_training(args, tokenizer):
         for name, value in results.items():
             if name != "stock":
                 print(f"ratio {name} / stock: {value / results['stock']:.2f}x")
+    if "rtd" in results and "ours" in results:
+        print(f"ratio rtd / ours (one RTD step against one MLM step of the same shape): {results['rtd'] / results['ours']:.2f}x")
     if device.type == "cuda":
         print("MFU = (6 x non-embedding parameters x tokens + 12 x layers x hidden x block x tokens "
               "+ 6 x hidden x vocab x masked tokens) / step time / peak bf16 dense FLOP/s (H100 SXM: 989e12)")
@@ -258,7 +271,8 @@ def main():
     parser.add_argument("--allow_graph_breaks", action="store_true",
                         help="with --compile: leave dynamo's default, which breaks the graph at the sparse selection "
                              "(the behaviour before trace_sparse_selection_when_compiled), for comparison")
-    parser.add_argument("--paths", default="stock,packed,ours")
+    parser.add_argument("--paths", default="stock,packed,ours", help="any of stock, packed, ours, rtd")
+    parser.add_argument("--generator_size", type=float, default=0.25, help="rtd path: the generator's width as a fraction")
     parser.add_argument("--speedups_for", choices=("all", "ours"), default="all",
                         help="which paths get --fused_adamw and --compile: every path (the default: isolates what packing "
                              "and sparse prediction give) or ours only (the stock path as Hugging Face runs it)")

@@ -102,7 +102,7 @@ def suite_results(suite):
         index.append({"task": {"type": "sentence-similarity", "name": "STS-B zero-shot"},
                       "dataset": {"type": "nyu-mll/glue", "name": "STS-B", "config": "stsb", "split": "validation"},
                       "metrics": [{"type": "spearmanr", "value": round(model["stsb_zero_shot"]["spearman"], 2), "name": "Spearman x100 (cosine, mean pooling)"}]})
-    if "mmlu" in model:
+    if "accuracy" in model.get("mmlu", {}):  # a discriminator's says "not_applicable" instead
         index.append({"task": {"type": "multiple-choice", "name": "MMLU (masked-LM option scoring)"},
                       "dataset": {"type": "cais/mmlu", "name": "MMLU", "split": "validation"},
                       "metrics": [{"type": "accuracy", "value": round(model["mmlu"]["accuracy"], 4), "name": f"0-shot accuracy ({model['mmlu']['total']} questions)"}]})

@@ -1,6 +1,7 @@
 """Recipes are data: `recipes/NAME.yaml` over the defaults below, then `--key value` overrides.
 
-A YAML may hold a `smoke:` mapping of overrides that `--smoke` applies (a run of seconds on a CPU).
+A YAML may hold a `smoke:` mapping of overrides that `--smoke` applies (a run of seconds on a CPU), and a `base:`
+naming another recipe whose settings it starts from (so a variant lists only what it changes).
 Every key must be one of DEFAULTS; values on the command line are parsed as YAML (`--mlm_probability
 0.2`, `--train_files 'a.txt,b.txt'`, `--cosmopedia_filter '{max_samples: 100}'`).
 """
@@ -16,6 +17,7 @@ RECIPES_DIR = Path(__file__).resolve().parent
 
 DEFAULTS = {
     "description": "",
+    "base": None,  # another recipe this one starts from (its YAML is read first, this one's keys replace its keys)
     # data
     "dataset_name": None,  # Hub dataset, or "embedded" for the Python-docstring corpus
     "dataset_config": None,
@@ -118,16 +120,34 @@ def check_keys(mapping, where):
         raise UserError(f"unknown setting(s) {unknown} in {where}; valid keys are: {', '.join(sorted(DEFAULTS))}")
 
 
-def load_recipe(name, overrides=None, smoke=False):
-    """The resolved recipe: defaults, then recipes/NAME.yaml, then (with smoke) its smoke block, then overrides."""
+def recipe_path(name):
     path = Path(name) if name.endswith((".yaml", ".yml")) else RECIPES_DIR / f"{name}.yaml"
     if not path.is_file():
         raise UserError(f"unknown recipe {name!r}; choose one of {', '.join(available_recipes())} or give a .yaml path")
+    return path
+
+
+def read_recipe_file(path, seen=()):
+    """The YAML's settings over those of its `base:` recipe, if it names one (smoke blocks merge the same way)."""
     try:
         from_file = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise UserError(f"{path} is not valid YAML: {error}") from None
     check_keys(from_file, str(path))
+    base = from_file.get("base")
+    if not base:
+        return from_file
+    if base in seen or base == path.stem:
+        raise UserError(f"{path}: base: {base} leads back to itself")
+    inherited = read_recipe_file(recipe_path(base), (*seen, path.stem))
+    smoke = {**(inherited.get("smoke") or {}), **(from_file.get("smoke") or {})}
+    return {**inherited, **from_file, "smoke": smoke}
+
+
+def load_recipe(name, overrides=None, smoke=False):
+    """The resolved recipe: defaults, then recipes/NAME.yaml, then (with smoke) its smoke block, then overrides."""
+    path = recipe_path(name)
+    from_file = read_recipe_file(path)
     overrides = dict(overrides or {})
     check_keys(overrides, "the command line")
     recipe = {**DEFAULTS, **from_file}

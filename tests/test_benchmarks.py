@@ -21,16 +21,19 @@ def test_throughput_benchmark_prints_each_path_the_ratio_and_data_prep(tmp_path)
     with gzip.open(tmp_path / "gz" / "part.txt.gz", "wt", encoding="utf-8") as handle:  # data_prep reads what recipes read
         handle.write("\n".join(lines[:300]) + "\n")
     result = subprocess.run(
-        [sys.executable, "benchmarks/pretrain_throughput.py", "--shape", "bertmini", "--batch_size", "2", "--steps", "1",
+        [sys.executable, "benchmarks/pretrain_throughput.py", "--shape", "bertmini", "--paths", "stock,packed,ours,rtd",
+         "--batch_size", "2", "--steps", "1",
          "--rounds", "1", "--warmup", "1", "--corpus", str(corpus), "--num_proc", "1,2", "--speedups_for", "ours",
          "--data_prep_files", str(tmp_path / "gz")],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["stock"], ["packed"], ["ours"])}
-    assert set(rows) == {"stock", "packed", "ours"}
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()
+            if line.split()[:1] in (["stock"], ["packed"], ["ours"], ["rtd"])}
+    assert set(rows) == {"stock", "packed", "ours", "rtd"}
     assert float(rows["stock"][3].rstrip("%")) > 0 and rows["ours"][3] == "0.0%"  # padding share: stock pads, ours never
     assert re.search(r"ratio ours / stock: \d+\.\d\dx", result.stdout)
+    assert re.search(r"ratio rtd / ours \(one RTD step against one MLM step of the same shape\): \d+\.\d\dx", result.stdout)
     assert re.search(r"collator, 2 x 128 blocks on the CPU: stock \d+\.\d ms, ours \d+\.\d ms per batch", result.stdout)
     megabytes = sum(len(line) + 1 for line in lines[:300]) / 1e6  # raw text, not the compressed file
     for num_proc, where in ((1, r" \(in this process\)"), (2, "")):

@@ -131,3 +131,40 @@ def test_bad_suite_arguments_are_one_line(tmp_path, tiny_tokenizer, data_dir, ca
 def test_missing_model_folder_is_one_line(tmp_path, data_dir, capsys):
     code = suite.main(["--model_name_or_path", str(tmp_path / "nothing"), "--data_dir", str(data_dir), "--output_dir", str(tmp_path / "o")])
     assert code == 1 and "cannot load a model from" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family", ["small_encoder", "electra"])
+def test_suite_and_card_on_a_replaced_token_detection_discriminator(family, tmp_path, tiny_tokenizer, data_dir):
+    """An RTD run's folder: GLUE and STS-B against the floor; perplexity and MMLU say why they are not measured."""
+    import yaml
+    from transformers import RobertaConfig
+
+    from model_cards.generate import build_card
+    from modeling.rtd import build_rtd_model
+
+    torch.manual_seed(0)
+    if family == "small_encoder":
+        config = tiny_config(vocab_size=len(tiny_tokenizer), max_position_embeddings=128)
+    else:
+        config = RobertaConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=130, pad_token_id=tiny_tokenizer.pad_token_id)
+    folder = tmp_path / "rtd"
+    build_rtd_model(config, fraction=0.5, special_token_ids=tiny_tokenizer.all_special_ids).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    (folder / "recipe.yaml").write_text(yaml.safe_dump({"recipe": "x", "objective": "rtd", "mlm_probability": 0.15}))
+    result = suite.run_suite(folder, data_dir, tmp_path / "out", "cpu", floor_cache=tmp_path / "floors", tasks=["sst2"])
+    assert result["pretrained"]["perplexity"] == {"not_applicable": suite.NOT_A_MASKED_LM}
+    assert "not_applicable" in result["pretrained"]["mmlu"] and "not_applicable" in result["floor"]["mmlu"]
+    assert 0 <= result["pretrained"]["glue"]["sst2"]["summary"]["accuracy"]["median"] <= 1
+    assert result["pretrained"]["stsb_zero_shot"]["pairs"] > 0
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert f"| held-out MLM perplexity | - | - | {suite.NOT_A_MASKED_LM} |" in summary
+    card, front = build_card(folder, [tmp_path / "out" / "results.json"])
+    assert front["pipeline_tag"] == "feature-extraction" and "replaced-token-detection" in front["tags"]
+    assert "AutoModelForSequenceClassification" in card and 'pipeline("fill-mask"' not in card
+    # A masked LM of the same shape does not take this floor from the cache: it has no perplexity to compare with.
+    masked_lm = save_model(tmp_path / "mlm", tiny_tokenizer) if family == "small_encoder" else None
+    if masked_lm is not None:
+        again = suite.run_suite(masked_lm, data_dir, tmp_path / "out2", "cpu", floor_cache=tmp_path / "floors", tasks=["sst2"])
+        assert again["floor_key"] == result["floor_key"] and not again["floor_cached"]
+        assert again["floor"]["perplexity"]["perplexity"] > 1
