@@ -137,9 +137,10 @@ def read_recipe_file(path, seen=()):
     base = from_file.get("base")
     if not base:
         return from_file
-    if base in seen or base == path.stem:
+    base_path = recipe_path(base).resolve()
+    if base_path in (*seen, path.resolve()):
         raise UserError(f"{path}: base: {base} leads back to itself")
-    inherited = read_recipe_file(recipe_path(base), (*seen, path.stem))
+    inherited = read_recipe_file(base_path, (*seen, path.resolve()))
     smoke = {**(inherited.get("smoke") or {}), **(from_file.get("smoke") or {})}
     return {**inherited, **from_file, "smoke": smoke}
 

@@ -167,3 +167,16 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     assert result.stdout.count("recipe            quickstart") == 1  # one header, from the main process
     results = json.loads((out / "results.json").read_text())
     assert results["train_steps"] == 6 and results["train_tokens"] == 6 * 16 * 64
+
+
+def test_a_recipe_can_start_from_another_with_base(tmp_path):
+    rtd, plain = load_recipe("tuned-20m-rtd"), load_recipe("tuned-20m")
+    assert rtd["objective"] == "rtd" and plain["objective"] == "mlm"
+    differing = {k for k in plain if rtd.get(k) != plain[k]}
+    assert differing == {"description", "base", "objective", "recipe", "output_dir"}  # everything else inherited
+    assert load_recipe("tuned-20m-rtd", smoke=True)["max_steps"] == 6  # the base's smoke block too
+    assert load_recipe("electra-small")["model_config"]["embedding_size"] == 128
+    (tmp_path / "a.yaml").write_text("base: " + str(tmp_path / "b.yaml") + "\n")
+    (tmp_path / "b.yaml").write_text("base: " + str(tmp_path / "a.yaml") + "\n")
+    with pytest.raises(UserError, match="leads back to itself"):
+        load_recipe(str(tmp_path / "a.yaml"))
