@@ -69,7 +69,9 @@ def architecture_rows(config, parameters):
         rows += [("positions", f"{config.get('position_embedding_type')} (max {config.get('max_position_embeddings')})"),
                  ("normalisation", f"{'pre' if config.get('pre_norm') else 'post'}-{config.get('norm_type')}"),
                  ("MLP", f"{config.get('mlp_type')}, intermediate {config.get('intermediate_size')}"),
-                 ("decoder", "tied to the token embeddings" if config.get("tie_word_embeddings") else "untied")]
+                 ("decoder", "tied to the token embeddings" if config.get("tie_word_embeddings") else "untied"),
+                 ("classifier pooling", "mean of the non-padding tokens" if config.get("classifier_pooling") == "mean"
+                  else "first token ([CLS])")]
     else:
         rows += [("positions", f"learned table, {config.get('max_position_embeddings')} rows"),
                  ("MLP", f"GELU, intermediate {config.get('intermediate_size')}")]

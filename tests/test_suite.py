@@ -168,3 +168,13 @@ def test_suite_and_card_on_a_replaced_token_detection_discriminator(family, tmp_
         again = suite.run_suite(masked_lm, data_dir, tmp_path / "out2", "cpu", floor_cache=tmp_path / "floors", tasks=["sst2"])
         assert again["floor_key"] == result["floor_key"] and not again["floor_cached"]
         assert again["floor"]["perplexity"]["perplexity"] > 1
+
+
+def test_parallel_suite_gives_the_figures_of_the_sequential_one(tmp_path, tiny_tokenizer, data_dir):
+    model_dir = save_model(tmp_path / "model", tiny_tokenizer)
+    one = suite.run_suite(model_dir, data_dir, tmp_path / "a", "cpu", floor_cache=tmp_path / "f1", tasks=["sst2"])
+    two = suite.run_suite(model_dir, data_dir, tmp_path / "b", "cpu", floor_cache=tmp_path / "f2", tasks=["sst2"], parallel=True)
+    for side in ("pretrained", "floor"):
+        assert one[side]["glue"]["sst2"]["per_seed"] == two[side]["glue"]["sst2"]["per_seed"]
+        assert one[side]["perplexity"]["perplexity"] == pytest.approx(two[side]["perplexity"]["perplexity"], rel=1e-5)
+    assert [r["difference"] for r in one["table"]] == pytest.approx([r["difference"] for r in two["table"]], rel=1e-5)
