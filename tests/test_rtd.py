@@ -9,13 +9,13 @@ import textwrap
 
 import pytest
 import torch
-from conftest import REPO_ROOT, tiny_config
+from conftest import tiny_config
 from safetensors.torch import load_file
+from test_reliability import run  # the real script in a subprocess, optionally killed right after a checkpoint
 
 from modeling.rtd import build_rtd_model, generator_shape
 from recipes.training import ResumableMLMCollator
 
-SCRIPT = str(REPO_ROOT / "recipes" / "pretrain_mlm.py")
 # quickstart's smoke has dropout 0.1, so an exact resume must restore the RNG states as well as the sample seeds.
 SMOKE = ["--recipe", "quickstart", "--smoke", "--objective", "rtd", "--generator_size", "0.5", "--max_steps", "8",
          "--save_steps", "4", "--eval_steps", "4", "--logging_steps", "2", "--report_to", "none"]
@@ -166,19 +166,6 @@ def test_saved_discriminator_loads_as_a_sequence_classifier_in_a_clean_process(f
     assert torch.allclose(torch.tensor(child["logits"]), expected, atol=1e-6)
 
 
-def run(args, tmp_path, wrapper=False):
-    from test_reliability import WRAPPER
-
-    env = dict(os.environ, SMALL_ENCODERS_CACHE=str(tmp_path / "cache"), HF_DATASETS_CACHE=str(tmp_path / "hf"),
-               HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
-    if wrapper:
-        (tmp_path / "wrapper.py").write_text(WRAPPER)
-        command = [sys.executable, str(tmp_path / "wrapper.py"), "kill", "4", SCRIPT, *args]
-    else:
-        command = [sys.executable, SCRIPT, *args]
-    return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-
-
 def test_rtd_run_saves_the_discriminator_and_resumes_to_the_same_weights(tmp_path):
     whole = run(SMOKE + ["--output_dir", str(tmp_path / "whole")], tmp_path)
     assert whole.returncode == 0, whole.stderr[-2000:]
@@ -191,7 +178,7 @@ def test_rtd_run_saves_the_discriminator_and_resumes_to_the_same_weights(tmp_pat
     assert any("eval_discriminator_accuracy" in entry and "eval_perplexity" not in entry for entry in log)
 
     killed_dir = tmp_path / "killed"
-    killed = run(SMOKE + ["--output_dir", str(killed_dir)], tmp_path, wrapper=True)
+    killed = run(SMOKE + ["--output_dir", str(killed_dir)], tmp_path, wrapper=["kill", "4"])
     assert killed.returncode == -9 and (killed_dir / "checkpoint-4" / "generator" / "model.safetensors").is_file()
     resumed = run(SMOKE + ["--output_dir", str(killed_dir), "--resume_from_checkpoint", "latest"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
