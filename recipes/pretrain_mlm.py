@@ -271,7 +271,7 @@ def run(recipe):
 
         model = build_rtd_model(config, recipe["generator_size"], recipe["discriminator_weight"],
                                 recipe["generator_temperature"], tokenizer.all_special_ids)
-        mlm = model.generator  # the masked LM of the run: sparse prediction and the fill-mask example are its
+        mlm = model.generator  # the run's masked LM: sparse prediction and the fill-mask example are the generator's
     else:
         model = mlm = build_mlm_model(config)
     if recipe["sparse_prediction"]:
