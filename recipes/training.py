@@ -164,9 +164,9 @@ class RTDTrainer(MLMTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         sums = self.part_sums["train" if model.training else "eval"]
-        for name in RTD_PARTS:
+        for name in RTD_PARTS:  # summed as tensors: a float() per step would wait for the GPU at every step
             total, count = sums.get(name, (0.0, 0))
-            sums[name] = (total + float(getattr(outputs, name)), count + 1)
+            sums[name] = (total + getattr(outputs, name).detach(), count + 1)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs, *args, **kwargs):
@@ -174,7 +174,7 @@ class RTDTrainer(MLMTrainer):
         if phase is not None:
             sums = self.part_sums[phase]
             for name, (total, count) in sums.items():
-                logs[prefix + name] = total / max(count, 1)
+                logs[prefix + name] = float(total) / max(count, 1)
             if phase == "eval" and "generator_loss" in sums:
                 logs["eval_generator_perplexity"] = perplexity(logs["eval_generator_loss"])
             sums.clear()
