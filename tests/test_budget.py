@@ -33,12 +33,13 @@ def test_a_budget_too_short_for_one_step_is_one_error_line(tmp_path):
 
 def test_budget_run_trains_its_planned_steps_and_the_schedule_ends_there(tmp_path):
     out = tmp_path / "out"
-    result = run(BUDGET + ["0.05", "--output_dir", str(out)], tmp_path)
+    # 6 s: long enough that a machine busy with other work still plans more than 20 steps (0.3 s each)
+    result = run(BUDGET + ["0.1", "--output_dir", str(out)], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     plan = json.loads((out / "budget_plan.json").read_text())
     results = json.loads((out / "results.json").read_text())
-    assert results["time_budget"] == plan and plan["minutes"] == 0.05
-    assert plan["planned_steps"] == int(0.05 * 60 // plan["step_seconds"]) > 20  # the smoke's max_steps 8 gives way
+    assert results["time_budget"] == plan and plan["minutes"] == 0.1
+    assert plan["planned_steps"] == int(0.1 * 60 // plan["step_seconds"]) > 20  # the smoke's max_steps 8 gives way
     assert plan["planned_tokens"] == plan["planned_steps"] * 8 * 64
     # Re-planned from the Trainer's own step times: first after a tenth of the first plan, then at later fractions
     # of the current plan; each re-plan spends the time left at the recent step time; the last one sets the length.
