@@ -107,7 +107,9 @@ class ReplacedTokenDetection(nn.Module):
             raise ValueError("discriminator_weight and temperature must be positive")
         self.generator, self.discriminator = generator, discriminator
         self.discriminator_weight, self.temperature = float(discriminator_weight), float(temperature)
-        self.special_token_ids = sorted({int(i) for i in special_token_ids})
+        # Made once and moved with the model (not saved: it is the tokenizer's, not a weight).
+        self.register_buffer("special_token_ids", torch.tensor(sorted({int(i) for i in special_token_ids}), dtype=torch.long),
+                             persistent=False)
         self.config = discriminator.config  # what Trainer reads (e.g. keys to ignore at inference)
         self.tie_embeddings()
 
@@ -134,7 +136,7 @@ class ReplacedTokenDetection(nn.Module):
         corrupted = original.clone()
         corrupted[scored] = sampled
         targets = (corrupted != original).long()
-        unscored = torch.isin(original, torch.tensor(self.special_token_ids, device=original.device, dtype=original.dtype))
+        unscored = torch.isin(original, self.special_token_ids)
         if attention_mask is not None:
             unscored |= attention_mask == 0
         targets[unscored] = -100
