@@ -246,7 +246,7 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
                   "The weights are ELECTRA's discriminator (replaced-token detection), the part to fine-tune; the generator it "
                   "trained with is in `generator/`.", "", "```python",
                   "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
-                  f'tokenizer = AutoTokenizer.from_pretrained("{name}")',
+                  f'tokenizer = AutoTokenizer.from_pretrained("{name}"{trust})',
                   f'model = AutoModelForSequenceClassification.from_pretrained("{name}", num_labels=2{trust})',
                   "```", ""]
     else:

@@ -374,7 +374,8 @@ def run(recipe):
         # With RTD the loss is generator + weight x discriminator: its exponential is no perplexity.
         "eval_perplexity": None if rtd else perplexity(metrics["eval_loss"]),
         **({key: metrics[f"eval_{key}"] for key in ("generator_loss", "generator_perplexity", "discriminator_loss",
-                                                    "discriminator_accuracy", "replaced_fraction")} if rtd else {}),
+                                                    "discriminator_accuracy", "replaced_fraction",
+                                                    "discriminator_chance_loss")} if rtd else {}),
         "eval_blocks": len(packed["validation"]),
         "fill_mask_example": {"text": example, "top5": predictions, "untrained_top5": untrained_predictions},
     }
@@ -388,6 +389,11 @@ def run(recipe):
               f"discriminator loss {results['discriminator_loss']:.4f}, accuracy {results['discriminator_accuracy']:.2%} "
               f"with {results['replaced_fraction']:.1%} of the scored tokens replaced "
               f"({recipe['mlm_probability']:.0%} masking, {len(packed['validation']):,} blocks)")
+        chance = results["discriminator_chance_loss"]
+        if results["discriminator_loss"] > 0.98 * chance:
+            print(f"warning: the discriminator's loss is within 2% of its chance loss {chance:.4f} (always predicting "
+                  f"the replaced fraction): it has learned next to nothing from the tokens; see the README on RTD at "
+                  f"small budgets")
     else:
         print(f"held-out MLM loss {metrics['eval_loss']:.4f}, perplexity {results['eval_perplexity']:.2f} "
               f"({recipe['mlm_probability']:.0%} masking, {len(packed['validation']):,} blocks)")

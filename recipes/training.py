@@ -152,7 +152,8 @@ RTD_PARTS = ("generator_loss", "discriminator_loss", "discriminator_accuracy", "
 
 class RTDTrainer(MLMTrainer):
     """`MLMTrainer` for `modeling.rtd.ReplacedTokenDetection`: logs the generator's MLM loss (and its perplexity at
-    evaluation), the discriminator's loss and accuracy and the fraction of replaced tokens next to the summed loss;
+    evaluation), the discriminator's loss and accuracy, the fraction of replaced tokens and the discriminator's chance
+    loss (`chance_loss`) next to the summed loss;
     saves the discriminator where a Hub user looks for the model and the generator in `generator/`, and resumes both.
     Single-process and DDP (`accelerate launch`); FSDP and DeepSpeed shard the model, which these methods do not."""
 
@@ -177,6 +178,8 @@ class RTDTrainer(MLMTrainer):
                 logs[prefix + name] = float(total) / max(count, 1)
             if phase == "eval" and "generator_loss" in sums:
                 logs["eval_generator_perplexity"] = perplexity(logs["eval_generator_loss"])
+            if "replaced_fraction" in sums:
+                logs[prefix + "discriminator_chance_loss"] = chance_loss(logs[prefix + "replaced_fraction"])
             sums.clear()
         super().log(logs, *args, **kwargs)
 
@@ -190,6 +193,13 @@ class RTDTrainer(MLMTrainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         self.accelerator.unwrap_model(model if model is not None else self.model).load_saved_weights(resume_from_checkpoint)
+
+
+def chance_loss(replaced_fraction):
+    """The loss of a discriminator that ignores its input and always predicts the replaced fraction (the binary
+    entropy of that fraction): a discriminator loss at this value has learned nothing from the tokens."""
+    p = min(max(float(replaced_fraction), 1e-12), 1 - 1e-12)
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
 
 
 def perplexity(loss):

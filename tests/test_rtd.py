@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from test_reliability import run  # the real script in a subprocess, optionally killed right after a checkpoint
 
 from modeling.rtd import build_rtd_model, generator_shape
-from recipes.training import ResumableMLMCollator
+from recipes.training import ResumableMLMCollator, chance_loss
 
 # quickstart's smoke has dropout 0.1, so an exact resume must restore the RNG states as well as the sample seeds.
 SMOKE = ["--recipe", "quickstart", "--smoke", "--objective", "rtd", "--generator_size", "0.5", "--max_steps", "8",
@@ -25,6 +25,14 @@ def tiny_rtd(tokenizer, **fields):
     torch.manual_seed(0)
     config = tiny_config(vocab_size=len(tokenizer), hidden_size=64, num_attention_heads=4, intermediate_size=128, **fields)
     return build_rtd_model(config, fraction=0.5, special_token_ids=tokenizer.all_special_ids)
+
+
+def test_chance_loss_is_the_loss_of_always_predicting_the_replaced_fraction():
+    targets = torch.tensor([1.0] * 3 + [0.0] * 7)
+    constant = torch.full_like(targets, 0.3).logit()
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(constant, targets).item()
+    assert chance_loss(0.3) == pytest.approx(expected, rel=1e-6)
+    assert chance_loss(0.0) == pytest.approx(0.0, abs=1e-9) and chance_loss(0.5) == pytest.approx(0.6931472, rel=1e-6)
 
 
 def test_generator_shape_keeps_whole_heads_of_the_discriminators_width():
@@ -173,6 +181,7 @@ def test_rtd_run_saves_the_discriminator_and_resumes_to_the_same_weights(tmp_pat
     results = json.loads((tmp_path / "whole" / "results.json").read_text())
     assert results["objective"] == "rtd" and results["eval_perplexity"] is None
     assert 0 <= results["discriminator_accuracy"] <= 1 and results["generator_perplexity"] > 1
+    assert results["discriminator_chance_loss"] == pytest.approx(chance_loss(results["replaced_fraction"]))
     log = json.loads((tmp_path / "whole" / "training_log.json").read_text())
     assert any("discriminator_loss" in entry and "generator_loss" in entry for entry in log)
     assert any("eval_discriminator_accuracy" in entry and "eval_perplexity" not in entry for entry in log)
