@@ -392,8 +392,8 @@ def run(recipe):
         chance = results["discriminator_chance_loss"]
         if results["discriminator_loss"] > 0.98 * chance:
             print(f"warning: the discriminator's loss is within 2% of its chance loss {chance:.4f} (always predicting "
-                  f"the replaced fraction): it has learned next to nothing from the tokens; see the README on RTD at "
-                  f"small budgets")
+                  f"the replaced fraction): it has learned next to nothing from the tokens (README: 'Replaced-token "
+                  f"detection against run 2')")
     else:
         print(f"held-out MLM loss {metrics['eval_loss']:.4f}, perplexity {results['eval_perplexity']:.2f} "
               f"({recipe['mlm_probability']:.0%} masking, {len(packed['validation']):,} blocks)")
