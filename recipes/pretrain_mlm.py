@@ -333,12 +333,13 @@ def run(recipe):
 
         timer = TimeBudget(budget, trainer, record)
         trainer.lr_lambda = budget_lr_lambda(recipe["lr_scheduler_type"], args.warmup_steps, lambda: timer.total)
-        trainer.add_callback(timer)
+        # First in line: its on_train_begin makes the plan the Trainer's step count before the progress bar is drawn.
+        trainer.callback_handler.callbacks.insert(0, timer)
     started = time.time()
     trainer.train(resume_from_checkpoint=resume)
     # Training time proper: evaluations and checkpoints inside train() are reported on their own.
     train_seconds = time.time() - started - trainer.eval_seconds - trainer.save_seconds
-    metrics = trainer.evaluate()
+    metrics = final_metrics(trainer)
     if not trainer.is_world_process_zero():
         return
     trainer.save_model(str(out))
@@ -405,6 +406,15 @@ def run(recipe):
              "generator/" if rtd else "") + ")")
     if recipe["push_to_hub"]:
         trainer.push_to_hub(commit_message=f"{recipe['recipe']} pretraining")
+
+
+def final_metrics(trainer):
+    """The held-out metrics of the trained model. The Trainer evaluates at its last step (an --eval_steps multiple,
+    or the end of training, which a time budget sets): those are reused rather than measured a second time."""
+    last = next((row for row in reversed(trainer.state.log_history) if "eval_loss" in row), None)
+    if last is not None and last.get("step") == trainer.state.global_step:
+        return {key: value for key, value in last.items() if key.startswith("eval_")}
+    return trainer.evaluate()
 
 
 @entry_point

@@ -334,10 +334,17 @@ class TimeBudget(TrainerCallback):
             self.plan.update(replanned_at_step=state.global_step, measured_step_seconds=round(seconds, 5),
                              measured_steps=len(recent))
         self.plan.update(steps=self.total, capped=wanted > self.upper_bound)
+        self.show_total(state)
+        self.on_replan(self.plan)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # The Trainer's max_steps is the upper bound (twice the plan); its progress bar counts toward the plan.
+        self.show_total(state)
+
+    def show_total(self, state):
         state.max_steps = self.total
-        for callback in self.trainer.callback_handler.callbacks:  # the progress bar shows the new total
+        for callback in self.trainer.callback_handler.callbacks:
             bar = getattr(callback, "training_bar", None)
             if bar is not None:
                 bar.total = self.total
                 bar.refresh()
-        self.on_replan(self.plan)

@@ -55,6 +55,9 @@ def test_budget_run_trains_its_planned_steps_and_the_schedule_ends_there(tmp_pat
     assert f"-> {plan['steps']:,} steps in all" in result.stdout
     assert results["tokens_per_second"] > 0 and "eval_seconds_during_training" in results and "save_seconds" in results
     assert f"-> {plan['planned_steps']:,} steps" in result.stdout
+    # The progress bar counts toward the plan from the first step, not toward the Trainer's upper bound (twice it).
+    assert f"/{plan['planned_steps']} [" in result.stderr
+    assert plan["capped"] or f"/{2 * plan['planned_steps']} [" not in result.stderr
     rates = [entry["learning_rate"] for entry in json.loads((out / "training_log.json").read_text()) if "learning_rate" in entry]
     # Warmup reached the peak and the decay its end: the last logged rate is at most a few tail steps from zero, even
     # when a loaded machine made the last re-plan cut the run short (then the schedule decays over a short tail).

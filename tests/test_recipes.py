@@ -94,6 +94,9 @@ def test_smoke_run_of_each_recipe_saves_a_loadable_model(name, tmp_path):
     assert saved["recipe"] == name and saved["smoke_run"] is True
     log = json.loads((out / "training_log.json").read_text())
     assert any("eval_perplexity" in entry for entry in log) and any("loss" in entry for entry in log)
+    # The Trainer's evaluation at the last step is the reported one; the run does not evaluate that step twice.
+    final = [entry for entry in log if "eval_loss" in entry and entry["step"] == 6]
+    assert len(final) == 1 and final[0]["eval_perplexity"] == pytest.approx(results["eval_perplexity"])
     assert (out / "model.safetensors").exists() and not list(out.glob("*.bin"))
     if name == "quickstart":  # report_to auto: TensorBoard event files in the run folder, what the README says to open
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
