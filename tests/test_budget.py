@@ -24,6 +24,17 @@ def test_budget_strings_that_are_numbers_are_taken():
     assert load_recipe("tuned-5m")["time_budget"] == 60 and load_recipe("tuned-20m")["time_budget"] == 10
 
 
+def test_few_planned_steps_suggest_a_smaller_batch():
+    from recipes.pretrain_mlm import FEW_STEPS, few_steps_hint
+
+    # bertmini's 60 CPU minutes: 177 steps of 128 blocks -> 16 blocks gives about 1,400 steps at the same step-seconds.
+    assert few_steps_hint(177, 128).endswith("--per_device_train_batch_size 16")
+    assert "177 optimizer steps of 128 blocks" in few_steps_hint(177, 128)
+    assert few_steps_hint(300, 64).endswith("--per_device_train_batch_size 16")
+    assert few_steps_hint(3, 4096).endswith("--per_device_train_batch_size 8")  # never below 8
+    assert few_steps_hint(FEW_STEPS, 128) is None and few_steps_hint(177, 8) is None
+
+
 def test_a_budget_too_short_for_one_step_is_one_error_line(tmp_path):
     result = run(BUDGET + ["1e-7", "--output_dir", str(tmp_path / "out")], tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
