@@ -53,6 +53,8 @@ def parse_args(argv=None):
     parser.add_argument("--lora_r", type=int, default=0, help="fine-tune a LoRA adapter of this rank (peft) instead of all weights")
     parser.add_argument("--lora_alpha", type=int, default=16)
     parser.add_argument("--random_init", action="store_true", help="same architecture, random weights (no pretraining)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the seeds an interrupted run finished in this --output_dir with the same model and settings")
     parser.add_argument("--bf16", default="auto")
     parser.add_argument("--save_model", default=None, metavar="DIR",
                         help="save the fine-tuned model of the median seed (label names in its config) to DIR "
@@ -140,6 +142,33 @@ def load_model(args, task, seed):
     return model
 
 
+SEED_RESULT = "seed_result.json"
+HYPERPARAMETERS = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "max_seq_length", "weight_decay",
+                   "warmup_ratio", "seeds", "max_train_samples", "max_eval_samples", "lora_alpha")
+
+
+def seed_fingerprint(args, task, seed):
+    """What one seed's figures depend on: task, seed, settings, and the starting weights (a local folder's files by
+    name, size and modification time; a Hub id as given)."""
+    folder = Path(args.model_name_or_path)
+    files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir() if f.is_file()) \
+        if folder.is_dir() else None
+    fingerprint = {"task": task, "seed": seed, "model": str(args.model_name_or_path), "model_files": files,
+                   "random_init": args.random_init, "lora_r": args.lora_r, "data": str(args.data_dir),
+                   **{k: getattr(args, k) for k in HYPERPARAMETERS if k != "seeds"}}
+    return json.loads(json.dumps(fingerprint))  # as read back from the file
+
+
+def finished_seed(seed_dir, fingerprint):
+    """The metrics an earlier run recorded for this seed with the same fingerprint, or None."""
+    path = seed_dir / SEED_RESULT
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return recorded["metrics"] if recorded.get("fingerprint") == fingerprint else None
+
+
 def run_task(args, task, tokenizer):
     import numpy as np
     import torch
@@ -170,10 +199,18 @@ def run_task(args, task, tokenizer):
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() if args.bf16 == "auto" else args.bf16 in ("1", "true", "True")
     per_seed = {}
     started = time.time()
+    resume = getattr(args, "resume", False) and not args.save_model  # a saved model needs every seed trained now
     for seed in checks.seed_list(args.seeds):
+        seed_dir = Path(args.output_dir) / f"{task}-seed{seed}"
+        fingerprint = seed_fingerprint(args, task, seed)
+        earlier = finished_seed(seed_dir, fingerprint) if resume else None
+        if earlier is not None:
+            per_seed[seed] = earlier
+            print(f"{task} seed {seed}: {earlier} (finished by an earlier run: {seed_dir / SEED_RESULT})", flush=True)
+            continue
         model = load_model(args, task, seed)
         training_args = TrainingArguments(
-            output_dir=str(Path(args.output_dir) / f"{task}-seed{seed}"), learning_rate=args.learning_rate,
+            output_dir=str(seed_dir), learning_rate=args.learning_rate,
             num_train_epochs=args.num_train_epochs, per_device_train_batch_size=args.per_device_train_batch_size,
             per_device_eval_batch_size=args.per_device_eval_batch_size, weight_decay=args.weight_decay,
             warmup_steps=int(args.warmup_ratio * len(encoded["train"]) * args.num_train_epochs / args.per_device_train_batch_size),
@@ -191,6 +228,8 @@ def run_task(args, task, tokenizer):
                 metrics[f"{name}{'_' + suffix if suffix else ''}"] = result[f"{split}_{name}"]
         per_seed[seed] = metrics
         print(f"{task} seed {seed}: {metrics}", flush=True)
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(seed_dir / SEED_RESULT, json.dumps({"fingerprint": fingerprint, "metrics": metrics}, indent=1))
         if args.save_model:
             save_seed_model(trainer, tokenizer, saved_model_dir(args, task), seed)
     names = list(next(iter(per_seed.values())))
@@ -205,9 +244,7 @@ def run_task(args, task, tokenizer):
         "data": args.data_dir or "nyu-mll/glue", "train_examples": len(encoded["train"]),
         "eval_examples": {s: len(encoded[s]) for s in eval_splits(task)}, "metric_source": metric_source,
         "per_seed": per_seed, "summary": summary, "seconds": round(time.time() - started, 1), "commit": git_commit(),
-        "hyperparameters": {k: getattr(args, k) for k in ("learning_rate", "num_train_epochs", "per_device_train_batch_size",
-                                                          "max_seq_length", "weight_decay", "warmup_ratio", "seeds",
-                                                          "max_train_samples", "max_eval_samples", "lora_alpha")},
+        "hyperparameters": {k: getattr(args, k) for k in HYPERPARAMETERS},
     }
 
 

@@ -100,6 +100,7 @@ def run_glue_tasks(model_path, tokenizer, tasks, settings, data_dir, output_dir,
                     "warmup_ratio", "seeds", "max_train_samples"):
             setattr(args, key, settings[key])
         args.random_init = random_init
+        args.resume = True  # an interrupted suite, run again, keeps the seeds it finished (the scratch folder stays)
         results[task] = run_task(args, task, tokenizer)
         print(f"[{'floor' if random_init else 'model'}] {task}: "
               + ", ".join(f"{k} {v['median']:.4f}" for k, v in results[task]["summary"].items()), flush=True)

@@ -178,3 +178,32 @@ def test_parallel_suite_gives_the_figures_of_the_sequential_one(tmp_path, tiny_t
         assert one[side]["glue"]["sst2"]["per_seed"] == two[side]["glue"]["sst2"]["per_seed"]
         assert one[side]["perplexity"]["perplexity"] == pytest.approx(two[side]["perplexity"]["perplexity"], rel=1e-5)
     assert [r["difference"] for r in one["table"]] == pytest.approx([r["difference"] for r in two["table"]], rel=1e-5)
+
+
+def test_an_interrupted_suite_run_again_keeps_the_seeds_it_finished(tmp_path, tiny_tokenizer, data_dir, monkeypatch):
+    import os
+
+    import transformers
+
+    from eval.suite import PROTOCOLS, run_glue_tasks
+
+    model_dir = save_model(tmp_path / "model", tiny_tokenizer)
+    settings, scratch = PROTOCOLS["cpu"], tmp_path / "out" / "scratch" / "model"
+    first = run_glue_tasks(model_dir, tiny_tokenizer, ["sst2"], settings, data_dir, scratch, random_init=False)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished seed was trained again")
+
+    monkeypatch.setattr(transformers.Trainer, "train", no_training)
+    again = run_glue_tasks(model_dir, tiny_tokenizer, ["sst2"], settings, data_dir, scratch, random_init=False)
+    assert again["sst2"]["per_seed"] == first["sst2"]["per_seed"]
+    assert again["sst2"]["summary"] == first["sst2"]["summary"]
+
+    # Other weights in the same folder (a newer file), or the floor instead of the model: the seeds are trained again.
+    weights = next(model_dir.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    with pytest.raises(AssertionError, match="trained again"):
+        run_glue_tasks(model_dir, tiny_tokenizer, ["sst2"], settings, data_dir, scratch, random_init=False)
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns - 10**9))
+    with pytest.raises(AssertionError, match="trained again"):
+        run_glue_tasks(model_dir, tiny_tokenizer, ["sst2"], settings, data_dir, scratch, random_init=True)
