@@ -157,8 +157,8 @@ FEW_STEPS, SUGGESTED_STEPS = 500, 1000
 
 def few_steps_hint(steps, batch_size):
     """A warning when a time budget affords fewer than FEW_STEPS optimizer steps, with the largest per-device batch
-    (a power of two, at least 8) that gives SUGGESTED_STEPS or more at the same tokens per second; None when the plan has enough
-    steps or the batch is already 8 or less. (Measured: bertmini's batch 128 trained 177 steps in 60 CPU minutes and
+    (a power of two, at least 8) that gives SUGGESTED_STEPS or more at the same tokens per second; None when the plan
+    has enough steps or the batch is already 8 or less. (Measured: bertmini's batch 128 trained 177 steps in 60 CPU minutes and
     stayed at the unigram stage, perplexity 1,566; tuned-5m at batch 16 trained 4.4 times the steps of batch 64 at
     equal time and reached a lower perplexity.)"""
     if steps >= FEW_STEPS or batch_size <= 8:
