@@ -199,7 +199,7 @@ def run_task(args, task, tokenizer):
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() if args.bf16 == "auto" else args.bf16 in ("1", "true", "True")
     per_seed = {}
     started = time.time()
-    resume = getattr(args, "resume", False) and not args.save_model  # a saved model needs every seed trained now
+    resume = args.resume and not args.save_model  # a saved model needs every seed trained now
     for seed in checks.seed_list(args.seeds):
         seed_dir = Path(args.output_dir) / f"{task}-seed{seed}"
         fingerprint = seed_fingerprint(args, task, seed)
