@@ -90,17 +90,17 @@ def glue_tasks(data_dir):
 
 
 def run_glue_tasks(model_path, tokenizer, tasks, settings, data_dir, output_dir, random_init):
-    from eval.run_glue import parse_args, run_task
+    from eval.run_glue import HYPERPARAMETERS, parse_args, run_task
 
     results = {}
     for task in tasks:
+        # --resume: an interrupted suite, run again, keeps the seeds it finished (the scratch folder stays)
         args = parse_args(["--model_name_or_path", str(model_path), "--task_name", task, "--output_dir", str(output_dir),
-                           "--data_dir", str(Path(data_dir) / "glue")])
-        for key in ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "max_seq_length", "weight_decay",
-                    "warmup_ratio", "seeds", "max_train_samples"):
-            setattr(args, key, settings[key])
+                           "--data_dir", str(Path(data_dir) / "glue"), "--resume"])
+        for key in HYPERPARAMETERS:
+            if key in settings:
+                setattr(args, key, settings[key])
         args.random_init = random_init
-        args.resume = True  # an interrupted suite, run again, keeps the seeds it finished (the scratch folder stays)
         results[task] = run_task(args, task, tokenizer)
         print(f"[{'floor' if random_init else 'model'}] {task}: "
               + ", ".join(f"{k} {v['median']:.4f}" for k, v in results[task]["summary"].items()), flush=True)
