@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,6 +87,33 @@ def test_suite_measures_model_and_floor_and_caches_the_floor(tmp_path, tiny_toke
     calls.clear()
     third = suite.run_suite(wider, data_dir, tmp_path / "out3", "cpu", floor_cache=cache, tasks=["sst2"])
     assert calls == [False, True] and third["floor_key"] != first["floor_key"]
+
+
+def test_a_cached_floor_gets_its_perplexity_at_the_models_own_masking_rate(tmp_path, tiny_tokenizer, data_dir):
+    import shutil
+
+    at_15 = save_model(tmp_path / "at15", tiny_tokenizer)  # no recipe.yaml: 15%
+    at_30 = tmp_path / "at30"
+    shutil.copytree(at_15, at_30)
+    (at_30 / "recipe.yaml").write_text("mlm_probability: 0.3\n")
+    cache = tmp_path / "floors"
+    first = suite.run_suite(at_15, data_dir, tmp_path / "a", "cpu", floor_cache=cache, tasks=["sst2"])
+    cached = suite.run_suite(at_30, data_dir, tmp_path / "b", "cpu", floor_cache=cache, tasks=["sst2"])
+    fresh = suite.run_suite(at_30, data_dir, tmp_path / "c", "cpu", floor_cache=tmp_path / "other", tasks=["sst2"])
+    assert cached["floor_key"] == first["floor_key"] and cached["floor_cached"] and cached["floor_perplexity_measured_now"]
+    assert not fresh["floor_cached"] and not first["floor_perplexity_measured_now"]
+
+    def without_time(perplexity):
+        return {k: v for k, v in perplexity.items() if k != "seconds"}
+
+    # The floor's perplexity is the one a floor measured at 30% gets, not the cached one at 15%.
+    assert without_time(cached["floor"]["perplexity"]) == without_time(fresh["floor"]["perplexity"])
+    assert cached["floor"]["perplexity"]["mlm_probability"] == 0.3 != first["floor"]["perplexity"]["mlm_probability"]
+    assert cached["floor"]["perplexity"]["perplexity"] != first["floor"]["perplexity"]["perplexity"]
+    assert "perplexity measured now" in (tmp_path / "b" / "summary.md").read_text()
+    # The cache keeps what it held; the GLUE figures come from it.
+    assert json.loads(Path(cached["floor_cache_file"]).read_text())["perplexity"]["mlm_probability"] == 0.15
+    assert cached["floor"]["glue"] == first["floor"]["glue"]
 
 
 def test_same_seeds_give_the_same_glue_figures_and_the_card_shows_the_table(tmp_path, tiny_tokenizer, data_dir):
