@@ -49,6 +49,9 @@ def parse_args(argv=None):
     parser.add_argument("--warmup_ratio", type=float, default=0.06)
     parser.add_argument("--max_train_samples", type=int, default=None)
     parser.add_argument("--max_eval_samples", type=int, default=None)
+    parser.add_argument("--group_by_length", action="store_true",
+                        help="batch training examples of similar length together (less padding, so less compute; the "
+                             "suite's cpu protocol uses it)")
     parser.add_argument("--seeds", default="42", help="comma-separated seeds, e.g. 1,2,3")
     parser.add_argument("--lora_r", type=int, default=0, help="fine-tune a LoRA adapter of this rank (peft) instead of all weights")
     parser.add_argument("--lora_alpha", type=int, default=16)
@@ -144,7 +147,20 @@ def load_model(args, task, seed):
 
 SEED_RESULT = "seed_result.json"
 HYPERPARAMETERS = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "max_seq_length", "weight_decay",
-                   "warmup_ratio", "seeds", "max_train_samples", "max_eval_samples", "lora_alpha")
+                   "warmup_ratio", "seeds", "max_train_samples", "max_eval_samples", "lora_alpha", "group_by_length")
+
+
+def sampling_strategy(group_by_length):
+    """TrainingArguments' field for length-grouped batches: `train_sampling_strategy` in newer transformers 5.x,
+    `group_by_length` before it."""
+    from dataclasses import fields
+
+    from transformers import TrainingArguments
+
+    if not group_by_length:
+        return {}
+    names = {field.name for field in fields(TrainingArguments)}
+    return {"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in names else {"group_by_length": True}
 
 
 def seed_fingerprint(args, task, seed):
@@ -189,6 +205,10 @@ def run_task(args, task, tokenizer):
         return tokenizer(*pairs, truncation=True, max_length=args.max_seq_length)
 
     encoded = data.map(tokenize, batched=True, remove_columns=["sentence1", "sentence2"], desc=f"tokenizing {task}")
+    for split in eval_splits(task):
+        # Evaluated longest first, so each batch pads to its own length (the metrics do not depend on the order).
+        lengths = [len(ids) for ids in encoded[split]["input_ids"]]
+        encoded[split] = encoded[split].select(sorted(range(len(lengths)), key=lambda i: -lengths[i]))
     compute, metric_source = glue_metric(task)
 
     def compute_metrics(prediction):
@@ -215,7 +235,7 @@ def run_task(args, task, tokenizer):
             per_device_eval_batch_size=args.per_device_eval_batch_size, weight_decay=args.weight_decay,
             warmup_steps=int(args.warmup_ratio * len(encoded["train"]) * args.num_train_epochs / args.per_device_train_batch_size),
             seed=seed, data_seed=seed, save_strategy="no", eval_strategy="no", logging_steps=50, report_to="none",
-            bf16=bf16, use_cpu=not torch.cuda.is_available(),
+            bf16=bf16, use_cpu=not torch.cuda.is_available(), **sampling_strategy(args.group_by_length),
         )
         trainer = Trainer(model=model, args=training_args, train_dataset=encoded["train"], processing_class=tokenizer,
                           data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)

@@ -112,6 +112,47 @@ def test_run_glue_all_writes_a_summary(tmp_path, tiny_model_dir):
     assert "| wnli | accuracy |" in summary
 
 
+def test_group_by_length_trains_on_less_padding(tmp_path, tiny_model_dir, tiny_tokenizer):
+    """The cpu protocol's length-grouped batches: the same examples, fewer padded tokens than random batches."""
+    import random
+
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from eval.run_glue import sampling_strategy
+
+    rng = random.Random(0)
+    rows = [{"input_ids": [2] + [rng.randrange(5, len(tiny_tokenizer)) for _ in range(rng.randrange(2, 60))] + [3],
+             "label": rng.randrange(2)} for _ in range(400)]
+    data = Dataset.from_list(rows)
+    padded = {}
+    for grouped in (False, True):
+        args = TrainingArguments(output_dir=str(tmp_path / str(grouped)), per_device_train_batch_size=8, seed=1,
+                                 report_to="none", use_cpu=True, **sampling_strategy(grouped))
+        trainer = Trainer(model=SmallEncoderForMaskedLM.from_pretrained(tiny_model_dir), args=args, train_dataset=data,
+                          data_collator=DataCollatorWithPadding(tiny_tokenizer))
+        batches = list(trainer.get_train_dataloader())
+        assert sum(len(b["input_ids"]) for b in batches) == len(rows)
+        padded[grouped] = sum(b["input_ids"].numel() for b in batches)
+    assert padded[True] < 0.8 * padded[False]
+
+
+def test_run_glue_figures_do_not_depend_on_evaluation_padding(tmp_path, tiny_model_dir):
+    """Evaluation runs longest first in padded batches; one example at a time (no padding) gives the same metrics
+    (STS-B: continuous predictions, so any change in a score would show)."""
+    from eval.run_glue import main
+
+    common = ["--model_name_or_path", str(tiny_model_dir), "--data_dir", str(shared_data("glue")), "--task_name", "stsb",
+              "--max_train_samples", "32", "--max_eval_samples", "40", "--num_train_epochs", "1", "--seeds", "1",
+              "--per_device_train_batch_size", "8", "--max_seq_length", "64", "--group_by_length"]
+    figures = {}
+    for batch in ("1", "40"):
+        assert main(common + ["--output_dir", str(tmp_path / batch), "--per_device_eval_batch_size", batch]) == 0
+        figures[batch] = json.loads((tmp_path / batch / "stsb.json").read_text())
+    assert figures["40"]["hyperparameters"]["group_by_length"] is True
+    assert figures["1"]["per_seed"]["1"] == pytest.approx(figures["40"]["per_seed"]["1"], abs=1e-6)
+
+
 def test_run_glue_unknown_task_is_one_line(tmp_path, tiny_model_dir, capsys):
     from eval.run_glue import main
 
