@@ -39,3 +39,23 @@ def test_throughput_benchmark_prints_each_path_the_ratio_and_data_prep(tmp_path)
     for num_proc, where in ((1, r" \(in this process\)"), (2, "")):
         assert re.search(rf"data_prep: {megabytes:.2f} MB of text tokenized and packed into \d+ blocks .* MB/s with num_proc={num_proc}{where}, \d+\.\d of \d+ cores busy\n",
                          result.stdout)
+
+
+def test_glue_padding_benchmark_shows_the_cpu_protocol_pads_less():
+    """The arithmetic behind the suite's cpu protocol: v2 pushes far fewer padded tokens through GLUE than v1."""
+    glue, vocab = SHARED_DATA / "glue", SHARED_DATA / "tokenizers" / "bert-base-uncased" / "vocab.txt"
+    if not (glue / "RTE" / "train.tsv").exists() or not vocab.exists():
+        pytest.skip(f"{glue} or {vocab} is absent (shared data folder)")
+    result = subprocess.run([sys.executable, "benchmarks/glue_padding.py", "--data_dir", str(glue), "--tokenizer", str(vocab)],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:]}
+    assert {"cola", "sst2", "mrpc", "stsb", "rte", "all"} <= set(rows)
+    for task in ("cola", "sst2", "mrpc", "stsb", "rte"):
+        v1_real, v1_padded, _, real, padded, share = rows[task][1:]
+        assert int(v1_padded.replace(",", "")) > int(v1_real.replace(",", ""))  # random batches of 32 pad
+        assert int(real.replace(",", "")) < int(padded.replace(",", "")) < int(v1_padded.replace(",", ""))
+    assert float(rows["all"][-1]) < 0.5
+    bad = subprocess.run([sys.executable, "benchmarks/glue_padding.py", "--data_dir", str(glue), "--protocols", "laptop"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "error: --protocols: choose from" in bad.stderr
