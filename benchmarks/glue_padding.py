@@ -41,12 +41,11 @@ def padded_tokens(lengths, batch_size, epochs, grouped, seed=1):
 
 def task_lengths(task, data_dir, tokenizer, cap, max_seq_length):
     from eval.glue_data import load_glue
+    from eval.run_glue import tokenize_pairs
 
     train = load_glue(task, data_dir)["train"]
     train = train.select(range(min(cap or len(train), len(train))))
-    first = list(train["sentence1"])
-    pairs = (first,) if train["sentence2"][0] is None else (first, list(train["sentence2"]))
-    return [len(ids) for ids in tokenizer(*pairs, truncation=True, max_length=max_seq_length)["input_ids"]]
+    return [len(ids) for ids in tokenize_pairs(tokenizer, train[:], max_seq_length)["input_ids"]]
 
 
 @entry_point

@@ -150,6 +150,12 @@ HYPERPARAMETERS = ("learning_rate", "num_train_epochs", "per_device_train_batch_
                    "warmup_ratio", "seeds", "max_train_samples", "max_eval_samples", "lora_alpha", "group_by_length")
 
 
+def tokenize_pairs(tokenizer, batch, max_seq_length):
+    """Token ids of a batch of GLUE rows: one sentence, or a pair where the task has a second."""
+    pairs = (batch["sentence1"],) if batch["sentence2"][0] is None else (batch["sentence1"], batch["sentence2"])
+    return tokenizer(*pairs, truncation=True, max_length=max_seq_length)
+
+
 def sampling_strategy(group_by_length):
     """TrainingArguments' field for length-grouped batches: `train_sampling_strategy` in newer transformers 5.x,
     `group_by_length` before it."""
@@ -200,11 +206,8 @@ def run_task(args, task, tokenizer):
         if args.max_eval_samples:
             data[split] = data[split].select(range(min(args.max_eval_samples, len(data[split]))))
 
-    def tokenize(batch):
-        pairs = (batch["sentence1"],) if batch["sentence2"][0] is None else (batch["sentence1"], batch["sentence2"])
-        return tokenizer(*pairs, truncation=True, max_length=args.max_seq_length)
-
-    encoded = data.map(tokenize, batched=True, remove_columns=["sentence1", "sentence2"], desc=f"tokenizing {task}")
+    encoded = data.map(lambda batch: tokenize_pairs(tokenizer, batch, args.max_seq_length), batched=True,
+                       remove_columns=["sentence1", "sentence2"], desc=f"tokenizing {task}")
     for split in eval_splits(task):
         # Evaluated longest first, so each batch pads to its own length (the metrics do not depend on the order).
         lengths = [len(ids) for ids in encoded[split]["input_ids"]]

@@ -115,7 +115,20 @@ def describe_hardware(world_size):
 
     if torch.cuda.is_available():
         return f"{world_size} x {torch.cuda.get_device_name()}"
-    return f"CPU ({os.cpu_count()} cores, {platform.machine()}), {world_size} process(es)"
+    # The model name and the vector instructions torch uses: CPUs of one kind differ by 2x in speed (README, run 7).
+    details = [cpu_model_name(), f"{os.cpu_count()} cores", platform.machine(), torch.backends.cpu.get_cpu_capability()]
+    return f"CPU ({', '.join(d for d in details if d)}), {world_size} process(es)"
+
+
+def cpu_model_name():
+    """The CPU's model name as the system reports it ('' where it does not)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def planned_steps(recipe, num_blocks, world_size):
