@@ -115,7 +115,7 @@ def describe_hardware(world_size):
 
     if torch.cuda.is_available():
         return f"{world_size} x {torch.cuda.get_device_name()}"
-    # The model name and the vector instructions torch uses: CPUs of one kind differ by 2x in speed (README, run 7).
+    # The model name and the vector instructions torch uses: machines of one kind differed 2.6x in tokens/s (README, run 7).
     details = [cpu_model_name(), f"{os.cpu_count()} cores", platform.machine(), torch.backends.cpu.get_cpu_capability()]
     return f"CPU ({', '.join(d for d in details if d)}), {world_size} process(es)"
 
