@@ -10,10 +10,14 @@ commit. `--task_name all` runs every task whose data is present and writes OUT/s
 `--random_init` trains the same architecture from random weights: the no-pretraining baseline.
 `--save_model DIR` keeps the fine-tuned model of the median seed (with the task's label names in its
 config and the tokenizer), loadable with `AutoModelForSequenceClassification` and by `demo/app.py`.
+`--learning_rate 1e-4,3e-4,1e-3` sweeps: the first seed is fine-tuned at each rate, and the rate with its best
+dev score (the task's GLUE score: the mean of its metrics) trains the other seeds; the JSON records every rate's
+score and the one chosen (`learning_rate_sweep`), and `hyperparameters.learning_rate` is the chosen rate.
 """
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -40,7 +44,9 @@ def parse_args(argv=None):
     parser.add_argument("--task_name", required=True, help=f"one of {', '.join(TASKS)}, or all")
     parser.add_argument("--output_dir", default="runs/glue")
     parser.add_argument("--data_dir", default=None, help="folder of GLUE TSV folders (CoLA/, SST-2/, ...); default: the Hub")
-    parser.add_argument("--learning_rate", type=float, default=5e-5)
+    parser.add_argument("--learning_rate", default="5e-5",
+                        help="a rate, or comma-separated rates to sweep (e.g. 1e-4,3e-4,1e-3): the first seed is "
+                             "fine-tuned at each, and the rate with its best dev score trains the other seeds")
     parser.add_argument("--num_train_epochs", type=float, default=3.0)
     parser.add_argument("--per_device_train_batch_size", type=int, default=32)
     parser.add_argument("--per_device_eval_batch_size", type=int, default=128)
@@ -69,7 +75,10 @@ def parse_args(argv=None):
 
 def validate_args(args):
     """Numbers argparse lets through but training cannot use, each named by its flag."""
-    checks.positive_number(args.learning_rate, "--learning_rate")
+    args.learning_rate = learning_rates(args.learning_rate)
+    if isinstance(args.learning_rate, list) and args.save_model:
+        raise UserError("--save_model keeps one fine-tuned model: give --learning_rate one rate (a sweep's chosen "
+                        "rate is in its JSON, under learning_rate_sweep)")
     checks.positive_number(args.num_train_epochs, "--num_train_epochs")
     checks.non_negative_number(args.weight_decay, "--weight_decay")
     checks.fraction(args.warmup_ratio, "--warmup_ratio", low_open=False)
@@ -80,6 +89,17 @@ def validate_args(args):
     checks.non_negative_int(args.lora_r, "--lora_r")
     checks.positive_int(args.lora_alpha, "--lora_alpha")
     checks.seed_list(args.seeds)
+
+
+def learning_rates(value, flag="--learning_rate"):
+    """A rate, or comma-separated rates to sweep, as one float or a list of floats (each > 0, no repeats)."""
+    if isinstance(value, (list, tuple)):
+        rates = [checks.positive_number(v, flag) for v in value]
+    else:
+        rates = [checks.positive_number(part.strip(), flag) for part in str(value).split(",")]
+    if len(set(rates)) != len(rates):
+        raise UserError(f"{flag} repeats a rate: {value!r}")
+    return rates[0] if len(rates) == 1 else rates
 
 
 def load_config(model_name_or_path, **fields):
@@ -169,16 +189,22 @@ def sampling_strategy(group_by_length):
     return {"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in names else {"group_by_length": True}
 
 
-def seed_fingerprint(args, task, seed):
-    """What one seed's figures depend on: task, seed, settings, and the starting weights (a local folder's files by
-    name, size and modification time; a Hub id as given)."""
+def seed_fingerprint(args, task, seed, learning_rate):
+    """What one seed's figures depend on: task, seed, settings (the rate it trained at), and the starting weights (a
+    local folder's files by name, size and modification time; a Hub id as given)."""
     folder = Path(args.model_name_or_path)
     files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir() if f.is_file()) \
         if folder.is_dir() else None
     fingerprint = {"task": task, "seed": seed, "model": str(args.model_name_or_path), "model_files": files,
                    "random_init": args.random_init, "lora_r": args.lora_r, "data": str(args.data_dir),
-                   **{k: getattr(args, k) for k in HYPERPARAMETERS if k != "seeds"}}
+                   **{k: getattr(args, k) for k in HYPERPARAMETERS if k != "seeds"}, "learning_rate": learning_rate}
     return json.loads(json.dumps(fingerprint))  # as read back from the file
+
+
+def glue_score(metrics):
+    """A task's one GLUE score from one seed's metrics: the mean of them (MRPC's F1 and accuracy, STS-B's Pearson and
+    Spearman, MNLI's matched and mismatched accuracy; the one metric of the other tasks)."""
+    return statistics.mean(metrics.values())
 
 
 def finished_seed(seed_dir, fingerprint):
@@ -223,17 +249,16 @@ def run_task(args, task, tokenizer):
     per_seed = {}
     started = time.time()
     resume = args.resume and not args.save_model  # a saved model needs every seed trained now
-    for seed in checks.seed_list(args.seeds):
-        seed_dir = Path(args.output_dir) / f"{task}-seed{seed}"
-        fingerprint = seed_fingerprint(args, task, seed)
+
+    def fine_tune(seed, learning_rate, seed_dir):
+        fingerprint = seed_fingerprint(args, task, seed, learning_rate)
         earlier = finished_seed(seed_dir, fingerprint) if resume else None
         if earlier is not None:
-            per_seed[seed] = earlier
             print(f"{task} seed {seed}: {earlier} (finished by an earlier run: {seed_dir / SEED_RESULT})", flush=True)
-            continue
+            return earlier
         model = load_model(args, task, seed)
         training_args = TrainingArguments(
-            output_dir=str(seed_dir), learning_rate=args.learning_rate,
+            output_dir=str(seed_dir), learning_rate=learning_rate,
             num_train_epochs=args.num_train_epochs, per_device_train_batch_size=args.per_device_train_batch_size,
             per_device_eval_batch_size=args.per_device_eval_batch_size, weight_decay=args.weight_decay,
             warmup_steps=int(args.warmup_ratio * len(encoded["train"]) * args.num_train_epochs / args.per_device_train_batch_size),
@@ -249,12 +274,30 @@ def run_task(args, task, tokenizer):
             suffix = split.replace("validation", "").lstrip("_")
             for name in spec["metrics"]:
                 metrics[f"{name}{'_' + suffix if suffix else ''}"] = result[f"{split}_{name}"]
-        per_seed[seed] = metrics
-        print(f"{task} seed {seed}: {metrics}", flush=True)
+        print(f"{task} seed {seed}{f' (learning rate {learning_rate:g})' if sweep else ''}: {metrics}", flush=True)
         seed_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(seed_dir / SEED_RESULT, json.dumps({"fingerprint": fingerprint, "metrics": metrics}, indent=1))
         if args.save_model:
             save_seed_model(trainer, tokenizer, saved_model_dir(args, task), seed)
+        return metrics
+
+    seeds = checks.seed_list(args.seeds)
+    rates = args.learning_rate if isinstance(args.learning_rate, list) else [args.learning_rate]
+    sweep = len(rates) > 1
+    learning_rate = rates[0]
+    if sweep:
+        # The first seed at every rate; the rate with the best dev score trains the other seeds.
+        first = seeds.pop(0)
+        tried = {rate: fine_tune(first, rate, Path(args.output_dir) / f"{task}-seed{first}-lr{rate:g}") for rate in rates}
+        scores = {rate: glue_score(metrics) for rate, metrics in tried.items()}
+        learning_rate = max(rates, key=lambda rate: scores[rate] if math.isfinite(scores[rate]) else -math.inf)
+        per_seed[first] = tried[learning_rate]
+        sweep = {"rates": rates, "seed": first, "scores": {f"{rate:g}": scores[rate] for rate in rates},
+                 "chosen": learning_rate}
+        print(f"{task}: learning rate {learning_rate:g} chosen on seed {first} ("
+              + ", ".join(f"{rate:g}: {score:.4f}" for rate, score in scores.items()) + ")", flush=True)
+    for seed in seeds:
+        per_seed[seed] = fine_tune(seed, learning_rate, Path(args.output_dir) / f"{task}-seed{seed}")
     names = list(next(iter(per_seed.values())))
     summary = {
         name: {"median": statistics.median(m[name] for m in per_seed.values()),
@@ -267,7 +310,8 @@ def run_task(args, task, tokenizer):
         "data": args.data_dir or "nyu-mll/glue", "train_examples": len(encoded["train"]),
         "eval_examples": {s: len(encoded[s]) for s in eval_splits(task)}, "metric_source": metric_source,
         "per_seed": per_seed, "summary": summary, "seconds": round(time.time() - started, 1), "commit": git_commit(),
-        "hyperparameters": {k: getattr(args, k) for k in HYPERPARAMETERS},
+        "hyperparameters": {**{k: getattr(args, k) for k in HYPERPARAMETERS}, "learning_rate": learning_rate},
+        **({"learning_rate_sweep": sweep} if sweep else {}),
     }
 
 

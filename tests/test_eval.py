@@ -98,6 +98,31 @@ def test_run_glue_seeds_lora_and_random_init(tmp_path, tiny_model_dir):
     assert json.loads((tmp_path / "random" / "sst2.json").read_text())["random_init"] is True
 
 
+def test_a_learning_rate_sweep_keeps_the_best_rate_of_the_first_seed_for_the_others(tmp_path, tiny_model_dir):
+    from eval.run_glue import main
+
+    glue = shared_data("glue")
+    common = ["--model_name_or_path", str(tiny_model_dir), "--data_dir", str(glue), "--task_name", "stsb",
+              "--max_train_samples", "64", "--max_eval_samples", "48", "--num_train_epochs", "2",
+              "--per_device_train_batch_size", "16", "--max_seq_length", "32", "--seeds", "1,2"]
+    assert main(common + ["--output_dir", str(tmp_path / "sweep"), "--learning_rate", "1e-5,3e-3"]) == 0
+    result = json.loads((tmp_path / "sweep" / "stsb.json").read_text())
+    sweep = result["learning_rate_sweep"]
+    tried = {rate: json.loads((tmp_path / "sweep" / f"stsb-seed1-lr{rate:g}" / "seed_result.json").read_text())["metrics"]
+             for rate in (1e-5, 3e-3)}
+    scores = {rate: (m["pearson"] + m["spearmanr"]) / 2 for rate, m in tried.items()}
+    assert sweep["rates"] == [1e-5, 3e-3] and sweep["seed"] == 1
+    assert sweep["scores"] == pytest.approx({"1e-05": scores[1e-5], "0.003": scores[3e-3]})
+    assert scores[1e-5] != scores[3e-3]  # the two rates train differently, so the choice is a real one
+    chosen = max(scores, key=scores.get)
+    assert sweep["chosen"] == chosen and result["hyperparameters"]["learning_rate"] == chosen
+    assert result["per_seed"]["1"] == tried[chosen]
+    # The other seed trained at the chosen rate: its figures are what one run at that rate gives.
+    assert main(common + ["--output_dir", str(tmp_path / "one"), "--learning_rate", f"{chosen:g}"]) == 0
+    alone = json.loads((tmp_path / "one" / "stsb.json").read_text())
+    assert alone["per_seed"] == result["per_seed"] and "learning_rate_sweep" not in alone
+
+
 def test_run_glue_all_writes_a_summary(tmp_path, tiny_model_dir):
     from eval.run_glue import main
 
@@ -281,7 +306,10 @@ def test_run_glue_caps_the_sequence_length_at_what_the_model_reads(tmp_path, tin
 @pytest.mark.parametrize(
     "script, args, message",
     [
-        ("run_glue", ["--learning_rate", "-1"], "error: --learning_rate must be a positive number, got -1.0"),
+        ("run_glue", ["--learning_rate", "-1"], "error: --learning_rate must be a positive number, got '-1'"),
+        ("run_glue", ["--learning_rate", "1e-4,x"], "error: --learning_rate must be a positive number, got 'x'"),
+        ("run_glue", ["--learning_rate", "1e-4,1e-4"], "error: --learning_rate repeats a rate: '1e-4,1e-4'"),
+        ("run_glue", ["--learning_rate", "1e-4,1e-3", "--save_model", "out"], "error: --save_model keeps one fine-tuned model"),
         ("run_glue", ["--num_train_epochs", "0"], "error: --num_train_epochs must be a positive number"),
         ("run_glue", ["--per_device_train_batch_size", "0"], "error: --per_device_train_batch_size must be a positive integer"),
         ("run_glue", ["--per_device_train_batch_size", "abc"], "error: argument --per_device_train_batch_size: invalid int value"),
