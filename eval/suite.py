@@ -18,15 +18,15 @@ The floor is cached per architecture, tokenizer and protocol (~/.cache/small-enc
 (floor, pretrained, difference) that model_cards/generate.py puts into the card.
 
 Protocols (PROTOCOLS below), suite v3:
-- cpu: sized for a 20M model and its floor on 2 cores (--parallel; the measured times are in the README): GLUE
-  training sets capped at 1,000 examples, batch 16, 3 epochs (188 steps), batches grouped by length; MMLU capped at
-  5 questions per subject (285); perplexity on at most 1,000 blocks. Capped training sets favour pretraining more
-  than full ones do.
+- cpu: for a 2-core CPU (--parallel; the measured times are in the README: with v2's single rate a 20M model and
+  its floor took 36 minutes, and the sweep adds two thirds to the GLUE part): GLUE training sets capped at 1,000
+  examples, batch 16, 3 epochs (188 steps), batches grouped by length; MMLU capped at 5 questions per subject (285);
+  perplexity on at most 1,000 blocks. Capped training sets favour pretraining more than full ones do.
 - full: the standard protocol for a GPU: full training sets, batch 32, 3 epochs, all 1,529 MMLU val questions.
 Both sweep the fine-tuning learning rate over 1e-4, 3e-4 and 1e-3, for the model and the floor alike: seed 1 is
 fine-tuned at each rate, and the rate with its best dev score trains seeds 2 and 3 (five runs per task instead of
-three). One fixed rate favours one side: at suite v2's 1e-4, 188 steps left a 5M model and its floor underfitted,
-and at 1e-3 the floor falls behind (README, Evaluation). Earlier protocols, kept so that the README's earlier figures
+three). One fixed rate favours one side: at suite v2's 1e-4 a 5M pretrained model scored below a higher rate on
+five of six tasks, and at 1e-3 its floor scored below its best rate on four (README, Evaluation). Earlier protocols, kept so that the README's earlier figures
 can be measured again as they were: `cpu-v2` (suite v2's cpu: learning rate 1e-4, the figures dated 2026-12-01) and
 `cpu-v1` (suite v1's: 2,000 examples in random batches of 32, 10 MMLU questions per subject, 1e-4; the figures dated
 before 2026-12-01).

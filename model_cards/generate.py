@@ -108,7 +108,7 @@ def suite_results(suite):
         index.append({"task": {"type": "multiple-choice", "name": "MMLU (masked-LM option scoring)"},
                       "dataset": {"type": "cais/mmlu", "name": "MMLU", "split": "validation"},
                       "metrics": [{"type": "accuracy", "value": round(model["mmlu"]["accuracy"], 4), "name": f"0-shot accuracy ({model['mmlu']['total']} questions)"}]})
-    command = f"eval/suite.py --protocol {protocol}"
+    command = f"eval/suite.py --protocol {protocol} (suite v{suite['suite_version']})"
     rows = [(row["what"], "not applicable (a replaced-token-detection discriminator has no masked-LM head)"
              if row["pretrained"] is None else
              f"{row['pretrained']:.2f} (random-init floor {row['floor']:.2f}, difference {row['difference']:+.2f})", command)

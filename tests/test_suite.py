@@ -1,6 +1,7 @@
 """eval/suite.py: model and random-init floor under one protocol, the floor cached, the table and the card."""
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -74,6 +75,18 @@ def test_suite_measures_model_and_floor_and_caches_the_floor(tmp_path, tiny_toke
     assert first["pretrained"]["mmlu"]["total"] == 6 and first["pretrained"]["perplexity"]["mlm_probability"] == 0.15
     summary = (tmp_path / "out1" / "summary.md").read_text()
     assert "| measurement | random-init floor | pretrained | difference |" in summary and "GLUE sst2 (accuracy)" in summary
+    # Model and floor each sweep the protocol's learning rates; the rate chosen trained the seeds reported.
+    chosen = {}
+    for side in ("pretrained", "floor"):
+        for task, result in first[side]["glue"].items():
+            sweep = result["learning_rate_sweep"]
+            assert sweep["rates"] == suite.PROTOCOLS["cpu"]["learning_rate"] and sweep["seed"] == 1
+            assert sweep["chosen"] == result["hyperparameters"]["learning_rate"]
+            finite = [score for score in sweep["scores"].values() if math.isfinite(score)]  # a constant STS-B guess: NaN
+            assert not finite or sweep["scores"][f"{sweep['chosen']:g}"] == max(finite)
+            chosen[side, task] = f"{sweep['chosen']:g}"
+    assert (f"Learning rate chosen per task on the first seed (pretrained / floor): "
+            f"sst2 {chosen['pretrained', 'sst2']} / {chosen['floor', 'sst2']}, ") in summary
 
     calls.clear()
     second = suite.run_suite(model_dir, data_dir, tmp_path / "out2", "cpu", floor_cache=cache)
@@ -127,6 +140,7 @@ def test_same_seeds_give_the_same_glue_figures_and_the_card_shows_the_table(tmp_
     card, front = build_card(model_dir, [tmp_path / "a" / "results.json"])
     row = next(r for r in one["table"] if r["what"].startswith("GLUE sst2"))
     assert f"{row['pretrained']:.2f} (random-init floor {row['floor']:.2f}, difference {row['difference']:+.2f})" in card
+    assert f"eval/suite.py --protocol cpu (suite v{suite.SUITE_VERSION})" in card
     glue = [r for r in front["model-index"][0]["results"] if r["task"]["type"] == "text-classification"]
     assert glue[0]["dataset"]["config"] == "sst2"
 
