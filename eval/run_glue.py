@@ -249,6 +249,8 @@ def run_task(args, task, tokenizer):
     per_seed = {}
     started = time.time()
     resume = args.resume and not args.save_model  # a saved model needs every seed trained now
+    seeds = checks.seed_list(args.seeds)
+    rates = args.learning_rate if isinstance(args.learning_rate, list) else [args.learning_rate]
 
     def fine_tune(seed, learning_rate, seed_dir):
         fingerprint = seed_fingerprint(args, task, seed, learning_rate)
@@ -274,18 +276,15 @@ def run_task(args, task, tokenizer):
             suffix = split.replace("validation", "").lstrip("_")
             for name in spec["metrics"]:
                 metrics[f"{name}{'_' + suffix if suffix else ''}"] = result[f"{split}_{name}"]
-        print(f"{task} seed {seed}{f' (learning rate {learning_rate:g})' if sweep else ''}: {metrics}", flush=True)
+        print(f"{task} seed {seed}{f' (learning rate {learning_rate:g})' if len(rates) > 1 else ''}: {metrics}", flush=True)
         seed_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(seed_dir / SEED_RESULT, json.dumps({"fingerprint": fingerprint, "metrics": metrics}, indent=1))
         if args.save_model:
             save_seed_model(trainer, tokenizer, saved_model_dir(args, task), seed)
         return metrics
 
-    seeds = checks.seed_list(args.seeds)
-    rates = args.learning_rate if isinstance(args.learning_rate, list) else [args.learning_rate]
-    sweep = len(rates) > 1
-    learning_rate = rates[0]
-    if sweep:
+    learning_rate, sweep = rates[0], None
+    if len(rates) > 1:
         # The first seed at every rate; the rate with the best dev score trains the other seeds.
         first = seeds.pop(0)
         tried = {rate: fine_tune(first, rate, Path(args.output_dir) / f"{task}-seed{first}-lr{rate:g}") for rate in rates}
