@@ -158,7 +158,7 @@ def test_suite_evaluates_a_stock_roberta_folder(tmp_path, tiny_tokenizer, data_d
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--protocol", "fast"], "--protocol must be one of cpu, full, cpu-v2, cpu-v1"),
+    (["--protocol", "fast"], "--protocol must be one of cpu, full, cpu-v1, cpu-v2"),
     (["--tasks", "sst2,nosuch"], "unknown GLUE task(s) ['nosuch']"),
     (["--tasks", "rte"], "--tasks rte: no train and dev files"),
 ])
