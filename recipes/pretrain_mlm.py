@@ -227,6 +227,18 @@ def model_lines(model, rtd, recipe):
     ]
 
 
+def native_bf16():
+    """Whether this machine computes bfloat16 natively: a GPU that supports it or, with no GPU, a CPU with
+    AVX512-BF16 or AMX (where oneDNN's bf16 matrix products are faster than fp32; on other CPUs they are emulated
+    and slower, so `auto` leaves them in fp32)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def run(recipe):
     import torch
     from transformers import TrainingArguments, set_seed
@@ -240,7 +252,7 @@ def run(recipe):
 
     bf16 = recipe["bf16"]
     if bf16 == "auto":
-        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        bf16 = native_bf16()
     out = Path(recipe["output_dir"])
     args = TrainingArguments(
         output_dir=str(out),

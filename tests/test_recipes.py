@@ -183,3 +183,20 @@ def test_a_recipe_can_start_from_another_with_base(tmp_path):
     (tmp_path / "b.yaml").write_text("base: " + str(tmp_path / "a.yaml") + "\n")
     with pytest.raises(UserError, match="leads back to itself"):
         load_recipe(str(tmp_path / "a.yaml"))
+
+
+def test_bf16_auto_follows_native_support_on_cpu_and_gpu(monkeypatch):
+    """`bf16: auto` is on only where bf16 is computed natively: a CUDA device that supports it, or a CPU with
+    AVX512-BF16 or AMX; an AVX2-only CPU (bf16 emulated, slower than fp32) stays in fp32."""
+    import torch
+
+    from recipes.pretrain_mlm import native_bf16
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for avx512_bf16, amx, expected in ((False, False, False), (True, False, True), (False, True, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert native_bf16() is expected
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert native_bf16() is False  # a GPU without bf16 stays in fp32 even on a bf16-capable CPU
