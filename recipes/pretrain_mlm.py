@@ -405,6 +405,7 @@ def run(recipe):
         "data": source,
         "validation_data": recipe.get("validation_files") or f"{recipe['validation_split_percentage']}% held out of the training data",
         "hardware": describe_hardware(args.world_size),
+        "bf16": bool(args.bf16),
         "command": " ".join(["accelerate launch" if args.world_size > 1 else "python"] + [shlex.quote(a) for a in sys.argv]),
         "block_size": recipe["block_size"],
         "mlm_probability": recipe["mlm_probability"],

@@ -11,6 +11,7 @@ import yaml
 from conftest import REPO_ROOT, SHARED_DATA
 
 from cli.errors import UserError
+from recipes.pretrain_mlm import native_bf16
 from recipes.recipe import available_recipes, load_recipe, parse_overrides
 
 SCRIPT = str(REPO_ROOT / "recipes" / "pretrain_mlm.py")
@@ -89,6 +90,7 @@ def test_smoke_run_of_each_recipe_saves_a_loadable_model(name, tmp_path):
     assert len(results["fill_mask_example"]["top5"]) == 5 and len(results["fill_mask_example"]["untrained_top5"]) == 5
     assert "untrained" in result.stdout and "trained" in result.stdout.split("fill-mask:")[1]
     assert results["hardware"].startswith("CPU") and f"--recipe {name}" in results["command"]
+    assert results["bf16"] is native_bf16()  # the precision it trained in, as `auto` chose it on this machine
     assert "held out" in results["validation_data"]
     saved = yaml.safe_load((out / "recipe.yaml").read_text())
     assert saved["recipe"] == name and saved["smoke_run"] is True
@@ -189,8 +191,6 @@ def test_bf16_auto_follows_native_support_on_cpu_and_gpu(monkeypatch):
     """`bf16: auto` is on only where bf16 is computed natively: a CUDA device that supports it, or a CPU with
     AVX512-BF16 or AMX; an AVX2-only CPU (bf16 emulated, slower than fp32) stays in fp32."""
     import torch
-
-    from recipes.pretrain_mlm import native_bf16
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for avx512_bf16, amx, expected in ((False, False, False), (True, False, True), (False, True, True)):
