@@ -415,7 +415,9 @@ def run(recipe):
         "tokens_per_second": round(trainer.state.global_step * per_step * recipe["block_size"] / max(train_seconds, 1e-9)),
         "eval_seconds_during_training": round(trainer.eval_seconds, 1),
         "save_seconds": round(trainer.save_seconds, 1),
-        "time_budget": budget,
+        # The step count of the plan in force: the last re-plan's, or the calibration's where none was due (a plan
+        # under 20 steps, e.g. on a loaded machine, is not re-planned).
+        "time_budget": dict(budget, steps=budget.get("steps", budget["planned_steps"])) if budget else None,
         "objective": recipe["objective"],
         "eval_loss": metrics["eval_loss"],
         # With RTD the loss is generator + weight x discriminator: its exponential is no perplexity.
