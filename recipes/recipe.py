@@ -71,7 +71,7 @@ DEFAULTS = {
     "save_steps": 500,
     "save_total_limit": 2,
     "seed": 42,
-    "bf16": "auto",  # auto: on where the hardware computes bf16 natively (GPU, or CPU with AVX512-BF16/AMX)
+    "bf16": "auto",  # auto: on when the GPU supports it; on a CPU only by hand (true), see the README
     "torch_compile": False,
     "gradient_checkpointing": False,
     "dataloader_num_workers": 0,
