@@ -35,6 +35,7 @@ before 2026-12-01).
 import argparse
 import hashlib
 import json
+import math
 import os
 import statistics
 import sys
@@ -62,18 +63,18 @@ PROTOCOLS = {
 }
 PROTOCOLS["cpu-v2"] = dict(PROTOCOLS["cpu"], learning_rate=1e-4)  # suite v2's cpu: the same but one rate
 NOT_AVERAGED = ("wnli",)
-# How a task's metrics make its one GLUE score (the GLUE leaderboard's convention), x100.
-TASK_SCORE = {"mrpc": ("f1", "accuracy"), "stsb": ("pearson", "spearmanr"), "qqp": ("f1", "accuracy"),
-              "mnli": ("accuracy_matched", "accuracy_mismatched")}
 
 
-def task_score(task, summary):
-    names = TASK_SCORE.get(task) or tuple(summary)[:1]
-    return 100 * statistics.mean(summary[name]["median"] for name in names)
+def task_score(summary):
+    """A task's one GLUE score, x100, from the medians of its metrics (eval/run_glue.py's glue_score: the GLUE
+    leaderboard's mean of MRPC's F1 and accuracy, STS-B's Pearson and Spearman, MNLI's matched and mismatched)."""
+    from eval.run_glue import glue_score
+
+    return 100 * glue_score({name: value["median"] for name, value in summary.items()})
 
 
 def glue_average(glue):
-    scores = [task_score(task, result["summary"]) for task, result in glue.items() if task not in NOT_AVERAGED]
+    scores = [task_score(result["summary"]) for task, result in glue.items() if task not in NOT_AVERAGED]
     return statistics.mean(scores) if scores else None
 
 
@@ -199,9 +200,8 @@ def table_rows(model, floor):
     """[(what, floor, pretrained)] with the numbers as they are reported (x100 for GLUE, accuracy in %)."""
     rows = []
     for task in model["glue"]:
-        names = TASK_SCORE.get(task) or tuple(model["glue"][task]["summary"])[:1]
-        label = f"GLUE {task} ({'/'.join(names)})" + (" (not averaged)" if task in NOT_AVERAGED else "")
-        rows.append((label, task_score(task, floor["glue"][task]["summary"]), task_score(task, model["glue"][task]["summary"])))
+        label = f"GLUE {task} ({'/'.join(model['glue'][task]['summary'])})" + (" (not averaged)" if task in NOT_AVERAGED else "")
+        rows.append((label, task_score(floor["glue"][task]["summary"]), task_score(model["glue"][task]["summary"])))
     if model.get("glue_average") is not None:
         rows.append((f"GLUE average ({len([t for t in model['glue'] if t not in NOT_AVERAGED])} tasks)",
                      floor["glue_average"], model["glue_average"]))
@@ -230,6 +230,18 @@ def chosen_rates(results):
             if rate("pretrained", task) and rate("floor", task)]
 
 
+def seed_spreads(results):
+    """['sst2 1.15 / 2.29', ...]: per task, how far the seeds' scores lie apart (max - min, x100), pretrained / floor:
+    the noise a difference in the table has to clear."""
+    from eval.run_glue import glue_score
+
+    def spread(side, task):
+        scores = [100 * glue_score(metrics) for metrics in results[side]["glue"][task]["per_seed"].values()]
+        return max(scores) - min(scores) if all(map(math.isfinite, scores)) else math.nan  # a constant STS-B guess
+
+    return [f"{task} {spread('pretrained', task):.2f} / {spread('floor', task):.2f}" for task in results["pretrained"]["glue"]]
+
+
 def summary_markdown(results):
     lines = [f"Suite v{SUITE_VERSION}, protocol `{results['protocol']}`, model `{results['model']}`", "",
              "| measurement | random-init floor | pretrained | difference |", "|---|---|---|---|"]
@@ -243,6 +255,9 @@ def summary_markdown(results):
     chosen = chosen_rates(results)
     if chosen:
         lines.append("Learning rate chosen per task on the first seed (pretrained / floor): " + ", ".join(chosen) + ".")
+    if results["pretrained"]["glue"]:
+        lines.append("Seeds' spread of each task's score, max - min (pretrained / floor): "
+                     + ", ".join(seed_spreads(results)) + ".")
     lines += [
               f"Floor {'from the cache' if results['floor_cached'] else 'measured now'} ({results['floor_key']})"
               f"{'; its perplexity measured now, at this masking rate' if results.get('floor_perplexity_measured_now') else ''}. "

@@ -87,6 +87,12 @@ def test_suite_measures_model_and_floor_and_caches_the_floor(tmp_path, tiny_toke
             chosen[side, task] = f"{sweep['chosen']:g}"
     assert (f"Learning rate chosen per task on the first seed (pretrained / floor): "
             f"sst2 {chosen['pretrained', 'sst2']} / {chosen['floor', 'sst2']}, ") in summary
+    # The seeds' spread beside it: how far apart the three seeds' task scores lie, the noise a difference must clear.
+    spread = {side: [100 * seed["accuracy"] for seed in first[side]["glue"]["sst2"]["per_seed"].values()]
+              for side in ("pretrained", "floor")}
+    assert len(spread["floor"]) == 3
+    assert (f"Seeds' spread of each task's score, max - min (pretrained / floor): sst2 "
+            f"{max(spread['pretrained']) - min(spread['pretrained']):.2f} / {max(spread['floor']) - min(spread['floor']):.2f}, ") in summary
 
     calls.clear()
     second = suite.run_suite(model_dir, data_dir, tmp_path / "out2", "cpu", floor_cache=cache)
