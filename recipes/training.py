@@ -338,6 +338,9 @@ class TimeBudget(TrainerCallback):
         self.on_replan(self.plan)
 
     def on_train_begin(self, args, state, control, **kwargs):
+        # The first step is timed from here: under torch.compile it holds the compilation (a minute and more on a
+        # CPU), which is training time the budget pays; counted as one step at the mean rate, it overran the budget.
+        self.last = (time.perf_counter(), self.trainer.eval_seconds + self.trainer.save_seconds)
         # The Trainer's max_steps is the upper bound (twice the plan); its progress bar counts toward the plan.
         self.show_total(state)
 

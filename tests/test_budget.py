@@ -94,3 +94,26 @@ def test_killed_budget_run_resumes_with_the_recorded_plan(tmp_path):
     assert results["train_steps"] == results["time_budget"]["steps"]
     assert results["time_budget"]["step_seconds"] == plan["step_seconds"] and results["time_budget"]["resumed"] is True
     assert results["time_budget"]["planned_steps"] == plan["planned_steps"]
+
+
+def test_a_slow_first_step_is_paid_from_the_budget(monkeypatch):
+    """torch.compile compiles in the first step: that time counts toward the budget, so the run still ends in time."""
+    from types import SimpleNamespace
+
+    from recipes import training
+
+    clock = [0.0]
+    monkeypatch.setattr(training.time, "perf_counter", lambda: clock[0])
+    trainer = SimpleNamespace(eval_seconds=0.0, save_seconds=0.0, callback_handler=SimpleNamespace(callbacks=[]))
+    plan = {"minutes": 1.0, "planned_steps": 100, "step_seconds": 0.6}
+    budget = training.TimeBudget(plan, trainer, on_replan=lambda plan: None)
+    state, control = SimpleNamespace(global_step=0, max_steps=200), SimpleNamespace(should_training_stop=False)
+    args = SimpleNamespace(device="cpu")
+    budget.on_train_begin(args, state, control)
+    while not control.should_training_stop:
+        clock[0] += 30.0 if state.global_step == 0 else 0.5  # a 30-second first step (compilation), then 0.5 s each
+        state.global_step += 1
+        budget.on_step_end(args, state, control)
+    # 30 s of the 60 went to the first step: about 60 half-second steps are left, not the 120 a minute would hold.
+    assert 55 <= state.global_step <= 65 and clock[0] <= 60.5, (state.global_step, clock[0])
+    assert plan["steps"] == state.global_step
