@@ -108,6 +108,28 @@ def test_suite_measures_model_and_floor_and_caches_the_floor(tmp_path, tiny_toke
     assert calls == [False, True] and third["floor_key"] != first["floor_key"]
 
 
+def test_seeds_other_than_the_protocols_are_a_floor_of_their_own(tmp_path, tiny_tokenizer, data_dir, capsys):
+    import statistics
+
+    model_dir = save_model(tmp_path / "model", tiny_tokenizer)
+    cache = tmp_path / "floors"
+    four = suite.run_suite(model_dir, data_dir, tmp_path / "four", "cpu", floor_cache=cache, tasks=["sst2"], seeds="1,2,3, 4")
+    assert not four["floor_cached"] and four["protocol_settings"]["seeds"] == "1,2,3,4"
+    for side in ("pretrained", "floor"):
+        result = four[side]["glue"]["sst2"]
+        accuracies = [seed["accuracy"] for seed in result["per_seed"].values()]
+        assert len(accuracies) == 4 and result["summary"]["accuracy"]["median"] == pytest.approx(statistics.median(accuracies))
+    assert "median of seeds 1,2,3,4" in (tmp_path / "four" / "summary.md").read_text()
+    # The protocol's own seeds, named or not, are one floor, apart from the four seeds' one.
+    three = suite.run_suite(model_dir, data_dir, tmp_path / "three", "cpu", floor_cache=cache, tasks=["sst2"], seeds="1, 2, 3")
+    assert not three["floor_cached"] and three["floor_key"] != four["floor_key"]
+    default = suite.run_suite(model_dir, data_dir, tmp_path / "default", "cpu", floor_cache=cache, tasks=["sst2"])
+    assert default["floor_cached"] and default["floor_key"] == three["floor_key"]
+    code = suite.main(["--model_name_or_path", str(model_dir), "--data_dir", str(data_dir), "--output_dir",
+                       str(tmp_path / "bad"), "--floor_cache", str(cache), "--seeds", "1,1"])
+    assert code == 1 and "--seeds repeats a seed" in capsys.readouterr().err
+
+
 def test_a_cached_floor_gets_its_perplexity_at_the_models_own_masking_rate(tmp_path, tiny_tokenizer, data_dir):
     import shutil
 
