@@ -108,6 +108,25 @@ def test_suite_measures_model_and_floor_and_caches_the_floor(tmp_path, tiny_toke
     assert calls == [False, True] and third["floor_key"] != first["floor_key"]
 
 
+def test_a_floor_cached_on_another_machine_says_so(tmp_path, tiny_tokenizer, data_dir, capsys):
+    model_dir = save_model(tmp_path / "model", tiny_tokenizer)
+    cache = tmp_path / "floors"
+    here = suite.run_suite(model_dir, data_dir, tmp_path / "here", "cpu", floor_cache=cache, tasks=["sst2"])
+    assert here["floor_hardware"] == here["hardware"] and here["hardware"].startswith("CPU (")
+    assert f"measured now ({here['floor_key']}, measured on {here['hardware']})" in (tmp_path / "here" / "summary.md").read_text()
+    again = suite.run_suite(model_dir, data_dir, tmp_path / "again", "cpu", floor_cache=cache, tasks=["sst2"])
+    assert again["floor_cached"] and "warning" not in capsys.readouterr().out
+    # The same floor file, as if measured on another kind of CPU (the same seeded runs round differently there).
+    floor_file = cache / f"{here['floor_key']}.json"
+    floor = json.loads(floor_file.read_text())
+    floor_file.write_text(json.dumps(dict(floor, hardware="CPU (Elsewhere 9000, 2 cores, x86_64, AVX2), 1 process(es)")))
+    other = suite.run_suite(model_dir, data_dir, tmp_path / "other", "cpu", floor_cache=cache, tasks=["sst2"])
+    assert other["floor_cached"] and other["floor_hardware"].startswith("CPU (Elsewhere 9000")
+    assert "warning: the cached floor was measured on CPU (Elsewhere 9000" in capsys.readouterr().out
+    summary = (tmp_path / "other" / "summary.md").read_text()
+    assert f"measured on CPU (Elsewhere 9000, 2 cores, x86_64, AVX2), 1 process(es); the model on {here['hardware']}" in summary
+
+
 def test_seeds_other_than_the_protocols_are_a_floor_of_their_own(tmp_path, tiny_tokenizer, data_dir, capsys):
     import statistics
 
@@ -125,6 +144,16 @@ def test_seeds_other_than_the_protocols_are_a_floor_of_their_own(tmp_path, tiny_
     assert not three["floor_cached"] and three["floor_key"] != four["floor_key"]
     default = suite.run_suite(model_dir, data_dir, tmp_path / "default", "cpu", floor_cache=cache, tasks=["sst2"])
     assert default["floor_cached"] and default["floor_key"] == three["floor_key"]
+    # The four seeds' runs hold the protocol's three: read alone, they give the protocol's own figures to the digit.
+    assert three["protocol_seeds_reading"] is None and default["protocol_seeds_reading"] is None
+    reading = four["protocol_seeds_reading"]
+    assert reading["seeds"] == "1,2,3"
+    for side in ("floor", "pretrained"):
+        expected = suite.task_score(three[side]["glue"]["sst2"]["summary"])
+        assert reading["tasks"]["sst2"][side] == pytest.approx(expected)
+        assert reading["glue_average"][side] == pytest.approx(three[side]["glue_average"])
+    assert (f"The protocol's own seeds (1,2,3) alone, from the same runs (floor -> pretrained): sst2 "
+            f"{reading['tasks']['sst2']['floor']:.2f} -> ") in (tmp_path / "four" / "summary.md").read_text()
     code = suite.main(["--model_name_or_path", str(model_dir), "--data_dir", str(data_dir), "--output_dir",
                        str(tmp_path / "bad"), "--floor_cache", str(cache), "--seeds", "1,1"])
     assert code == 1 and "--seeds repeats a seed" in capsys.readouterr().err
