@@ -207,6 +207,14 @@ def glue_score(metrics):
     return statistics.mean(metrics.values())
 
 
+def summarize_seeds(seed_metrics):
+    """{metric: {"median", "spread"}} over the seeds' metric dicts (spread: max - min)."""
+    seed_metrics = list(seed_metrics)
+    return {name: {"median": statistics.median(m[name] for m in seed_metrics),
+                   "spread": max(m[name] for m in seed_metrics) - min(m[name] for m in seed_metrics)}
+            for name in seed_metrics[0]}
+
+
 def finished_seed(seed_dir, fingerprint):
     """The metrics an earlier run recorded for this seed with the same fingerprint, or None."""
     path = seed_dir / SEED_RESULT
@@ -297,12 +305,7 @@ def run_task(args, task, tokenizer):
               + ", ".join(f"{rate:g}: {score:.4f}" for rate, score in scores.items()) + ")", flush=True)
     for seed in seeds:
         per_seed[seed] = fine_tune(seed, learning_rate, Path(args.output_dir) / f"{task}-seed{seed}")
-    names = list(next(iter(per_seed.values())))
-    summary = {
-        name: {"median": statistics.median(m[name] for m in per_seed.values()),
-               "spread": max(m[name] for m in per_seed.values()) - min(m[name] for m in per_seed.values())}
-        for name in names
-    }
+    summary = summarize_seeds(per_seed.values())
     saved = keep_median_seed(saved_model_dir(args, task), per_seed, spec["metrics"][0]) if args.save_model else None
     return {
         "task": task, "model": args.model_name_or_path, "saved_model": saved, "random_init": args.random_init, "lora_r": args.lora_r,

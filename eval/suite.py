@@ -251,25 +251,19 @@ def protocol_seeds_reading(results):
     """With --seeds that begin with the protocol's (1,2,3,4,5,6,7 for its 1,2,3), what the protocol alone would have
     read, from the same runs: per task and for the average, the median over the protocol's seeds only (the first seed
     chose the rate either way, and each run is seeded). None for other seeds."""
-    own = [str(seed) for seed in PROTOCOLS[results["protocol"]]["seeds"].split(",")]
+    from eval.run_glue import summarize_seeds
+
+    own = PROTOCOLS[results["protocol"]]["seeds"].split(",")
     given = results["protocol_settings"]["seeds"].split(",")
     if given == own or given[: 1] != own[: 1] or not set(own) <= set(given):
         return None
-
-    def scores(side):
-        out = {}
-        for task, result in results[side]["glue"].items():
-            per_seed = {str(seed): metrics for seed, metrics in result["per_seed"].items()}
-            out[task] = task_score({name: {"median": statistics.median(per_seed[seed][name] for seed in own)}
-                                    for name in per_seed[own[0]]})
-        return out
-
-    floor, model = scores("floor"), scores("pretrained")
-    averaged = [task for task in model if task not in NOT_AVERAGED]
-    average = {side: statistics.mean(side_scores[t] for t in averaged) if averaged else None
-               for side, side_scores in (("floor", floor), ("pretrained", model))}
-    return {"seeds": ",".join(own), "tasks": {task: {"floor": floor[task], "pretrained": model[task]} for task in model},
-            "glue_average": average}
+    glue = {side: {task: {"summary": summarize_seeds(metrics for seed, metrics in result["per_seed"].items()
+                                                     if str(seed) in own)}
+                   for task, result in results[side]["glue"].items()}
+            for side in ("floor", "pretrained")}
+    return {"seeds": ",".join(own),
+            "tasks": {task: {side: task_score(glue[side][task]["summary"]) for side in glue} for task in glue["pretrained"]},
+            "glue_average": {side: glue_average(glue[side]) for side in glue}}
 
 
 def summary_markdown(results):
