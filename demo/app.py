@@ -53,7 +53,7 @@ class Demo:
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # loading an MLM folder as a bare encoder reports the unused head: expected
         try:
-            return auto_class.from_pretrained(self.name, trust_remote_code=True).eval()
+            return auto_class.from_pretrained(self.name, trust_remote_code=True, dtype=self.torch.float32).eval()
         finally:
             hf_logging.set_verbosity(verbosity)
 

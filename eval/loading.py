@@ -24,8 +24,21 @@ def quiet_load_reports():
         hf_logging.set_verbosity(verbosity)
 
 
+def float32_weights():
+    """from_pretrained/from_config keywords for float32 weights whatever dtype the folder was saved in.
+
+    transformers 5 loads a checkpoint in the dtype it was saved in (and from_config builds in the config's dtype), so
+    a model saved in bf16 (a GPU run's folder) would be fine-tuned and measured in bf16: no float32 master weights,
+    and on a CPU without bf16 units every matmul is emulated (a 20M model's GLUE step went from about 0.5 s to 8 s
+    on a 2-core AVX2 CPU). Mixed precision, where wanted, is autocast's job (the Trainer's --bf16)."""
+    import torch
+
+    return {"dtype": torch.float32}
+
+
 def load_under_new_head(auto_class, path, **kwargs):
-    """`auto_class.from_pretrained(path)` (remote code allowed) with a one-line load summary."""
+    """`auto_class.from_pretrained(path)` (remote code allowed, float32 weights) with a one-line load summary."""
+    kwargs = {**float32_weights(), **kwargs}
     with quiet_load_reports():
         model, info = auto_class.from_pretrained(path, trust_remote_code=True, output_loading_info=True, **kwargs)
     new_head = [k for k in info["missing_keys"] if any(p in k for p in NEW_HEAD_PREFIXES)]

@@ -30,9 +30,10 @@ def load_model_and_tokenizer(path):
 
     import modeling  # noqa: F401  registers the SmallEncoder family for local folders
     from data_prep.tokenizer import load_tokenizer
+    from eval.loading import float32_weights
 
     try:
-        model = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=True).eval()
+        model = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=True, **float32_weights()).eval()
     except OSError as error:
         raise UserError(f"cannot load a masked LM from {path!r}: {str(error).splitlines()[0]}") from None
     return model, load_tokenizer(path)

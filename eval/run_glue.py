@@ -33,7 +33,7 @@ from cli import checks  # noqa: E402
 from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
 from cli.files import write_atomic  # noqa: E402
 from eval.glue_data import LABEL_NAMES, TASKS, available_tasks, eval_splits, load_glue  # noqa: E402
-from eval.loading import load_under_new_head  # noqa: E402
+from eval.loading import float32_weights, load_under_new_head  # noqa: E402
 
 LORA_TARGETS = {"small_encoder": ["qkv", "out"], "roberta": ["query", "key", "value"], "bert": ["query", "key", "value"]}
 
@@ -154,7 +154,7 @@ def load_model(args, task, seed):
                   label2id={name: i for i, name in enumerate(names)})
     config = load_config(args.model_name_or_path, **labels)
     if args.random_init:
-        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=True)
+        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=True, **float32_weights())
     else:
         model = load_under_new_head(AutoModelForSequenceClassification, args.model_name_or_path, config=config)
     if args.lora_r:

@@ -141,15 +141,15 @@ def load_for_zero_shot(model_path, random_init, discriminator):
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
-    from eval.loading import quiet_load_reports
+    from eval.loading import float32_weights, quiet_load_reports
 
     auto = AutoModel if discriminator else AutoModelForMaskedLM
     with quiet_load_reports():
         if random_init:
             torch.manual_seed(0)
             config = AutoConfig.from_pretrained(model_path, trust_remote_code=True)
-            return auto.from_config(config, trust_remote_code=True).eval()
-        return auto.from_pretrained(model_path, trust_remote_code=True).eval()
+            return auto.from_config(config, trust_remote_code=True, **float32_weights()).eval()
+        return auto.from_pretrained(model_path, trust_remote_code=True, **float32_weights()).eval()
 
 
 def perplexity_measure(model, tokenizer, blocks, mlm_probability):

@@ -340,3 +340,20 @@ def test_a_missing_model_names_the_scripts_own_flag(tmp_path, capsys):
     assert main(["--model_name_or_path", str(tmp_path / "nope"), "--task_name", "sst2"]) == 1
     err = capsys.readouterr().err
     assert "--model_name_or_path" in err and "--tokenizer_name" not in err
+
+
+def test_a_bf16_saved_model_is_fine_tuned_and_measured_in_float32(tmp_path, tiny_tokenizer):
+    """transformers 5 loads a checkpoint in its saved dtype: a GPU run's bf16 folder would be fine-tuned in bf16 (no
+    float32 master weights; emulated, 16x slower, on an AVX2 CPU). The model and its random-init floor get float32."""
+    from eval.run_glue import load_model, parse_args
+    from eval.suite import load_for_zero_shot
+
+    folder = tmp_path / "bf16-model"
+    SmallEncoderForMaskedLM(tiny_config(vocab_size=len(tiny_tokenizer))).to(torch.bfloat16).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    assert json.loads((folder / "config.json").read_text())["dtype"] == "bfloat16"
+    for random_init in (False, True):
+        args = parse_args(["--model_name_or_path", str(folder), "--task_name", "sst2", "--output_dir", str(tmp_path / "o")]
+                          + (["--random_init"] if random_init else []))
+        assert {p.dtype for p in load_model(args, "sst2", seed=1).parameters()} == {torch.float32}
+        assert {p.dtype for p in load_for_zero_shot(folder, random_init, False).parameters()} == {torch.float32}
