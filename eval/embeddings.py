@@ -60,9 +60,10 @@ def mean_pooled(model, tokenizer, sentences, batch_size=64, max_length=128):
             batch = tokenizer(sentences[start : start + batch_size], padding=True, truncation=True, max_length=max_length,
                               return_tensors="pt")
             batch.pop("token_type_ids", None)
+            batch = batch.to(model.device)
             hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            chunks.append((hidden * mask).sum(1) / mask.sum(1))
+            chunks.append(((hidden * mask).sum(1) / mask.sum(1)).float().cpu())
     return torch.cat(chunks)
 
 

@@ -135,13 +135,15 @@ class OptionScorer:
             for start in range(0, len(copies), self.batch_size):
                 chunk = copies[start : start + self.batch_size]
                 width = max(map(len, chunk))
-                input_ids = torch.tensor([c + [pad] * (width - len(c)) for c in chunk])
-                attention = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in chunk])
-                rows = torch.arange(len(chunk))
-                where = torch.tensor(positions[start : start + len(chunk)])
+                device = self.body.device  # the model's: a GPU where the suite put it there
+                input_ids = torch.tensor([c + [pad] * (width - len(c)) for c in chunk], device=device)
+                attention = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in chunk], device=device)
+                rows = torch.arange(len(chunk), device=device)
+                where = torch.tensor(positions[start : start + len(chunk)], device=device)
                 hidden = self.body(input_ids=input_ids, attention_mask=attention).last_hidden_state
                 logits = self.head(hidden[rows, where])
-                log_probs = torch.log_softmax(logits.float(), dim=-1)[rows, torch.tensor(targets[start : start + len(chunk)])]
+                chosen = torch.tensor(targets[start : start + len(chunk)], device=device)
+                log_probs = torch.log_softmax(logits.float(), dim=-1)[rows, chosen]
                 for owner, value in zip(owners[start : start + len(chunk)], log_probs.tolist()):
                     sums[owner] += value
                     counts[owner] += 1

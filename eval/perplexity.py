@@ -77,6 +77,7 @@ def masked_perplexity(model, tokenizer, blocks, mlm_probability=0.15, seed=0, ba
         for start in range(0, len(blocks), batch_size):
             batch = collator([blocks[i] for i in range(start, min(start + batch_size, len(blocks)))])
             batch.pop("document_ids", None)
+            batch = {key: value.to(model.device) for key, value in batch.items()}
             scored = int((batch["labels"] != -100).sum())
             if scored:
                 loss = model(**batch).loss

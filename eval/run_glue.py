@@ -274,6 +274,7 @@ def run_task(args, task, tokenizer):
             warmup_steps=int(args.warmup_ratio * len(encoded["train"]) * args.num_train_epochs / args.per_device_train_batch_size),
             seed=seed, data_seed=seed, save_strategy="no", eval_strategy="no", logging_steps=50, report_to="none",
             bf16=bf16, use_cpu=not torch.cuda.is_available(), **sampling_strategy(args.group_by_length),
+            disable_tqdm=getattr(args, "quiet", False),  # eval/glue_jobs.py: a dozen fine-tunings share one terminal
         )
         trainer = Trainer(model=model, args=training_args, train_dataset=encoded["train"], processing_class=tokenizer,
                           data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)

@@ -65,6 +65,15 @@ PROTOCOLS = {
                    group_by_length=False, num_train_epochs=3.0, mmlu_max_per_subject=10, perplexity_max_blocks=1000),
 }
 PROTOCOLS["cpu-v2"] = dict(PROTOCOLS["cpu"], learning_rate=1e-4)  # suite v2's cpu: the same but one rate
+# One GPU: full training sets, SST-2 one epoch (67k examples, 2,100 steps) and the others 3, seed 1 (--seeds adds
+# more), every fine-tuning a parallel job (eval/glue_jobs.py); MMLU and perplexity in full, beside them.
+PROTOCOLS["gpu"] = dict(PROTOCOLS["full"], seeds="1", task_epochs={"sst2": 1.0})
+# Every phase in seconds on a CPU, to check that a pipeline runs end to end: its figures mean nothing.
+PROTOCOLS["smoke"] = dict(GLUE_SETTINGS, learning_rate=[1e-4, 1e-3], seeds="1", max_train_samples=32, max_eval_samples=32,
+                          per_device_train_batch_size=8, group_by_length=False, num_train_epochs=1.0,
+                          mmlu_max_per_subject=1, perplexity_max_blocks=20)
+JOB_PROTOCOLS = ("gpu", "smoke")  # fine-tuned as parallel jobs even without --jobs
+PARTS = ("perplexity", "stsb_zero_shot", "mmlu")  # what --skip can leave out (GLUE is the suite)
 NOT_AVERAGED = ("wnli",)
 
 
@@ -110,6 +119,7 @@ def glue_tasks(data_dir):
 
 
 def run_glue_tasks(model_path, tokenizer, tasks, settings, data_dir, output_dir, random_init):
+    from eval.glue_jobs import task_epochs
     from eval.run_glue import HYPERPARAMETERS, parse_args, run_task
 
     results = {}
@@ -120,6 +130,7 @@ def run_glue_tasks(model_path, tokenizer, tasks, settings, data_dir, output_dir,
         for key in HYPERPARAMETERS:
             if key in settings:
                 setattr(args, key, settings[key])
+        args.num_train_epochs = task_epochs(settings, task)
         args.random_init = random_init
         results[task] = run_task(args, task, tokenizer)
         print(f"[{'floor' if random_init else 'model'}] {task}: "
@@ -163,25 +174,31 @@ def perplexity_measure(model, tokenizer, blocks, mlm_probability):
 
 
 def zero_shot_measures(model_path, tokenizer, data_dir, settings, perplexity_blocks, mlm_probability, random_init,
-                       discriminator=False):
+                       discriminator=False, skip=()):
     """Perplexity, STS-B zero-shot and MMLU for the model or its random-init floor (a discriminator: STS-B only, and
-    the other two say why not)."""
+    the other two say why not), on the GPU where there is one; `skip` leaves parts out (PARTS)."""
+    import torch
+
     from eval.embeddings import sts_zero_shot
     from eval.mmlu_probe import OptionScorer, read_mmlu_folder, run_probe, wilson_interval
 
     model = load_for_zero_shot(model_path, random_init, discriminator)
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    if "perplexity" in skip:
+        perplexity_blocks = None
     out = {}
     if discriminator:
         out["perplexity"] = out["mmlu"] = {"not_applicable": NOT_A_MASKED_LM}
     if perplexity_blocks is not None and not discriminator:
         out["perplexity"] = perplexity_measure(model, tokenizer, perplexity_blocks, mlm_probability)
     stsb = Path(data_dir) / "glue" / "STS-B" / "dev.tsv"
-    if stsb.is_file():
+    if stsb.is_file() and "stsb_zero_shot" not in skip:
         started = time.time()
         spearman, pairs = sts_zero_shot(model.base_model, tokenizer, Path(data_dir) / "glue")
         out["stsb_zero_shot"] = {"spearman": spearman, "pairs": pairs, "seconds": round(time.time() - started, 1)}
     mmlu = Path(data_dir) / "mmlu" / "val"
-    if mmlu.is_dir() and not discriminator:
+    if mmlu.is_dir() and not discriminator and "mmlu" not in skip:
         started = time.time()
         per_subject = run_probe(OptionScorer(model, tokenizer), read_mmlu_folder(mmlu), max_questions=settings["mmlu_max_per_subject"])
         correct, total = sum(c for c, _ in per_subject.values()), sum(t for _, t in per_subject.values())
@@ -190,13 +207,46 @@ def zero_shot_measures(model_path, tokenizer, data_dir, settings, perplexity_blo
     return out
 
 
+def measure_with_jobs(common, scratch, discriminator, measure_floor, workers, deadline, record, skip):
+    """(model, floor or None, status): every GLUE fine-tuning of both sides as parallel jobs (eval/glue_jobs.py) while
+    this process measures the zero-shot parts; the floor is None where it comes from the cache."""
+    import threading
+
+    from eval.glue_jobs import fine_tune_all
+
+    model_path, tokenizer, data_dir, settings, tasks, blocks, mlm_probability = common
+    sides = ("pretrained", "floor") if measure_floor else ("pretrained",)
+    started = time.time()
+    box = {}
+
+    def fine_tune():
+        try:
+            box["glue"] = fine_tune_all(model_path, Path(data_dir) / "glue", settings, tasks, sides, scratch, workers,
+                                        deadline, record)
+        except BaseException as error:  # re-raised in the calling thread
+            box["error"] = error
+
+    thread = threading.Thread(target=fine_tune, name="glue-jobs")
+    thread.start()
+    zero_shot = {side: zero_shot_measures(model_path, tokenizer, data_dir, settings, blocks, mlm_probability,
+                                          side == "floor", discriminator, skip) for side in sides}
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    glue, status = box["glue"]
+    seconds = round(time.time() - started, 1)
+    measured = {side: json.loads(json.dumps({"glue": glue[side], "glue_average": glue_average(glue[side]),
+                                             **zero_shot[side], "seconds": seconds})) for side in sides}
+    return measured["pretrained"], measured.get("floor"), status
+
+
 def measure(model_path, tokenizer, data_dir, settings, tasks, perplexity_blocks, mlm_probability, scratch, random_init,
-            discriminator=False):
+            discriminator=False, skip=()):
     started = time.time()
     result = {"glue": run_glue_tasks(model_path, tokenizer, tasks, settings, data_dir, scratch, random_init)}
     result["glue_average"] = glue_average(result["glue"])
     result.update(zero_shot_measures(model_path, tokenizer, data_dir, settings, perplexity_blocks, mlm_probability,
-                                     random_init, discriminator))
+                                     random_init, discriminator, skip))
     result["seconds"] = round(time.time() - started, 1)
     return json.loads(json.dumps(result))  # as it will be read back from results.json and the floor cache (string keys)
 
@@ -204,22 +254,22 @@ def measure(model_path, tokenizer, data_dir, settings, tasks, perplexity_blocks,
 def table_rows(model, floor):
     """[(what, floor, pretrained)] with the numbers as they are reported (x100 for GLUE, accuracy in %)."""
     rows = []
-    for task in model["glue"]:
+    for task in [t for t in model["glue"] if t in floor["glue"]]:
         label = f"GLUE {task} ({'/'.join(model['glue'][task]['summary'])})" + (" (not averaged)" if task in NOT_AVERAGED else "")
         rows.append((label, task_score(floor["glue"][task]["summary"]), task_score(model["glue"][task]["summary"])))
-    if model.get("glue_average") is not None:
+    if model.get("glue_average") is not None and floor.get("glue_average") is not None:
         rows.append((f"GLUE average ({len([t for t in model['glue'] if t not in NOT_AVERAGED])} tasks)",
                      floor["glue_average"], model["glue_average"]))
     if "not_applicable" in model.get("perplexity", {}):
         rows.append(("held-out MLM perplexity", None, None))
-    elif "perplexity" in model:
+    elif "perplexity" in model and "perplexity" in floor:
         rows.append((f"held-out MLM perplexity ({model['perplexity']['mlm_probability']:.0%} masking; lower is better)",
                      floor["perplexity"]["perplexity"], model["perplexity"]["perplexity"]))
-    if "stsb_zero_shot" in model:
+    if "stsb_zero_shot" in model and "stsb_zero_shot" in floor:
         rows.append(("STS-B dev zero-shot (Spearman x100)", floor["stsb_zero_shot"]["spearman"], model["stsb_zero_shot"]["spearman"]))
     if "not_applicable" in model.get("mmlu", {}):
         rows.append(("MMLU val 0-shot accuracy (masked-LM option scoring)", None, None))
-    elif "mmlu" in model:
+    elif "mmlu" in model and "mmlu" in floor:
         rows.append((f"MMLU val 0-shot accuracy % ({model['mmlu']['total']:,} questions; chance 25)",
                      100 * floor["mmlu"]["accuracy"], 100 * model["mmlu"]["accuracy"]))
     return rows
@@ -292,6 +342,16 @@ def summary_markdown(results):
     if results["pretrained"]["glue"]:
         lines.append("Seeds' spread of each task's score, max - min (pretrained / floor): "
                      + ", ".join(seed_spreads(results)) + ".")
+    jobs = results.get("fine_tuning_jobs")
+    if jobs:
+        lines.append(f"Fine-tunings: {jobs['finished']} of {jobs['jobs']} finished as parallel jobs, {jobs['workers']} at a "
+                     f"time, in {jobs['seconds']:.0f} s" + (f"; stopped at the deadline: {len(jobs['unfinished'])} unfinished"
+                                                            if jobs["unfinished"] else "")
+                     + (f"; {len(jobs['failed'])} failed ({jobs['failed'][0]['error']})" if jobs["failed"] else "") + ".")
+    if results.get("not_measured"):
+        lines.append(f"Not measured (cut short): {', '.join(results['not_measured'])}; the average is over the tasks in the table.")
+    if results.get("skipped"):
+        lines.append(f"Skipped (--skip): {', '.join(results['skipped'])}.")
     floor_hardware = results.get("floor_hardware")
     where = f", measured on {floor_hardware}" if floor_hardware else ""
     if floor_hardware and floor_hardware != results["hardware"]:
@@ -337,9 +397,12 @@ def measure_side_by_side(common, scratch, discriminator):
 
 
 def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None, perplexity_files=None, tasks=None,
-              parallel=False, seeds=None):
+              parallel=False, seeds=None, jobs=None, deadline=None, skip=()):
     """Measure the model and its floor; write OUT/results.json and OUT/summary.md; return the results. `seeds`
-    ('1,2,3,4,5'): the GLUE seeds instead of the protocol's (the first one chooses the learning rate)."""
+    ('1,2,3,4,5'): the GLUE seeds instead of the protocol's (the first one chooses the learning rate). `jobs`: GLUE
+    fine-tunings as that many parallel processes (the gpu and smoke protocols always run them so: the default is a
+    process per CPU core on a GPU machine). `deadline` (a time.time()): stop the fine-tunings then and report what
+    finished. `skip`: parts of PARTS to leave out."""
     import shlex
 
     from transformers import AutoConfig
@@ -352,6 +415,9 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
 
     if protocol not in PROTOCOLS:
         raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    unknown = sorted(set(skip) - set(PARTS))
+    if unknown:
+        raise UserError(f"--skip {','.join(unknown)}: choose from {', '.join(PARTS)}")
     if not Path(data_dir).is_dir():
         raise UserError(f"--data_dir {data_dir} is not a folder; give the folder that holds glue/, mmlu/ and wikitext-2/")
     settings = dict(PROTOCOLS[protocol])
@@ -388,6 +454,8 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
         Path(p).exists() for p in str(recorded_validation).split(",")) else None)
     if files is None and (Path(data_dir) / "wikitext-2" / "valid.txt").is_file():
         files = str(Path(data_dir) / "wikitext-2" / "valid.txt")
+    if "perplexity" in skip:
+        files = None
     blocks = eval_blocks(tokenizer, files, block_size=block_size, max_blocks=settings["perplexity_max_blocks"]) if files else None
 
     output_dir = Path(output_dir)
@@ -398,8 +466,12 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     floor = json.loads(floor_file.read_text()) if floor_file.is_file() else None
     discriminator = is_discriminator(config)
     # A floor measured for a discriminator (GLUE and STS-B only) does not serve a masked LM, which needs its perplexity.
+    wanted = [part for part, there in (("stsb_zero_shot", (Path(data_dir) / "glue" / "STS-B" / "dev.tsv").is_file()),
+                                       ("mmlu", (Path(data_dir) / "mmlu" / "val").is_dir() and not discriminator))
+              if there and part not in skip]
     floor_cached = (floor is not None and set(present) <= set(floor["glue"]) and (blocks is None or floor.get("perplexity_data") == files)
-                    and (discriminator or "not_applicable" not in floor.get("perplexity", {})))
+                    and (discriminator or "not_applicable" not in floor.get("perplexity", {}))
+                    and all(part in floor for part in wanted))
     print(f"suite v{SUITE_VERSION}, protocol {protocol}: GLUE {', '.join(present) or 'none'}; perplexity on "
           f"{files or 'nothing (no held-out text)'}; floor {'cached' if floor_cached else 'to measure'} ({key})", flush=True)
 
@@ -408,14 +480,23 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
         print(f"{model_path} is a replaced-token-detection discriminator: perplexity and MMLU (masked-LM scoring) are "
               f"not applicable and are not measured", flush=True)
     common = (model_path, tokenizer, data_dir, settings, present, blocks, mlm_probability)
-    if parallel and not floor_cached:
+    status = None
+    if jobs or deadline is not None or protocol in JOB_PROTOCOLS:
+        from eval.glue_jobs import jsonl_recorder
+
+        record = jsonl_recorder(output_dir / "fine_tunings.jsonl")  # each fine-tuning as it ends
+        model, measured_floor, status = measure_with_jobs(common, scratch, discriminator, not floor_cached, jobs,
+                                                          deadline, record, skip)
+        floor = floor if floor_cached else measured_floor
+    elif parallel and not floor_cached:
         model, floor = measure_side_by_side(common, scratch, discriminator)
     else:
-        model = measure(*common, scratch, random_init=False, discriminator=discriminator)
+        model = measure(*common, scratch, random_init=False, discriminator=discriminator, skip=skip)
         if not floor_cached:
-            floor = measure(*common, scratch, random_init=True, discriminator=discriminator)
+            floor = measure(*common, scratch, random_init=True, discriminator=discriminator, skip=skip)
     hardware = describe_hardware(1)
-    if not floor_cached:
+    complete = status is None or not (status["unfinished"] or status["failed"])
+    if not floor_cached and complete and set(present) <= set(floor["glue"]):  # a floor cut short is not cached
         floor["perplexity_data"] = files
         floor["hardware"] = hardware
         floor_file.parent.mkdir(parents=True, exist_ok=True)
@@ -437,8 +518,11 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
               f"{mlm_probability:.0%}", flush=True)
         random_model = load_for_zero_shot(model_path, random_init=True, discriminator=False)
         floor = dict(floor, perplexity=perplexity_measure(random_model, tokenizer, blocks, mlm_probability))
-    floor = dict(floor, glue={t: floor["glue"][t] for t in present})
+    measured = [t for t in present if t in model["glue"] and t in floor["glue"]]  # all of them unless cut short
+    floor = dict(floor, glue={t: floor["glue"][t] for t in measured})
     floor["glue_average"] = glue_average(floor["glue"])
+    model = dict(model, glue={t: model["glue"][t] for t in measured})
+    model["glue_average"] = glue_average(model["glue"])
     table = [{"what": what, "floor": f, "pretrained": p, "difference": None if p is None else p - f}
              for what, f, p in table_rows(model, floor)]
     results = {
@@ -447,6 +531,8 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
         "floor_key": key, "floor_cached": floor_cached, "floor_cache_file": str(floor_file),
         "floor_perplexity_measured_now": floor_perplexity_now,
         "hardware": hardware, "floor_hardware": floor_hardware, "command": " ".join(["python"] + [shlex.quote(a) for a in sys.argv]),
+        "skipped": sorted(skip), "fine_tuning_jobs": status,
+        "not_measured": [t for t in present if t not in measured],
         "pretrained": model, "floor": floor, "table": table,
     }
     results["protocol_seeds_reading"] = protocol_seeds_reading(results)
@@ -473,10 +559,22 @@ def main(argv=None):
                              "with one seed; the first seed chooses the learning rate; the floor is measured with them too")
     parser.add_argument("--parallel", action="store_true",
                         help="measure the model and its floor at once, in two processes of one thread each (a 2-core CPU)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="run the GLUE fine-tunings as this many parallel processes (the gpu protocol always does: "
+                             "default one per CPU core on a GPU machine)")
+    parser.add_argument("--skip", default="", help=f"comma-separated parts to leave out: {', '.join(PARTS)}")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop the fine-tunings after this many minutes and report what finished")
     args = parser.parse_args(argv)
+    from cli import checks
+
+    checks.positive_int(args.jobs, "--jobs", allow_none=True)
+    if args.minutes is not None:
+        checks.positive_number(args.minutes, "--minutes")
+    deadline = time.time() + 60 * args.minutes if args.minutes else None
     results = run_suite(args.model_name_or_path, args.data_dir, args.output_dir, args.protocol, args.floor_cache,
                         args.perplexity_files, [t for t in args.tasks.split(",") if t] if args.tasks else None,
-                        args.parallel, args.seeds)
+                        args.parallel, args.seeds, args.jobs, deadline, [p for p in args.skip.split(",") if p])
     print(summary_markdown(results))
     print(f"wrote {Path(args.output_dir) / 'results.json'} and {Path(args.output_dir) / 'summary.md'}")
 

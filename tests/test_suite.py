@@ -306,3 +306,44 @@ def test_an_interrupted_suite_run_again_keeps_the_seeds_it_finished(tmp_path, ti
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns - 10**9))
     with pytest.raises(AssertionError, match="trained again"):
         run_glue_tasks(model_dir, tiny_tokenizer, ["sst2"], settings, data_dir, scratch, random_init=True)
+
+
+def test_parallel_fine_tuning_jobs_give_the_sequential_figures_and_keep_each_as_it_ends(tmp_path, tiny_tokenizer, data_dir):
+    """The gpu protocol's way (eval/glue_jobs.py: every (side, task, rate, seed) a job of a worker pool) measures what
+    the one-after-the-other way measures, records each fine-tuning as it ends, and caches the floor."""
+    model_dir = save_model(tmp_path / "model", tiny_tokenizer)
+    settings = dict(suite.PROTOCOLS["smoke"], seeds="1,2")
+    monkey_protocols = dict(suite.PROTOCOLS, smoke2=settings)
+    import unittest.mock
+
+    with unittest.mock.patch.dict(suite.PROTOCOLS, monkey_protocols):
+        jobs = suite.run_suite(model_dir, data_dir, tmp_path / "jobs", "smoke2", floor_cache=tmp_path / "f1", jobs=1)
+        sequential = suite.run_suite(model_dir, data_dir, tmp_path / "seq", "smoke2", floor_cache=tmp_path / "f2")
+    assert sequential["fine_tuning_jobs"] is None and jobs["fine_tuning_jobs"]["finished"] == 2 * 3 * 3  # 2 rates + 1 seed
+    for side in ("pretrained", "floor"):
+        for task in ("sst2", "stsb", "wnli"):
+            ours, theirs = jobs[side]["glue"][task], sequential[side]["glue"][task]
+            assert ours["learning_rate_sweep"] == theirs["learning_rate_sweep"]
+            assert ours["per_seed"] == theirs["per_seed"] and ours["hyperparameters"] == theirs["hyperparameters"]
+    assert jobs["table"] == sequential["table"]
+    lines = [json.loads(line) for line in (tmp_path / "jobs" / "fine_tunings.jsonl").read_text().splitlines()]
+    assert len(lines) == 18 and {(l["side"], l["task"], l["rate"], l["seed"]) for l in lines} >= {("floor", "sst2", 1e-3, 1)}
+    assert all(line["seed"] == 1 for line in lines[:12])  # the sweep first; seed 2 at each task's chosen rate after it
+    assert "Fine-tunings: 18 of 18 finished as parallel jobs, 1 at a time" in (tmp_path / "jobs" / "summary.md").read_text()
+
+
+def test_a_suite_stopped_at_its_deadline_reports_what_finished_and_caches_no_floor(tmp_path, tiny_tokenizer, data_dir):
+    import time
+
+    model_dir = save_model(tmp_path / "model", tiny_tokenizer)
+    cut = suite.run_suite(model_dir, data_dir, tmp_path / "cut", "smoke", floor_cache=tmp_path / "floors",
+                          deadline=time.time(), skip=["mmlu"])
+    assert cut["not_measured"] == ["sst2", "stsb", "wnli"] and cut["fine_tuning_jobs"]["unfinished"]
+    assert not list((tmp_path / "floors").glob("*.json"))  # a floor cut short is not cached
+    rows = [row["what"] for row in cut["table"]]
+    assert not any(what.startswith("GLUE") for what in rows) and not any("MMLU" in what for what in rows)
+    assert any("perplexity" in what for what in rows)  # the zero-shot parts do not wait for the fine-tunings
+    summary = (tmp_path / "cut" / "summary.md").read_text()
+    assert "Not measured (cut short): sst2, stsb, wnli" in summary and "Skipped (--skip): mmlu." in summary
+    assert suite.main(["--model_name_or_path", str(model_dir), "--data_dir", str(data_dir), "--output_dir",
+                       str(tmp_path / "bad"), "--skip", "glue"]) == 1
