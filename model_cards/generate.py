@@ -267,6 +267,32 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
     return "\n".join(lines), front
 
 
+def reference_run(run_dir, recipe=None):
+    """(model folder, result files, notes) of a benchmarks/reference_run.py output folder (OUT/results.json): the
+    recipe's saved model, its suite results, and where and how it was measured."""
+    run_dir = Path(run_dir)
+    results = read_json(run_dir / "results.json")
+    if "reference_run" not in results:
+        raise UserError(f"{run_dir / 'results.json'} was not written by benchmarks/reference_run.py")
+    names = list(results["recipes"])
+    if recipe is None and len(names) > 1:
+        raise UserError(f"{run_dir} holds {', '.join(names)}: choose one with --recipe")
+    name = recipe or names[0]
+    if name not in results["recipes"]:
+        raise UserError(f"{run_dir} holds no recipe {name!r} (it has {', '.join(names)})")
+    record = results["recipes"][name]
+    model_dir = Path(record["model_dir"])
+    if not model_dir.is_absolute() and not model_dir.exists():
+        model_dir = run_dir / name / "model"
+    suite = run_dir / name / "suite" / "results.json"
+    notes = [f"Measured by `benchmarks/reference_run.py` on {results['hardware']}, {results['date'][:10]} (commit "
+             f"{(results.get('commit') or 'unknown')[:7]}): {results['command']}"]
+    if record.get("gpu_shared_with"):
+        notes.append(f"The GPU was shared during pretraining with {', '.join(record['gpu_shared_with'])} (an ablation "
+                     f"run side by side): its tokens/s are lower than the recipe's alone.")
+    return model_dir, [suite] if suite.is_file() else [], notes
+
+
 def generate(model_dir, result_files=(), output_dir=None, model_name=None, notes=()):
     """Write README.md and loss_curve.png into output_dir (default: the model folder); returns the card path."""
     output_dir = Path(output_dir or model_dir)
@@ -282,14 +308,23 @@ def generate(model_dir, result_files=(), output_dir=None, model_name=None, notes
 @entry_point
 def main(argv=None):
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_dir", required=True)
+    parser.add_argument("--model_dir", default=None, help="the saved model folder (default with --run_dir: the run's own)")
+    parser.add_argument("--run_dir", default=None,
+                        help="an output folder of benchmarks/reference_run.py: the model, its suite results and the run's notes")
+    parser.add_argument("--recipe", default=None, help="with --run_dir of several recipes: which one")
     parser.add_argument("--results", nargs="*", default=[], help="evaluation JSON files from eval/")
     parser.add_argument("--output_dir", default=None, help="where to write README.md and loss_curve.png (default: model_dir)")
     parser.add_argument("--model_name", default=None, help="Hub repo id shown in the card")
     parser.add_argument("--note", action="append", default=[],
                         help="a sentence added to the card's limitations (repeatable), e.g. what a short run could not show")
     args = parser.parse_args(argv)
-    print(f"wrote {generate(args.model_dir, args.results, args.output_dir, args.model_name, args.note)}")
+    model_dir, results, notes = args.model_dir, list(args.results), list(args.note)
+    if args.run_dir:
+        run_model, run_results, run_notes = reference_run(args.run_dir, args.recipe)
+        model_dir, results, notes = model_dir or run_model, run_results + results, notes + run_notes
+    if model_dir is None:
+        raise UserError("give --model_dir (a saved model folder) or --run_dir (a reference_run output folder)")
+    print(f"wrote {generate(model_dir, results, args.output_dir, args.model_name, notes)}")
 
 
 if __name__ == "__main__":

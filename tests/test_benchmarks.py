@@ -1,6 +1,7 @@
 """The throughput benchmark runs from a clean checkout and prints every figure the README quotes."""
 
 import gzip
+import json
 import re
 import subprocess
 import sys
@@ -59,3 +60,46 @@ def test_glue_padding_benchmark_shows_the_cpu_protocol_pads_less():
     bad = subprocess.run([sys.executable, "benchmarks/glue_padding.py", "--data_dir", str(glue), "--protocols", "laptop"],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "error: --protocols: choose from" in bad.stderr
+
+
+def test_reference_run_smoke_pretrains_side_by_side_measures_and_feeds_the_card(tmp_path):
+    """benchmarks/reference_run.py --smoke: two recipes pretrained at once, each measured by the suite against its
+    floor (the smoke protocol's parallel fine-tunings), OUT/results.json and summary.md, and the card read from OUT."""
+    from test_suite import synthetic_data_dir
+
+    data = synthetic_data_dir(tmp_path / "data")
+    out = tmp_path / "ref"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/reference_run.py", "--recipes", "tuned-20m,quickstart", "--concurrent", "--smoke",
+         "--data_dir", str(data), "--output_dir", str(out), "--floor_cache", str(tmp_path / "floors"),
+         "--tasks", "sst2,stsb", "--skip", "mmlu"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["smoke"] and results["protocol"] == "smoke" and results["software"]["torch"]
+    for name, other in (("tuned-20m", "quickstart"), ("quickstart", "tuned-20m")):
+        record = results["recipes"][name]
+        assert record["gpu_shared_with"] == [other]  # side by side: each result says what it shared the machine with
+        assert record["pretraining"]["train_steps"] > 0 and record["pretraining"]["eval_perplexity"] > 1
+        suite = record["suite"]
+        assert suite["protocol"] == "smoke" and suite["glue_tasks"] == ["sst2", "stsb"] and suite["skipped"] == ["mmlu"]
+        # two tasks at the smoke protocol's two rates, for the model and (unless the same shape's floor is cached) its floor
+        assert suite["fine_tuning_jobs"]["finished"] == 2 * 2 * (1 if suite["floor_cached"] else 2)
+        assert set(suite["tasks"]) == {"sst2", "stsb"} and suite["glue_average"]["pretrained"] is not None
+        assert [c.split()[1] for c in record["commands"]] == ["recipes/pretrain_mlm.py", "eval/suite.py"]
+        assert (out / name / "model" / "config.json").is_file() and (out / name / "pretrain.log").is_file()
+    assert not results["recipes"]["tuned-20m"]["suite"]["floor_cached"]  # measured first
+    summary = (out / "summary.md").read_text()
+    assert "## quickstart" in summary and "| GLUE sst2 (accuracy) |" in summary and "(the GPU shared with tuned-20m)" in summary
+
+    card_dir = tmp_path / "card"
+    result = subprocess.run([sys.executable, "model_cards/generate.py", "--run_dir", str(out), "--recipe", "quickstart",
+                             "--output_dir", str(card_dir)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = (card_dir / "README.md").read_text()
+    assert "GLUE sst2 (accuracy)" in card and "eval/suite.py --protocol smoke" in card
+    assert "Measured by `benchmarks/reference_run.py`" in card and "shared during pretraining with tuned-20m" in card
+    result = subprocess.run([sys.executable, "model_cards/generate.py", "--run_dir", str(out), "--output_dir", str(card_dir)],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error:") and "--recipe" in result.stderr
