@@ -199,9 +199,11 @@ def recipe_record(name, model_dir, suite_dir, commands, shared, pretrain_code, s
 
 
 def summary_markdown(results):
+    wall = (f"imported from the raw outputs in {results['imported_from']}" if results.get("imported_from") else
+            f"{results['wall_seconds'] / 60:.1f} of {results['wall_minutes']:g} wall minutes")
+    software = ", ".join(f"{name} {version}" for name, version in results["software"].items() if version)
     lines = [f"# Reference run: {', '.join(results['recipes'])}", "",
-             f"{results['hardware']}; {results['wall_seconds'] / 60:.1f} of {results['wall_minutes']:g} wall minutes; "
-             f"{results['date']}; commit {results['commit'] or 'unknown'}"
+             f"{results['hardware']}; {wall}; {results['date']}; commit {results['commit'] or 'unknown'}; {software}"
              + (" (smoke: the figures check the pipeline and mean nothing)" if results["smoke"] else ""), ""]
     for name, record in results["recipes"].items():
         lines += [f"## {name}", ""]

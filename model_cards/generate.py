@@ -285,8 +285,13 @@ def reference_run(run_dir, recipe=None):
     if not model_dir.is_absolute() and not model_dir.exists():
         model_dir = run_dir / name / "model"
     suite = run_dir / name / "suite" / "results.json"
-    notes = [f"Measured by `benchmarks/reference_run.py` on {results['hardware']}, {results['date'][:10]} (commit "
-             f"{(results.get('commit') or 'unknown')[:7]}): {results['command']}"]
+    if results.get("imported_from"):
+        notes = [f"Measured on {results['hardware']}, {results['date'][:10]}, by processes started by hand before "
+                 f"benchmarks/reference_run.py existed; their raw outputs ({results['imported_from']}) were read in with "
+                 f"`{results['command']}`"]
+    else:
+        notes = [f"Measured by `benchmarks/reference_run.py` on {results['hardware']}, {results['date'][:10]} (commit "
+                 f"{(results.get('commit') or 'unknown')[:7]}): {results['command']}"]
     if record.get("gpu_shared_with"):
         notes.append(f"The GPU was shared during pretraining with {', '.join(record['gpu_shared_with'])} (an ablation "
                      f"run side by side): its tokens/s are lower than the recipe's alone.")

@@ -103,3 +103,29 @@ def test_reference_run_smoke_pretrains_side_by_side_measures_and_feeds_the_card(
     result = subprocess.run([sys.executable, "model_cards/generate.py", "--run_dir", str(out), "--output_dir", str(card_dir)],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error:") and "--recipe" in result.stderr
+
+
+def test_the_h200_run_imports_as_a_reference_run_with_the_figures_of_its_readme(tmp_path):
+    """benchmarks/import_gpu_run.py reads the first GPU run's raw outputs (model/ and glue_results.jsonl) into a
+    reference-run folder: each side at its best rate of the sweep, the GLUE-5 average its README gives (63.40 against
+    52.22), and benchmarks/results_table.py prints its row."""
+    raw = REPO_ROOT.parent / "shared" / "gpu-runs" / "2026-12-04-h200-tuned-20m"
+    if not (raw / "glue_results.jsonl").is_file():
+        pytest.skip(f"{raw} is absent (the shared folder ships beside the repository only on project machines)")
+    out = tmp_path / "imported"
+    result = subprocess.run([sys.executable, "benchmarks/import_gpu_run.py", "--raw_dir", str(raw), "--output_dir", str(out),
+                             "--software", "torch=2.11.0+cu130", "--date", "2026-12-04"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((out / "results.json").read_text())["recipes"]["tuned-20m"]
+    assert record["pretraining"]["tokens_per_second"] == 667180 and record["suite"]["protocol"] == "gpu"
+    average = record["suite"]["glue_average"]
+    assert round(average["pretrained"], 2) == 63.40 and round(average["floor"], 2) == 52.22
+    suite = json.loads((out / "tuned-20m" / "suite" / "results.json").read_text())
+    sst2 = {side: suite[side]["glue"]["sst2"]["learning_rate_sweep"] for side in ("pretrained", "floor")}
+    assert sst2["pretrained"]["chosen"] == 1e-4 and sst2["floor"]["chosen"] == 3e-4  # one process per rate, swept here
+    assert round(100 * sst2["floor"]["scores"]["0.001"], 2) == 49.08  # collapsed to the majority class, as reported
+    table = subprocess.run([sys.executable, "benchmarks/results_table.py", str(out)], cwd=REPO_ROOT, capture_output=True,
+                           text=True, timeout=120)
+    assert "| `tuned-20m` | 1 x NVIDIA H200, 2026-12-04 | 5 min | 20.3M | 205.7M (667,180) | 27.03 (30%) | " \
+           "81.65 -> 85.89 (**+4.24**) | 52.22 -> 63.40 (**+11.19**) | `gpu` |" in table.stdout
