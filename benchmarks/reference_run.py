@@ -8,7 +8,8 @@
     python benchmarks/reference_run.py --recipe tuned-20m --smoke --data_dir DATA --output_dir runs/ref-smoke
 
 1. Pretraining: `recipes/pretrain_mlm.py --recipe NAME --time_budget MINUTES` (any other `--key value` is passed to
-   it as a recipe override: `--train_files`, `--validation_files`, `--tokenizer_name`, ...), output in OUT/NAME/model.
+   it as a recipe override: `--validation_files`, `--tokenizer_name`, ...; `--NAME.key value` to recipe NAME
+   only), output in OUT/NAME/model.
 2. The suite (eval/suite.py) on the saved model against its random-init floor: protocol `gpu` on a GPU (every GLUE
    fine-tuning a parallel job), `cpu` on a CPU, `smoke` with --smoke; output in OUT/NAME/suite.
 3. OUT/results.json (pretraining figures, the suite's table, hardware, software versions, the commands) and
@@ -75,16 +76,16 @@ def git_commit():
 def launch(command, log_path, prefix=""):
     """Start `command` in the repository root; its output goes to log_path and, line by line, to this terminal."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               errors="replace", env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
     def copy():
-        with open(log_path, "w", encoding="utf-8") as log:
-            for line in process.stdout:
+        with open(log_path, "wb") as log:
+            for line in process.stdout:  # bytes, split at \n only: a progress bar's \r updates stay one line
                 log.write(line)
                 log.flush()
-                if "\r" not in line:  # progress bars stay in the log
-                    sys.stdout.write(prefix + line)
+                if b"\r" not in line:  # progress bars stay in the log
+                    sys.stdout.write(prefix + line.decode("utf-8", errors="replace"))
                     sys.stdout.flush()
 
     thread = threading.Thread(target=copy, daemon=True)
@@ -138,6 +139,20 @@ def plan_minutes(args, protocol, started):
                         f"({suite:g} min for protocol {protocol}{f' x {suites} recipes' if suites > 1 else ''}): raise "
                         f"--wall_minutes, or lower --suite_minutes, or give --time_budget")
     return round(budget, 2), suite
+
+
+def split_overrides(tokens, recipes):
+    """--key value pairs -> {recipe: [--key, value, ...]}: `--NAME.key value` goes to recipe NAME only, the rest to all."""
+    if len(tokens) % 2 or any(not token.startswith("--") for token in tokens[::2]):
+        raise UserError(f"recipe overrides come as --key value pairs (--NAME.key value for one recipe); got {' '.join(tokens)}")
+    per_recipe = {name: [] for name in recipes}
+    for flag, value in zip(tokens[::2], tokens[1::2]):
+        name, dot, key = flag[2:].rpartition(".")
+        if dot and name not in per_recipe:
+            raise UserError(f"{flag}: {name!r} is not one of the recipes run here ({', '.join(recipes)})")
+        for target in ([name] if dot else recipes):
+            per_recipe[target] += [f"--{key}", value]
+    return per_recipe
 
 
 def pretrain_command(name, args, budget, overrides, output_dir):
@@ -211,7 +226,7 @@ def summary_markdown(results):
         if run is None:
             lines += [f"Pretraining did not finish: {record.get('pretraining_error')}.", ""]
             continue
-        shared = f" (the GPU shared with {', '.join(record['gpu_shared_with'])})" if record["gpu_shared_with"] else ""
+        shared = f" (the machine shared with {', '.join(record['gpu_shared_with'])})" if record["gpu_shared_with"] else ""
         budget = run.get("time_budget") or {}
         lines += [f"Pretraining: {run['parameters']:,} parameters; {run['train_steps']:,} steps, {run['train_tokens']:,} "
                   f"tokens in {run['train_seconds'] / 60:.1f} min ({run['tokens_per_second']:,} tokens/s"
@@ -234,7 +249,8 @@ def summary_markdown(results):
 
 @entry_point
 def main(argv=None):
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # No abbreviations: an unknown flag is a recipe override (--seed is the recipe's, not --seeds).
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--recipe", default=None, help="the recipe to run (recipes/NAME.yaml)")
     parser.add_argument("--recipes", default=None, help="several recipes, comma-separated (with --concurrent: side by side)")
     parser.add_argument("--concurrent", action="store_true", help="pretrain the recipes at once on one GPU")
@@ -267,8 +283,7 @@ def main(argv=None):
     for flag in ("time_budget", "suite_minutes"):
         if getattr(args, flag) is not None:
             checks.positive_number(getattr(args, flag), f"--{flag}")
-    if any(not token.startswith("--") for token in overrides[::2]) or len(overrides) % 2:
-        raise UserError(f"recipe overrides come as --key value pairs; got {' '.join(overrides)}")
+    overrides = split_overrides(overrides, args.recipes)
     if not (Path(args.data_dir) / "glue").is_dir():
         raise UserError(f"--data_dir {args.data_dir} has no glue/ folder (GLUE TSV folders: SST-2/train.tsv, ...)")
     out = Path(args.output_dir)
@@ -298,7 +313,7 @@ def main(argv=None):
     pretrain_deadline = deadline - 60 * min(suite_minutes, 1.0)
 
     def start_pretraining(name):
-        command = pretrain_command(name, args, budget, overrides, out / name / "model")
+        command = pretrain_command(name, args, budget, overrides[name], out / name / "model")
         commands[name].append(display(command))
         return launch(command, out / name / "pretrain.log", prefix(name))
 

@@ -42,7 +42,7 @@ def rows(folder):
             yield f"| `{name}` | {results['hardware']}, {results['date'][:10]} | - | - | - | - | - | - | - | pretraining did not finish |"
             continue
         budget = (run.get("time_budget") or {}).get("minutes")
-        shared = " (GPU shared)" if record.get("gpu_shared_with") else ""
+        shared = " (shared)" if record.get("gpu_shared_with") else ""
         sst2 = (suite or {}).get("tasks", {}).get("sst2", {})
         average = (suite or {}).get("glue_average") or {}
         glue5 = pair(average.get("floor"), average.get("pretrained")) if suite and len(

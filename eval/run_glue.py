@@ -278,6 +278,10 @@ def run_task(args, task, tokenizer):
         )
         trainer = Trainer(model=model, args=training_args, train_dataset=encoded["train"], processing_class=tokenizer,
                           data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
+        if getattr(args, "quiet", False):  # without progress bars the Trainer prints every log dict instead
+            from transformers import PrinterCallback
+
+            trainer.remove_callback(PrinterCallback)
         trainer.train()
         metrics = {}
         for split in eval_splits(task):

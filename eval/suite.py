@@ -348,6 +348,10 @@ def summary_markdown(results):
                      f"time, in {jobs['seconds']:.0f} s" + (f"; stopped at the deadline: {len(jobs['unfinished'])} unfinished"
                                                             if jobs["unfinished"] else "")
                      + (f"; {len(jobs['failed'])} failed ({jobs['failed'][0]['error']})" if jobs["failed"] else "") + ".")
+    short = [f"{task} {side} {','.join(map(str, result['unfinished_seeds']))}" for side in ("pretrained", "floor")
+             for task, result in results[side]["glue"].items() if result.get("unfinished_seeds")]
+    if short:
+        lines.append(f"Seeds not reached before the deadline (those tasks' medians are over fewer seeds): {', '.join(short)}.")
     if results.get("not_measured"):
         lines.append(f"Not measured (cut short): {', '.join(results['not_measured'])}; the average is over the tasks in the table.")
     if results.get("skipped"):

@@ -91,7 +91,7 @@ def test_reference_run_smoke_pretrains_side_by_side_measures_and_feeds_the_card(
         assert (out / name / "model" / "config.json").is_file() and (out / name / "pretrain.log").is_file()
     assert not results["recipes"]["tuned-20m"]["suite"]["floor_cached"]  # measured first
     summary = (out / "summary.md").read_text()
-    assert "## quickstart" in summary and "| GLUE sst2 (accuracy) |" in summary and "(the GPU shared with tuned-20m)" in summary
+    assert "## quickstart" in summary and "| GLUE sst2 (accuracy) |" in summary and "(the machine shared with tuned-20m)" in summary
 
     card_dir = tmp_path / "card"
     result = subprocess.run([sys.executable, "model_cards/generate.py", "--run_dir", str(out), "--recipe", "quickstart",

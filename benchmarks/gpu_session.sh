@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# One GPU slot (about 10 minutes on one GPU) turned into measured results, with no hand work.
+#
+#   bash benchmarks/gpu_session.sh reference   # tuned-20m: pretrain + the suite's gpu protocol (GLUE-5 vs floor), 9.5 min
+#   bash benchmarks/gpu_session.sh seeds       # miniroberta, bertmini, neobert-mini, coberta side by side, 4 min
+#                                              # each, then SST-2 and perplexity for each, 9.5 min
+#   SMOKE=1 bash benchmarks/gpu_session.sh seeds   # the same at smoke size on a CPU (checks the script, ~3 min)
+#
+# Reads local data only (a GPU machine may have no network): DATA (default ../shared/data) holds glue/,
+# wikitext-2/, tokenizers/ and pretrain-corpus/ (this project's stand-ins for the Hub corpora). Python wheels in
+# .whl/ (datasets and what it needs, where the machine lacks them) are installed first. Runs under RUNS (default
+# runs/gpu-session); with PACK_TO (the device tool's $OUT) it also leaves there, in at most 8 files of under
+# 16 MiB: results.json, summary.md, run.tar.gz (every run folder without weights and scratch: logs, each model's
+# results.json, recipe.yaml, training_log.json, tokenizer, the suite's results) and, for `reference`, the
+# weights in bf16 split into 15 MB pieces (weights-bf16.part-*; `cat` them back into model.safetensors).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE=${1:?usage: benchmarks/gpu_session.sh reference|seeds}
+DATA=${DATA:-../shared/data}
+RUNS=${RUNS:-runs/gpu-session}
+OUT="$RUNS"
+CORPUS="$DATA/pretrain-corpus"
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+SMOKE_FLAG=()
+if [ "${SMOKE:-0}" = 1 ]; then SMOKE_FLAG=(--smoke); fi
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=true
+python3 -c "import torch, transformers, datasets; print('torch', torch.__version__, 'transformers', transformers.__version__, 'datasets', datasets.__version__, 'cuda', torch.cuda.is_available())"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
+
+case "$MODE" in
+reference)
+    # The recipe as shipped on the books and Wikipedia parts of the local corpus; its tokenizer is trained there
+    # too (seconds on 16 cores) unless TOKENIZER names one trained beforehand.
+    python3 benchmarks/reference_run.py --recipe tuned-20m --data_dir "$DATA" --output_dir "$OUT/reference" \
+        --wall_minutes "${WALL:-9.5}" "${SMOKE_FLAG[@]}" \
+        --train_files "$CORPUS/books/*.txt.gz,$CORPUS/wikipedia/*.txt.gz" \
+        --validation_files "$DATA/wikitext-2/valid.txt" --eval_steps 100000 --save_steps 100000 \
+        ${TOKENIZER:+--tokenizer_name "$TOKENIZER"}
+    ;;
+seeds)
+    # The seed recipes' shapes and settings, each on the local stand-in for its corpus: miniroberta on WikiText
+    # (the 2-million-word WikiText-2 instead of WikiText-103), bertmini on the Gutenberg books with whole books held
+    # out (perplexity on books it never saw), neobert-mini and coberta on Wikipedia (coberta trains its own
+    # 35,000-entry BPE there: Cosmopedia is not local).
+    python3 benchmarks/reference_run.py --recipes miniroberta,bertmini,neobert-mini,coberta --concurrent \
+        --time_budget "${BUDGET:-4}" --wall_minutes "${WALL:-9.5}" "${SMOKE_FLAG[@]}" \
+        --tasks sst2 --skip stsb_zero_shot,mmlu --data_dir "$DATA" --output_dir "$OUT/seeds" \
+        --eval_steps 100000 --save_steps 100000 \
+        --miniroberta.train_files "$DATA/wikitext-2/train.txt" --miniroberta.validation_files "$DATA/wikitext-2/valid.txt" \
+        --miniroberta.tokenizer_name "$DATA/tokenizers/roberta-base" \
+        --bertmini.train_files "$CORPUS/books/*.txt.gz" --bertmini.text_sample_by document \
+        --bertmini.validation_split_percentage 5 --bertmini.tokenizer_name "$DATA/tokenizers/bert-base-uncased" \
+        --neobert-mini.train_files "$CORPUS/wikipedia/*.txt.gz" --neobert-mini.validation_files "$DATA/wikitext-2/valid.txt" \
+        --neobert-mini.tokenizer_name "$DATA/tokenizers/bert-base-uncased" \
+        --coberta.train_files "$CORPUS/wikipedia/*.txt.gz" --coberta.validation_files "$DATA/wikitext-2/valid.txt" \
+        --coberta.cosmopedia_filter null
+    ;;
+*)
+    echo "error: MODE must be reference or seeds, got $MODE" >&2
+    exit 2
+    ;;
+esac
+python3 benchmarks/results_table.py "$OUT/$MODE" | tee "$OUT/$MODE/table.md"
+if [ -n "${PACK_TO:-}" ]; then
+    mkdir -p "$PACK_TO"
+    cp "$OUT/$MODE/results.json" "$OUT/$MODE/summary.md" "$PACK_TO/"
+    tar czf "$PACK_TO/run.tar.gz" --exclude='*.safetensors' --exclude=scratch --exclude='checkpoint-*' -C "$OUT" "$MODE"
+    if [ "$MODE" = reference ] && [ -f "$OUT/reference/tuned-20m/model/model.safetensors" ]; then
+        python3 - "$OUT/reference/tuned-20m/model/model.safetensors" "$OUT/weights-bf16.safetensors" <<'PY'
+import sys
+import torch
+from safetensors.torch import load_file, save_file
+save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(sys.argv[1]).items()}, sys.argv[2],
+          metadata={"format": "pt"})
+PY
+        split -b 15M "$OUT/weights-bf16.safetensors" "$PACK_TO/weights-bf16.part-"
+    fi
+    ls -la "$PACK_TO"
+fi
