@@ -24,6 +24,11 @@ Protocols (PROTOCOLS below), suite v3:
   examples, batch 16, 3 epochs (188 steps), batches grouped by length; MMLU capped at 5 questions per subject (285);
   perplexity on at most 1,000 blocks. Capped training sets favour pretraining more than full ones do.
 - full: the standard protocol for a GPU: full training sets, batch 32, 3 epochs, all 1,529 MMLU val questions.
+- gpu: `full` sized for one GPU slot (about 4 minutes for a 20M model and its floor): seed 1 only (--seeds adds), SST-2
+  one epoch, and every fine-tuning a parallel process (eval/glue_jobs.py), the zero-shot parts beside them.
+- smoke: every part in seconds on a CPU (32 examples, one epoch), to check a pipeline: its figures mean nothing.
+`--jobs N` runs any protocol's fine-tunings as N parallel processes; `--minutes M` stops them after M minutes and
+reports what finished; `--skip mmlu,perplexity,stsb_zero_shot` leaves parts out.
 Both sweep the fine-tuning learning rate over 1e-4, 3e-4 and 1e-3, for the model and the floor alike: seed 1 is
 fine-tuned at each rate, and the rate with its best dev score trains seeds 2 and 3 (five runs per task instead of
 three). One fixed rate favours one side: at suite v2's 1e-4 a 5M pretrained model scored below a higher rate on

@@ -517,3 +517,30 @@ def test_config_round_trips_through_json(tmp_path):
     config.save_pretrained(tmp_path)
     loaded = SmallEncoderConfig.from_pretrained(tmp_path)
     assert (loaded.mlp_type, loaded.norm_type, loaded.rope_theta) == ("swiglu", "rmsnorm", 50000.0)
+
+
+def test_rmsnorm_under_bf16_autocast_runs_fused_and_trains_its_float32_weight():
+    """Under bf16 autocast the RMSNorm input is bf16 and its weight float32: torch.rms_norm warned "Mismatch dtype
+    between input and weight ... Cannot dispatch to fused implementation" (the first H200 run) and ran unfused. The
+    weight is cast to the input's dtype: no warning, the same loss, and the float32 weight still gets its gradient."""
+    import warnings
+
+    from modeling import SmallEncoderForMaskedLM
+    from modeling.modeling_small_encoder import SmallEncoderRMSNorm
+
+    torch.manual_seed(0)
+    model = SmallEncoderForMaskedLM(tiny_config(norm_type="rmsnorm", mlp_type="swiglu", pre_norm=True))
+    ids = torch.randint(5, 60, (2, 16))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+    assert not [w for w in caught if "Mismatch dtype" in str(w.message)]
+    norm = next(m for m in model.modules() if isinstance(m, SmallEncoderRMSNorm))
+    assert norm.weight.dtype == torch.float32 and norm.weight.grad is not None and norm.weight.grad.abs().sum() > 0
+    with torch.no_grad():  # in float32 it is nn.RMSNorm exactly
+        hidden = torch.randn(2, 3, norm.weight.shape[0])
+        reference = torch.nn.RMSNorm(norm.weight.shape[0], eps=norm.eps)
+        reference.weight.copy_(norm.weight)
+        assert torch.equal(norm(hidden), reference(hidden))
