@@ -86,6 +86,9 @@ def wordpiece_from_vocab(vocab_file):
 def load_tokenizer(name_or_path, flag="--tokenizer_name"):
     """A fast tokenizer from a Hub name, a saved folder, or a BERT vocab.txt (file or folder holding only it).
     `flag` is the caller's option that named it, for the error message."""
+    from cli.hub import check_source
+
+    check_source(name_or_path, flag, filename="tokenizer_config.json")
     path = Path(os.path.expanduser(str(name_or_path)))
     vocab = path if path.name == "vocab.txt" else path / "vocab.txt"
     if vocab.is_file() and not (path.is_dir() and ((path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists())):

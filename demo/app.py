@@ -35,6 +35,13 @@ class Demo:
 
         self.torch = torch
         self.name = str(model_name_or_path)
+        from cli.errors import UserError
+        from cli.hub import check_source
+
+        try:
+            check_source(self.name, "--model_name_or_path")
+        except UserError as error:
+            raise DemoError(str(error)) from None
         try:
             self.config = AutoConfig.from_pretrained(self.name, trust_remote_code=True)
             self.tokenizer = AutoTokenizer.from_pretrained(self.name, trust_remote_code=True)

@@ -107,7 +107,9 @@ def load_config(model_name_or_path, **fields):
     from transformers import AutoConfig
 
     import modeling  # noqa: F401  registers the SmallEncoder family for local folders
+    from cli.hub import check_source
 
+    check_source(model_name_or_path, "--model_name_or_path")
     try:
         return AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=True, **fields)
     except (OSError, ValueError) as error:
@@ -365,6 +367,9 @@ def summary_table(results):
 @entry_point
 def main(argv=None):
     args = parse_args(argv)
+    from cli.hub import check_source
+
+    check_source(args.model_name_or_path, "--model_name_or_path")  # before the heavy imports: a typo fails at once
     from data_prep.tokenizer import load_tokenizer
 
     if args.task_name == "all":
@@ -377,6 +382,7 @@ def main(argv=None):
         if args.task_name not in TASKS:
             raise UserError(f"unknown GLUE task {args.task_name!r}; choose one of {', '.join(TASKS)} or all")
         tasks = [args.task_name]
+    load_config(args.model_name_or_path)  # a missing model fails here, in one line, before anything is written
     tokenizer = load_tokenizer(args.model_name_or_path, "--model_name_or_path")
     cap_max_seq_length(args, tokenizer)
     out = Path(args.output_dir)

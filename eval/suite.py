@@ -435,6 +435,9 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
 
         seeds = ",".join(map(str, seed_list(seeds)))
         settings["seeds"] = seeds
+    from cli.hub import check_source
+
+    check_source(model_path, "--model_name_or_path")
     try:
         config = AutoConfig.from_pretrained(str(model_path), trust_remote_code=True)
     except (OSError, ValueError) as error:

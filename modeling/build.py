@@ -17,16 +17,38 @@ def build_mlm_config(family, tokenizer, block_size, preset=None, fields=None, vo
     )
     if family == "roberta":
         # RoBERTa offsets positions by padding_idx + 1, so the table needs block_size + 2 rows.
-        return RobertaConfig(
-            vocab_size=vocab_size, max_position_embeddings=block_size + 2, type_vocab_size=1, **special, **fields
-        )
+        positions = fields.pop("max_position_embeddings", block_size + 2)
+        if positions < block_size + 2:
+            raise ValueError(f"--block_size {block_size} needs {block_size + 2} learned positions (RoBERTa numbers them "
+                             f"from 2) and model_config gives {positions}; lower --block_size or raise max_position_embeddings")
+        return RobertaConfig(vocab_size=vocab_size, max_position_embeddings=positions, type_vocab_size=1, **special, **fields)
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown model_preset {preset!r}; choose one of {sorted(PRESETS)}")
     base = dict(PRESETS[preset]) if preset else {}
     base.update(vocab_size=vocab_size, **special)
     base.update(fields)
-    base["max_position_embeddings"] = max(base.get("max_position_embeddings", 512), block_size)
+    positions = base.get("max_position_embeddings", 512)
+    if block_size > positions:
+        if base.get("position_embedding_type", SmallEncoderConfig().position_embedding_type) != "rope":
+            # A learned position table of another size is another architecture: not changed behind the user's back.
+            raise ValueError(f"--block_size {block_size} is longer than the model's {positions} learned positions; lower "
+                             f"--block_size, or give the table more rows with --model_config "
+                             f"'{{max_position_embeddings: {block_size}}}' (a larger model)")
+        base["max_position_embeddings"] = block_size  # RoPE: a limit, not a table; nothing learned changes
     return SmallEncoderConfig(**base)
+
+
+def check_model_settings(family, block_size, preset=None, fields=None, vocab_size=None):
+    """The config a recipe's model settings give, built before any data is read (a stand-in vocabulary): a mistake in
+    --model_config, --model_preset or --block_size then fails in the first second instead of after the corpus."""
+
+    class StandIn:
+        pad_token_id, cls_token_id, sep_token_id, bos_token_id, eos_token_id = 0, 2, 3, None, None
+
+        def __len__(self):
+            return vocab_size or 1000
+
+    return build_mlm_config(family, StandIn(), block_size, preset=preset, fields=fields, vocab_size=vocab_size)
 
 
 def build_mlm_model(config):

@@ -240,6 +240,23 @@ def native_bf16():
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
+def model_settings_config(recipe, tokenizer=None):
+    """The recipe's model config (a stand-in vocabulary before the tokenizer exists); a setting that makes no model is
+    one error line naming the flags."""
+    from modeling.build import build_mlm_config, check_model_settings
+
+    settings = (recipe["model_family"], recipe["block_size"])
+    named = dict(preset=recipe["model_preset"], fields=recipe["model_config"], vocab_size=recipe["model_vocab_size"])
+    try:
+        if tokenizer is None:
+            return check_model_settings(*settings, **named)
+        return build_mlm_config(recipe["model_family"], tokenizer, recipe["block_size"], **named)
+    except (ValueError, TypeError) as error:
+        raise UserError(f"the model settings make no model (--model_config {recipe['model_config']!r}, --model_preset "
+                        f"{recipe['model_preset']}, --block_size {recipe['block_size']}): "
+                        f"{str(error).strip().splitlines()[0]}") from None
+
+
 def run(recipe):
     import torch
     from transformers import TrainingArguments, set_seed
@@ -248,9 +265,15 @@ def run(recipe):
     from data_prep.tokenizer import get_tokenizer
     from modeling import enable_sparse_prediction
     from modeling.sparse_mlm import trace_sparse_selection_when_compiled
-    from modeling.build import build_mlm_config, build_mlm_model, count_parameters
+    from modeling.build import build_mlm_model, count_parameters
     from recipes.training import MLMTrainer, ResumableMLMCollator, RTDTrainer, perplexity
 
+    checked = model_settings_config(recipe)  # before any data is read: a bad --model_config fails in a second
+    positions = getattr(checked, "max_position_embeddings", None)
+    if recipe["model_family"] == "small_encoder" and positions == recipe["block_size"] and recipe["block_size"] > (
+            {**(recipe["model_config"] or {})}.get("max_position_embeddings") or 512):
+        print(f"note: --block_size {recipe['block_size']} is longer than the recipe's positions: max_position_embeddings "
+              f"raised to {positions} (RoPE: a limit, no table, so nothing learned changes)")
     bf16 = recipe["bf16"]
     if bf16 == "auto":
         bf16 = torch.cuda.is_available() and native_bf16()
@@ -307,10 +330,7 @@ def run(recipe):
             f"the tokenizer has {len(tokenizer):,} entries but model_vocab_size is {recipe['model_vocab_size']:,}: "
             f"token ids would fall outside the embedding table; raise model_vocab_size or drop it"
         )
-    config = build_mlm_config(
-        recipe["model_family"], tokenizer, recipe["block_size"], preset=recipe["model_preset"],
-        fields=recipe["model_config"], vocab_size=recipe["model_vocab_size"],
-    )
+    config = model_settings_config(recipe, tokenizer)
     rtd = recipe["objective"] == "rtd"
     if rtd:
         from modeling.rtd import build_rtd_model
@@ -482,7 +502,7 @@ def main(argv=None):
     rest = argv[:index] + argv[index + 2 :]
     smoke = "--smoke" in rest
     rest = [a for a in rest if a != "--smoke"]
-    recipe = load_recipe(name, parse_overrides(rest), smoke=smoke)
+    recipe = load_recipe(name, parse_overrides(rest), smoke=smoke, check_sources=True)
     run(recipe)
 
 

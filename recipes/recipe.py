@@ -84,6 +84,9 @@ DEFAULTS = {
     "smoke": {},
 }
 
+# Mappings that a command-line override merges into (a key of its own replaces the recipe's; the others stay).
+MAPPING_KEYS = ("model_config", "cosmopedia_filter")
+
 # Keys that may change between a run and its resumption without making it a different run.
 RUN_NEUTRAL_KEYS = {"resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "hub_model_id", "hub_private_repo",
                     "logging_steps", "report_to", "dataloader_num_workers", "preprocessing_num_workers", "fill_mask_example", "description"}
@@ -145,8 +148,10 @@ def read_recipe_file(path, seen=()):
     return {**inherited, **from_file, "smoke": smoke}
 
 
-def load_recipe(name, overrides=None, smoke=False):
-    """The resolved recipe: defaults, then recipes/NAME.yaml, then (with smoke) its smoke block, then overrides."""
+def load_recipe(name, overrides=None, smoke=False, check_sources=False):
+    """The resolved recipe: defaults, then recipes/NAME.yaml, then (with smoke) its smoke block, then overrides.
+    `check_sources`: also refuse, at once, a tokenizer that is neither a local path nor a Hub id this machine can read
+    (the training script's check, before its heavy imports and the corpus)."""
     path = recipe_path(name)
     from_file = read_recipe_file(path)
     overrides = dict(overrides or {})
@@ -155,16 +160,21 @@ def load_recipe(name, overrides=None, smoke=False):
     if smoke:
         check_keys(recipe["smoke"], f"{path} (smoke)")
         recipe.update(recipe["smoke"])
+    for key in MAPPING_KEYS:
+        # `--model_config '{hidden_size: 128}'` changes one field of the recipe's model_config, not all of it; to
+        # replace a mapping whole, write a recipe file with `base: NAME` and the new mapping (a file's replaces its base's).
+        if isinstance(overrides.get(key), dict) and isinstance(recipe.get(key), dict):
+            overrides[key] = {**recipe[key], **overrides[key]}
     recipe.update(overrides)
     recipe["recipe"] = path.stem
     recipe["smoke_run"] = bool(smoke)
     if not recipe["output_dir"]:
         recipe["output_dir"] = str(Path("runs") / (path.stem + ("-smoke" if smoke else "")))
-    validate(recipe)
+    validate(recipe, check_sources)
     return recipe
 
 
-def validate(recipe):
+def validate(recipe, check_sources=False):
     if recipe["model_family"] not in ("roberta", "small_encoder"):
         raise UserError(f"model_family must be roberta or small_encoder, got {recipe['model_family']!r}")
     recipe["mlm_probability"] = checks.fraction(recipe["mlm_probability"], "--mlm_probability")
@@ -196,12 +206,24 @@ def validate(recipe):
         raise UserError("document_isolation needs model_family small_encoder (stock RoBERTa has no document ids)")
     if recipe["text_sample_by"] not in ("line", "paragraph", "document"):
         raise UserError(f"text_sample_by must be line, paragraph or document, got {recipe['text_sample_by']!r}")
+    for key in MAPPING_KEYS:
+        if recipe[key] is not None and not isinstance(recipe[key], dict):
+            raise UserError(f"--{key} must be a mapping such as '{{name: value}}', got {recipe[key]!r}")
+    output_dir = Path(recipe["output_dir"])
+    for folder in (output_dir, *output_dir.parents):
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"--output_dir {output_dir}: {folder} is a file, not a folder; give another --output_dir")
     budget = recipe["time_budget"]
     if budget is not None:
         recipe["time_budget"] = checks.positive_number(budget, "--time_budget", unit="minutes")
         if recipe["lr_scheduler_type"] not in ("linear", "cosine"):
             raise UserError(f"--time_budget needs lr_scheduler_type linear or cosine (a schedule it can end with the "
                             f"budget), got {recipe['lr_scheduler_type']!r}")
+    if check_sources and recipe["tokenizer_name"] not in ("train-bpe", "train-wordpiece"):
+        from cli.hub import check_source
+
+        # A mistyped path, or a Hub id without network, fails here: before the heavy imports and the corpus.
+        check_source(recipe["tokenizer_name"], "--tokenizer_name", filename="tokenizer_config.json")
     recipe["report_to"] = resolve_report_to(recipe["report_to"])
     for key in ("logging_steps", "eval_steps", "save_steps", "block_size", "per_device_train_batch_size"):
         if not isinstance(recipe[key], int) or recipe[key] <= 0:
