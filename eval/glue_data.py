@@ -74,8 +74,14 @@ def parse_label(task, raw, where):
 def read_tsv(task, path):
     """Rows of one GLUE TSV as {sentence1, sentence2, label}."""
     spec = TASKS[task]
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start}): is it a GLUE TSV? Convert "
+                        f"it to UTF-8 (iconv -f latin1 -t utf-8) or give the right file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not a GLUE TSV file") from None
     if not rows:
         raise UserError(f"{path} is empty")
     first, second = spec["text"]

@@ -40,14 +40,14 @@ def load_model_and_tokenizer(path):
 
 
 def eval_blocks(tokenizer, files=None, dataset_name=None, dataset_config=None, split="validation", text_column="text",
-                block_size=128, max_blocks=None):
+                block_size=128, max_blocks=None, encoding_errors="strict"):
     from datasets import load_dataset
 
     from data_prep.corpus import expand_files, keep_text, load_local
     from data_prep.packing import pack_dataset
 
     if files:
-        texts = load_local(expand_files(files, "--files"), "strict")
+        texts = load_local(expand_files(files, "--files"), encoding_errors)
     elif dataset_name:
         try:
             texts = load_dataset(dataset_name, dataset_config, split=split)
@@ -125,6 +125,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--max_blocks", type=int, default=None)
+    parser.add_argument("--encoding_errors", default="strict", choices=["strict", "replace"],
+                        help="replace: bytes that are not UTF-8 become U+FFFD instead of stopping with an error")
     parser.add_argument("--pseudo", action="store_true", help="pseudo-perplexity (one masked token at a time)")
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args(argv)
@@ -138,7 +140,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     model, tokenizer = load_model_and_tokenizer(args.model_name_or_path)
     blocks = eval_blocks(tokenizer, args.files, args.dataset_name, args.dataset_config, args.split, args.text_column,
-                         args.block_size, args.max_blocks)
+                         args.block_size, args.max_blocks, args.encoding_errors)
     if args.pseudo:
         value, loss, count = pseudo_perplexity(model, tokenizer, blocks, args.batch_size)
         kind = "pseudo-perplexity"

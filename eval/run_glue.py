@@ -386,10 +386,13 @@ def main(argv=None):
     tokenizer = load_tokenizer(args.model_name_or_path, "--model_name_or_path")
     cap_max_seq_length(args, tokenizer)
     out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    for folder in (out, *out.parents):
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"--output_dir {out}: {folder} is a file, not a folder; give another --output_dir")
     results = []
     for task in tasks:
-        result = run_task(args, task, tokenizer)
+        result = run_task(args, task, tokenizer)  # the folder is made once a task has data that reads (no empty folder)
+        out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / f"{task}.json", json.dumps(result, indent=1))
         results.append(result)
         print(f"{task}: " + ", ".join(f"{k} {v['median']:.4f} (spread {v['spread']:.4f})" for k, v in result["summary"].items()))

@@ -404,10 +404,14 @@ def run(recipe):
         trainer.lr_lambda = budget_lr_lambda(recipe["lr_scheduler_type"], args.warmup_steps, lambda: timer.total)
         # First in line: its on_train_begin makes the plan the Trainer's step count before the progress bar is drawn.
         trainer.callback_handler.callbacks.insert(0, timer)
-    started = time.time()
+    from recipes.training import earlier_segments
+
+    trainer.earlier_segments = earlier_segments(resume)
     trainer.train(resume_from_checkpoint=resume)
-    # Training time proper: evaluations and checkpoints inside train() are reported on their own.
-    train_seconds = time.time() - started - trainer.eval_seconds - trainer.save_seconds
+    # Training time proper: evaluations and checkpoints inside train() are reported on their own. After a kill and a
+    # resume, the segments before it count too (as recorded at the checkpoint resumed: work after it was redone).
+    segments = trainer.segments()
+    train_seconds = sum(segment["seconds"] for segment in segments)
     metrics = final_metrics(trainer)
     if not trainer.is_world_process_zero():
         return
@@ -436,6 +440,7 @@ def run(recipe):
         "train_steps": trainer.state.global_step,
         "train_tokens": trainer.state.global_step * per_step * recipe["block_size"],
         "train_seconds": round(train_seconds, 1),
+        "segments": segments,
         "tokens_per_second": round(trainer.state.global_step * per_step * recipe["block_size"] / max(train_seconds, 1e-9)),
         "eval_seconds_during_training": round(trainer.eval_seconds, 1),
         "save_seconds": round(trainer.save_seconds, 1),
@@ -453,8 +458,10 @@ def run(recipe):
         "fill_mask_example": {"text": example, "top5": predictions, "untrained_top5": untrained_predictions},
     }
     write_atomic(out / "results.json", json.dumps(results, indent=1))
-    print(f"trained {trainer.state.global_step:,} steps, {results['train_tokens']:,} tokens in {train_seconds / 60:.1f} min "
-          f"({results['tokens_per_second']:,} tokens/s"
+    resumed = (f" in {len(segments)} segments (resumed at step{'s' if len(segments) > 2 else ''} "
+               + ", ".join(f"{segment['from_step']:,}" for segment in segments[1:]) + ")") if len(segments) > 1 else ""
+    print(f"trained {trainer.state.global_step:,} steps, {results['train_tokens']:,} tokens in {train_seconds / 60:.1f} min"
+          f"{resumed} ({results['tokens_per_second']:,} tokens/s"
           + (f"; budget {budget['minutes']:g} min" if budget else "")
           + f"); evaluation {trainer.eval_seconds:.0f} s and saving {trainer.save_seconds:.0f} s not counted")
     if rtd:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from cli.errors import UserError
 
@@ -94,6 +95,33 @@ class SyncCollatorWithState(TrainerCallback):
         self.collator.batches_done = state.global_step * args.gradient_accumulation_steps
 
 
+class SegmentClock(TrainerCallback, ExportableState):
+    """Marks where and when this process's segment of training starts (after a resume: at the checkpoint's step),
+    and saves the segments trained so far in each checkpoint's trainer_state.json (Trainer's stateful callbacks),
+    so a resumed run's time and rate cover the whole run."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer.segment_started, self.trainer.segment_start_step = time.perf_counter(), state.global_step
+
+    def state(self):
+        return {"args": {}, "attributes": {"segments": self.trainer.segments(until=self.trainer.save_started)}}
+
+
+def earlier_segments(checkpoint):
+    """The training segments a checkpoint's run had trained before it ([] for none, or a checkpoint from before)."""
+    import json
+    from pathlib import Path
+
+    path = Path(checkpoint) / "trainer_state.json" if checkpoint else None
+    if path is None or not path.is_file():
+        return []
+    saved = json.loads(path.read_text()).get("stateful_callbacks", {}).get(SegmentClock.__name__) or {}
+    return saved.get("attributes", {}).get("segments", [])
+
+
 class MLMTrainer(Trainer):
     """`Trainer` that logs `eval_perplexity = exp(eval_loss)` and stops on a NaN/inf training loss.
 
@@ -109,6 +137,27 @@ class MLMTrainer(Trainer):
         self.eval_seconds, self.save_seconds = 0.0, 0.0
         self.lr_lambda = None  # a time budget's schedule, whose length may be re-planned during training
         self.reports_perplexity = True  # eval_perplexity = exp(eval_loss): true of the MLM loss only
+        # Training time across a kill and a resume: each checkpoint records the segments trained up to it.
+        self.earlier_segments, self.segment_started, self.segment_start_step, self.save_started = [], None, 0, None
+        self.add_callback(SegmentClock(self))
+
+    def segments(self, until=None):
+        """Every training segment up to now (or `until`, a perf_counter time): earlier ones from the checkpoint resumed,
+        then this one, each {"from_step", "to_step", "seconds"} with evaluation and saving left out."""
+        until = time.perf_counter() if until is None else until
+        seconds = until - (self.segment_started or until) - self.eval_seconds - self.save_seconds
+        return self.earlier_segments + [{"from_step": self.segment_start_step, "to_step": self.state.global_step,
+                                         "seconds": round(seconds, 1)}]
+
+    def _issue_warnings_after_load(self, load_result):
+        """A tied decoder is the embedding matrix and is not in a checkpoint: not a missing key (transformers warned
+        "There were missing keys in the checkpoint model loaded: ['lm_head.decoder.weight']" on every resume)."""
+        config = getattr(self.model, "config", None)
+        tied = set(getattr(self.model, "_tied_weights_keys", None) or ()) if getattr(config, "tie_word_embeddings", False) else set()
+        missing = [key for key in load_result.missing_keys if key not in tied]
+        if len(missing) < len(load_result.missing_keys):
+            self.model.tie_weights()
+        super()._issue_warnings_after_load(type(load_result)(missing, load_result.unexpected_keys))
 
     def create_scheduler(self, num_training_steps, optimizer=None):
         if self.lr_lambda is None or self.lr_scheduler is not None:
@@ -129,7 +178,8 @@ class MLMTrainer(Trainer):
             self.eval_seconds += time.perf_counter() - started
 
     def _save_checkpoint(self, *args, **kwargs):
-        started = time.perf_counter()
+        started = self.save_started = time.perf_counter()  # SegmentClock.state() counts training time up to here
+        self.state.stateful_callbacks.setdefault(SegmentClock.__name__, {})  # a state resumed from an older checkpoint
         try:
             return super()._save_checkpoint(*args, **kwargs)
         finally:

@@ -75,6 +75,16 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
 
     resumed = run(SMOKE + ["--output_dir", str(killed_dir), "--resume_from_checkpoint", "latest"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # The tied decoder is the embedding matrix, not a key a checkpoint lacks: no "missing keys" warning on resume.
+    assert "missing keys" not in resumed.stdout + resumed.stderr
+    # Time and rate cover the whole run: the segment before the kill (to its checkpoint) and the resumed one.
+    results = json.loads((killed_dir / "results.json").read_text())
+    segments = results["segments"]
+    assert [(s["from_step"], s["to_step"]) for s in segments] == [(0, 4), (4, results["train_steps"])]
+    assert all(s["seconds"] > 0 for s in segments)
+    assert results["train_seconds"] == pytest.approx(sum(s["seconds"] for s in segments), abs=0.11)
+    assert results["tokens_per_second"] == round(results["train_tokens"] / results["train_seconds"])
+    assert "in 2 segments (resumed at step 4)" in resumed.stdout
     expected = load_file(tmp_path / "whole" / "model.safetensors")
     actual = load_file(killed_dir / "model.safetensors")
     assert expected.keys() == actual.keys()
