@@ -35,6 +35,8 @@ import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from transformers import DataCollatorForLanguageModeling  # noqa: E402
 
+from cli import checks  # noqa: E402
+from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
 from data_prep.packing import pack_dataset  # noqa: E402
 from modeling import enable_sparse_prediction  # noqa: E402
 from modeling.sparse_mlm import trace_sparse_selection_when_compiled  # noqa: E402
@@ -52,8 +54,14 @@ PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 def corpus_texts(path):
-    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
-    return [line for line in lines if line and not line.startswith("=")]
+    try:
+        lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as error:
+        raise UserError(f"--corpus {path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    texts = [line for line in lines if line and not line.startswith("=")]
+    if not texts:
+        raise UserError(f"--corpus {path} holds no text")
+    return texts
 
 
 def padded_rows(texts, tokenizer, block_size):
@@ -254,15 +262,17 @@ def measure_training(args, tokenizer):
               "+ 6 x hidden x vocab x masked tokens) / step time / peak bf16 dense FLOP/s (H100 SXM: 989e12)")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@entry_point
+def main(argv=None):
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="miniroberta")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--block_size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=8, help="timed steps per path per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--corpus", default=str(SHARED / "wikitext-2" / "train.txt"), help="a .txt corpus, one document per line")
+    parser.add_argument("--corpus", default=None, help="a .txt corpus, one document per line (default: WikiText-2 train "
+                                                         "from ../shared/data, else the embedded corpus)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder or vocab.txt (default: the shape's, from ../shared/data)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action="store_true")
@@ -284,20 +294,37 @@ def main():
                              "(default: --corpus), e.g. '../shared/data/pretrain-corpus/*/*.txt.gz' (162 MB)")
     parser.add_argument("--skip_data_prep", action="store_true")
     parser.add_argument("--skip_training", action="store_true", help="only the data_prep figure")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    for flag in ("batch_size", "block_size", "steps", "rounds"):
+        checks.positive_int(getattr(args, flag), f"--{flag}")
+    checks.non_negative_int(args.warmup, "--warmup")
+    checks.positive_number(args.generator_size, "--generator_size")
+    unknown = [p for p in args.paths.split(",") if p not in ("stock", "packed", "ours", "rtd")]
+    if unknown or not args.paths:
+        raise UserError(f"--paths: choose from stock, packed, ours, rtd; got {args.paths!r}")
+    try:
+        num_procs = [int(n) for n in args.num_proc.split(",")]
+    except ValueError:
+        raise UserError(f"--num_proc must be a number or a comma list of numbers (1,2,4), got {args.num_proc!r}") from None
+    for num_proc in num_procs:
+        checks.positive_int(num_proc, "--num_proc")
 
     from data_prep.tokenizer import load_tokenizer
 
     tokenizer_path = SHAPES[args.shape][3]
-    if not Path(args.corpus).exists():
-        from data_prep.embedded_corpus import build_embedded_corpus
+    if args.corpus is None:
+        args.corpus = str(SHARED / "wikitext-2" / "train.txt")
+        if not Path(args.corpus).exists():
+            from data_prep.embedded_corpus import build_embedded_corpus
 
-        args.corpus = str(build_embedded_corpus()[0])
+            args.corpus = str(build_embedded_corpus()[0])
+    elif not Path(args.corpus).is_file():
+        raise UserError(f"--corpus {args.corpus}: no such file (a .txt corpus, one document per line)")
     tokenizer = load_tokenizer(args.tokenizer or tokenizer_path, "--tokenizer")
     if not args.skip_training:
         measure_training(args, tokenizer)
     if not args.skip_data_prep:
-        for num_proc in (int(n) for n in args.num_proc.split(",")):
+        for num_proc in num_procs:
             megabytes, seconds, blocks, cores = measure_data_prep(args.data_prep_files or args.corpus, tokenizer, args.block_size, num_proc)
             print(f"data_prep: {megabytes:.2f} MB of text tokenized and packed into {blocks:,} blocks in {seconds:.1f} s "
                   f"= {megabytes / seconds:.2f} MB/s with num_proc={num_proc}{' (in this process)' if num_proc <= 1 else ''}, "
@@ -305,4 +332,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -41,7 +41,7 @@ class Demo:
         try:
             check_source(self.name, "--model_name_or_path")
         except UserError as error:
-            raise DemoError(str(error)) from None
+            raise DemoError(f"{self.name!r} is not a model folder or Hub id this page can load: {error}") from None
         try:
             self.config = AutoConfig.from_pretrained(self.name, trust_remote_code=True)
             self.tokenizer = AutoTokenizer.from_pretrained(self.name, trust_remote_code=True)
@@ -259,6 +259,14 @@ def main(argv=None):
         return 1
     if not 0 < args.port < 65536:
         print(f"error: --port must be between 1 and 65535, got {args.port}", file=sys.stderr)
+        return 1
+    from cli.errors import UserError
+    from cli.hub import check_source
+
+    try:  # a missing path, or a Hub id without network: nothing to show, so no page (one line, at once)
+        check_source(args.model_name_or_path, "--model_name_or_path")
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
     try:
         print(get_demo(args.model_name_or_path).describe().replace("**", ""))

@@ -89,6 +89,9 @@ def main(argv=None):
     parser.add_argument("--data_dir", default=None, help="GLUE TSV folders (STS-B/dev.tsv); default: nyu-mll/glue")
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args(argv)
+    from cli.hub import check_source
+
+    check_source(args.model_name_or_path, "--model_name_or_path")
     from transformers import AutoModel
 
     import modeling  # noqa: F401

@@ -30,8 +30,10 @@ def load_model_and_tokenizer(path):
 
     import modeling  # noqa: F401  registers the SmallEncoder family for local folders
     from data_prep.tokenizer import load_tokenizer
+    from cli.hub import check_source
     from eval.loading import float32_weights
 
+    check_source(path, "--model_name_or_path")
     try:
         model = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=True, **float32_weights()).eval()
     except OSError as error:

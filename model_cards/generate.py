@@ -31,8 +31,8 @@ GLUE_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", 
 def read_json(path):
     try:
         return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise UserError(f"cannot read {path}: {error}") from None
+    except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8 text at all
+        raise UserError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
 
 
 def loss_curve(log_history, path, title):
@@ -301,8 +301,8 @@ def reference_run(run_dir, recipe=None):
 def generate(model_dir, result_files=(), output_dir=None, model_name=None, notes=()):
     """Write README.md and loss_curve.png into output_dir (default: the model folder); returns the card path."""
     output_dir = Path(output_dir or model_dir)
+    card, _ = build_card(model_dir, result_files, model_name, notes)  # every input read before anything is written
     output_dir.mkdir(parents=True, exist_ok=True)
-    card, _ = build_card(model_dir, result_files, model_name, notes)
     log = Path(model_dir) / "training_log.json"
     if log.exists():
         loss_curve(read_json(log), output_dir / "loss_curve.png", f"{Path(model_dir).name}: loss")
