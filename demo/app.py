@@ -19,6 +19,24 @@ from functools import lru_cache
 from pathlib import Path
 
 SPACE_CONFIG = Path(__file__).with_name("space_config.json")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if (REPO_ROOT / "cli" / "hub.py").is_file() and str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))  # in the repository: cli/hub.py's local-or-Hub check (a Space has app.py alone)
+
+
+def source_problem(name):
+    """Why `name` is neither a local path nor a Hub id this machine can read (cli/hub.py), or None; None too in a
+    Space, which has this file alone and the Hub at hand."""
+    try:
+        from cli.errors import UserError
+        from cli.hub import check_source
+    except ImportError:
+        return None
+    try:
+        check_source(name, "--model_name_or_path")
+    except UserError as error:
+        return str(error)
+    return None
 MAX_SENTENCES = 16
 
 
@@ -35,13 +53,9 @@ class Demo:
 
         self.torch = torch
         self.name = str(model_name_or_path)
-        from cli.errors import UserError
-        from cli.hub import check_source
-
-        try:
-            check_source(self.name, "--model_name_or_path")
-        except UserError as error:
-            raise DemoError(f"{self.name!r} is not a model folder or Hub id this page can load: {error}") from None
+        problem = source_problem(self.name)
+        if problem:
+            raise DemoError(f"{self.name!r} is not a model folder or Hub id this page can load: {problem}")
         try:
             self.config = AutoConfig.from_pretrained(self.name, trust_remote_code=True)
             self.tokenizer = AutoTokenizer.from_pretrained(self.name, trust_remote_code=True)
@@ -260,13 +274,9 @@ def main(argv=None):
     if not 0 < args.port < 65536:
         print(f"error: --port must be between 1 and 65535, got {args.port}", file=sys.stderr)
         return 1
-    from cli.errors import UserError
-    from cli.hub import check_source
-
-    try:  # a missing path, or a Hub id without network: nothing to show, so no page (one line, at once)
-        check_source(args.model_name_or_path, "--model_name_or_path")
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+    problem = source_problem(args.model_name_or_path)
+    if problem:  # a missing path, or a Hub id without network: nothing to show, so no page (one line, at once)
+        print(f"error: {problem}", file=sys.stderr)
         return 1
     try:
         print(get_demo(args.model_name_or_path).describe().replace("**", ""))
