@@ -6,9 +6,30 @@ from .configuration_small_encoder import PRESETS, SmallEncoderConfig
 from .modeling_small_encoder import SmallEncoderForMaskedLM
 
 
+def config_fields(config_class):
+    """(the fields a config class takes as its own arguments, the fields every transformers config has)."""
+    import inspect
+
+    from transformers import PretrainedConfig
+
+    own = {name for name in inspect.signature(config_class.__init__).parameters if name not in ("self", "kwargs")}
+    return own, set(PretrainedConfig().to_dict())
+
+
 def build_mlm_config(family, tokenizer, block_size, preset=None, fields=None, vocab_size=None):
-    """A config sized for `tokenizer` and `block_size`; `fields` override the preset or RoBERTa defaults."""
+    """A config sized for `tokenizer` and `block_size`; `fields` override the preset or RoBERTa defaults. A field the
+    config class does not know is refused (transformers would keep it as a stray attribute and change nothing)."""
     fields = dict(fields or {})
+    config_class = RobertaConfig if family == "roberta" else SmallEncoderConfig
+    own, common = config_fields(config_class)
+    if family == "roberta":  # objective: rtd builds ELECTRA from these fields (embedding_size and the rest)
+        from transformers import ElectraConfig
+
+        own |= config_fields(ElectraConfig)[0]
+    unknown = sorted(set(fields) - own - common)
+    if unknown:
+        raise ValueError(f"unknown model_config field(s) {unknown} (YAML needs a space after each colon); "
+                         f"{config_class.__name__} takes {', '.join(sorted(own))}")
     vocab_size = vocab_size or len(tokenizer)
     special = dict(
         pad_token_id=tokenizer.pad_token_id,

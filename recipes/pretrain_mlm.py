@@ -252,8 +252,7 @@ def model_settings_config(recipe, tokenizer=None):
             return check_model_settings(*settings, **named)
         return build_mlm_config(recipe["model_family"], tokenizer, recipe["block_size"], **named)
     except (ValueError, TypeError) as error:
-        raise UserError(f"the model settings make no model (--model_config {recipe['model_config']!r}, --model_preset "
-                        f"{recipe['model_preset']}, --block_size {recipe['block_size']}): "
+        raise UserError(f"the model settings make no model (--model_config, --model_preset, --block_size): "
                         f"{str(error).strip().splitlines()[0]}") from None
 
 

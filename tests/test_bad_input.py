@@ -28,6 +28,8 @@ CASES = [
     ("pretrain", ["--recipe", "quickstart", "--smoke", "--block_size", "1024", "--model_config",
                   "{position_embedding_type: absolute}", "--output_dir", "{out}"], "learned positions"),
     ("pretrain", ["--recipe", "quickstart", "--smoke", "--learning_rate", "abc", "--output_dir", "{out}"], "--learning_rate"),
+    ("pretrain", ["--recipe", "quickstart", "--smoke", "--model_config", "{position_embedding_type:absolute}", "--output_dir",
+                  "{out}"], "unknown model_config field"),
     ("pretrain", ["--recipe", "quickstart", "--smoke", "--no_such_setting", "1", "--output_dir", "{out}"], "unknown setting"),
     ("pretrain", ["--recipe", "bertmini", "--smoke", "--tokenizer_name", "./no/such/tokenizer", "--output_dir", "{out}"],
      "no such file or folder"),
@@ -150,3 +152,14 @@ def test_bad_input_ends_in_one_error_line(entry, arguments, message, places, tmp
     assert len(errors) == 1 and fill(message) in errors[0], captured.err[-2000:]
     assert "Traceback" not in captured.err + captured.out
     assert not (tmp_path / "out").exists(), "an output folder was left behind"
+
+
+def test_every_shipped_recipe_makes_a_model_before_any_data_is_read():
+    """The early check (recipes/pretrain_mlm.py: model_settings_config) accepts every recipe and its smoke block."""
+    from recipes.pretrain_mlm import model_settings_config
+    from recipes.recipe import available_recipes, load_recipe
+
+    for name in available_recipes():
+        for smoke in (False, True):
+            config = model_settings_config(load_recipe(name, smoke=smoke))
+            assert config.max_position_embeddings >= load_recipe(name, smoke=smoke)["block_size"], name
