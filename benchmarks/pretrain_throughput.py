@@ -42,6 +42,7 @@ from modeling import enable_sparse_prediction  # noqa: E402
 from modeling.sparse_mlm import trace_sparse_selection_when_compiled  # noqa: E402
 from modeling.build import build_mlm_config, build_mlm_model  # noqa: E402
 from modeling.rtd import build_rtd_model  # noqa: E402
+from recipes.recipe import load_recipe  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 SHAPES = {
@@ -49,6 +50,9 @@ SHAPES = {
     "miniroberta": ("roberta", None, dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=8, intermediate_size=1024),
                     SHARED / "tokenizers" / "roberta-base", 0.15),
     "bertmini": ("small_encoder", "bertmini", {}, SHARED / "tokenizers" / "bert-base-uncased", 0.30),
+    # The GPU tier's recipe as it is shipped (its model_config), with the 16,384-entry WordPiece of its first H200 run.
+    "tuned-20m": ("small_encoder", "bertmini", load_recipe("tuned-20m")["model_config"],
+                  SHARED.parent / "gpu-runs" / "2026-12-04-h200-tuned-20m" / "model", 0.30),
 }
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
