@@ -124,7 +124,16 @@ def test_smoke_run_of_each_recipe_saves_a_loadable_model(name, tmp_path):
 
 
 def test_no_hub_and_no_files_ends_in_one_line_naming_the_flag(tmp_path):
+    # A Hub tokenizer with no network (and no cached copy) is refused first, before the corpus is asked for.
     result = run_script(["--recipe", "bertmini", "--tokenizer_name", "x", "--output_dir", str(tmp_path / "o")], tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --tokenizer_name x: not a local folder")
+    assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
+    if not LOCAL_TOKENIZERS["bertmini"].exists():
+        pytest.skip(f"{LOCAL_TOKENIZERS['bertmini']} is absent (shared data folder)")
+    # With a local tokenizer, the Hub corpus is what cannot be had: the message names --train_files.
+    result = run_script(["--recipe", "bertmini", "--tokenizer_name", str(LOCAL_TOKENIZERS["bertmini"]),
+                         "--output_dir", str(tmp_path / "o")], tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: could not load the Hub dataset")
     assert "--train_files" in result.stderr and "Traceback" not in result.stderr
