@@ -229,7 +229,11 @@ def test_bad_suite_arguments_are_one_line(tmp_path, tiny_tokenizer, data_dir, ca
 
 def test_missing_model_folder_is_one_line(tmp_path, data_dir, capsys):
     code = suite.main(["--model_name_or_path", str(tmp_path / "nothing"), "--data_dir", str(data_dir), "--output_dir", str(tmp_path / "o")])
-    assert code == 1 and "cannot load a model from" in capsys.readouterr().err
+    assert code == 1 and f"--model_name_or_path {tmp_path / 'nothing'}: no such file or folder" in capsys.readouterr().err
+    (tmp_path / "not-a-model").mkdir()  # a folder that is there but holds no model
+    code = suite.main(["--model_name_or_path", str(tmp_path / "not-a-model"), "--data_dir", str(data_dir), "--output_dir",
+                       str(tmp_path / "o")])
+    assert code == 1 and "cannot load a model from" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("family", ["small_encoder", "electra"])
