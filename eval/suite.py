@@ -552,7 +552,11 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     write_atomic(output_dir / "summary.md", summary_markdown(results))
     import shutil
 
-    shutil.rmtree(scratch, ignore_errors=True)
+    if complete:
+        shutil.rmtree(scratch, ignore_errors=True)
+    else:  # each finished fine-tuning's seed_result.json: the same command again resumes from them
+        print(f"cut short: the finished fine-tunings are kept in {scratch}; the same command again continues from them",
+              flush=True)
     return results
 
 
