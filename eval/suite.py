@@ -530,7 +530,10 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
               f"{mlm_probability:.0%}", flush=True)
         random_model = load_for_zero_shot(model_path, random_init=True, discriminator=False)
         floor = dict(floor, perplexity=perplexity_measure(random_model, tokenizer, blocks, mlm_probability))
-    measured = [t for t in present if t in model["glue"] and t in floor["glue"]]  # all of them unless cut short
+    def swept(side, task):  # a sweep cut short at the deadline would compare one side's best rate with a partial choice
+        return not side["glue"][task].get("learning_rate_sweep", {}).get("unfinished_rates")
+
+    measured = [t for t in present if t in model["glue"] and t in floor["glue"] and swept(model, t) and swept(floor, t)]
     floor = dict(floor, glue={t: floor["glue"][t] for t in measured})
     floor["glue_average"] = glue_average(floor["glue"])
     model = dict(model, glue={t: model["glue"][t] for t in measured})
