@@ -381,6 +381,9 @@ def floor_process_setup():
 
     import torch
 
+    from eval.glue_jobs import die_with_parent
+
+    die_with_parent()  # a suite stopped with kill takes its floor process with it
     torch.set_num_threads(1)
     multiprocessing.current_process().name = "MainProcess"
 
