@@ -286,9 +286,7 @@ def main(argv=None):
     overrides = split_overrides(overrides, args.recipes)
     if not (Path(args.data_dir) / "glue").is_dir():
         raise UserError(f"--data_dir {args.data_dir} has no glue/ folder (GLUE TSV folders: SST-2/train.tsv, ...)")
-    out = Path(args.output_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--output_dir {out} is a file; give a folder")
+    out = checks.output_folder(args.output_dir)
 
     import torch
 

@@ -64,3 +64,14 @@ def seed_list(value, flag="--seeds"):
     if len(set(seeds)) != len(seeds):
         raise UserError(f"{flag} repeats a seed: {value!r}")
     return seeds
+
+
+def output_folder(path, flag="--output_dir"):
+    """`path` as a Path, refused in one line when it, or a folder above it, is a file (it could never be made)."""
+    from pathlib import Path
+
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"{flag} {path}: {folder} is a file, not a folder; give another {flag}")
+    return path

@@ -385,10 +385,7 @@ def main(argv=None):
     load_config(args.model_name_or_path)  # a missing model fails here, in one line, before anything is written
     tokenizer = load_tokenizer(args.model_name_or_path, "--model_name_or_path")
     cap_max_seq_length(args, tokenizer)
-    out = Path(args.output_dir)
-    for folder in (out, *out.parents):
-        if folder.exists() and not folder.is_dir():
-            raise UserError(f"--output_dir {out}: {folder} is a file, not a folder; give another --output_dir")
+    out = checks.output_folder(args.output_dir)
     results = []
     for task in tasks:
         result = run_task(args, task, tokenizer)  # the folder is made once a task has data that reads (no empty folder)

@@ -209,10 +209,7 @@ def validate(recipe, check_sources=False):
     for key in MAPPING_KEYS:
         if recipe[key] is not None and not isinstance(recipe[key], dict):
             raise UserError(f"--{key} must be a mapping such as '{{name: value}}', got {recipe[key]!r}")
-    output_dir = Path(recipe["output_dir"])
-    for folder in (output_dir, *output_dir.parents):
-        if folder.exists() and not folder.is_dir():
-            raise UserError(f"--output_dir {output_dir}: {folder} is a file, not a folder; give another --output_dir")
+    checks.output_folder(recipe["output_dir"])
     budget = recipe["time_budget"]
     if budget is not None:
         recipe["time_budget"] = checks.positive_number(budget, "--time_budget", unit="minutes")
