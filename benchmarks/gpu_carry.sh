@@ -4,6 +4,7 @@
 #
 #   bash benchmarks/gpu_carry.sh reference     # books + Wikipedia, GLUE-5 + WNLI, WikiText-2 valid, MMLU val (~59 MB)
 #   bash benchmarks/gpu_carry.sh seeds         # books + 12 of 16 Wikipedia parts, SST-2, WikiText-2, two tokenizers
+#   bash benchmarks/gpu_carry.sh speed         # books + Wikipedia, WikiText-2 valid, tuned-20m's and BERT's tokenizers
 #
 # Then, on the GPU tool: command "DATA=gpu-data PACK_TO=$OUT bash benchmarks/gpu_session.sh MODE", carry
 # ["gpu-data", ".whl"]. .whl/ holds the wheels the machine lacks (datasets and what it needs), fetched beforehand with
@@ -12,7 +13,7 @@
 #   datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19        (and `echo /.whl/ >> .git/info/exclude`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODE=${1:?usage: benchmarks/gpu_carry.sh reference|seeds}
+MODE=${1:?usage: benchmarks/gpu_carry.sh reference|seeds|speed}
 SRC=${DATA:-../shared/data}
 DEST=gpu-data
 rm -rf "$DEST"
@@ -34,8 +35,16 @@ seeds)
     cp -r "$SRC/tokenizers/bert-base-uncased" "$SRC/tokenizers/roberta-base" "$DEST/tokenizers/"
     rm -f "$DEST/tokenizers/roberta-base/dict.txt"  # fairseq's copy of the vocabulary; transformers reads the others
     ;;
+speed)
+    cp -r "$SRC/pretrain-corpus/wikipedia" "$DEST/pretrain-corpus/"
+    cp "$SRC/wikitext-2/valid.txt" "$DEST/wikitext-2/"
+    mkdir -p "$DEST/tokenizers/tuned-20m"
+    cp -r "$SRC/tokenizers/bert-base-uncased" "$DEST/tokenizers/"
+    # The 16,384-entry WordPiece of the first H200 run (trained on these files), so both runs skip its training.
+    cp "$SRC/../gpu-runs/2026-12-04-h200-tuned-20m/model/"tokenizer*.json "$DEST/tokenizers/tuned-20m/"
+    ;;
 *)
-    echo "error: MODE must be reference or seeds, got $MODE" >&2
+    echo "error: MODE must be reference, seeds or speed, got $MODE" >&2
     exit 2
     ;;
 esac

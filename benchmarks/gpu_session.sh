@@ -5,6 +5,9 @@
 #                                              # floor), 9.5 min in all
 #   bash benchmarks/gpu_session.sh seeds       # miniroberta, bertmini, neobert-mini, coberta side by side, 4 min
 #                                              # each, then SST-2 and perplexity for each, 9.5 min
+#   bash benchmarks/gpu_session.sh speed       # the speed levers one by one for tuned-20m and bertmini (tokens/s,
+#                                              # step time, peak memory, MFU), then tuned-20m as trained for 1.5
+#                                              # minutes as shipped and as before the levers, about 8 min
 #   SMOKE=1 bash benchmarks/gpu_session.sh seeds   # the same at smoke size on a CPU (checks the script: 6.4 min
 #                                                  # on a loaded 2-core CPU)
 #
@@ -20,7 +23,7 @@
 # weights in bf16 split into 15 MB pieces (weights-bf16.part-*; `cat` them back into model.safetensors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODE=${1:?usage: benchmarks/gpu_session.sh reference|seeds}
+MODE=${1:?usage: benchmarks/gpu_session.sh reference|seeds|speed}
 DATA=${DATA:-../shared/data}
 RUNS=${RUNS:-runs/gpu-session}
 OUT="$RUNS"
@@ -65,12 +68,40 @@ seeds)
         --coberta.train_files "$CORPUS/wikipedia/*.txt.gz" --coberta.validation_files "$DATA/wikitext-2/valid.txt" \
         --coberta.cosmopedia_filter null
     ;;
+speed)
+    # The lever ladder (benchmarks/pretrain_throughput.py --ladder) of tuned-20m (its own 16,384-entry WordPiece) and of
+    # bertmini (BERT's vocabulary) at the recipes' batch 256, then tuned-20m trained for BUDGET minutes on the books and
+    # Wikipedia as shipped (compile and collation workers: auto, on) and as before the levers (both off).
+    mkdir -p "$OUT/speed"
+    TOK=${TOKENIZER:-$DATA/tokenizers/tuned-20m}
+    BUDGET=${BUDGET:-1.5}
+    LADDER=(--batch_size 256 --steps 20 --rounds 3 --warmup 3 --workers 4)
+    RECIPE=(--time_budget "$BUDGET" --eval_steps 100000 --save_steps 100000 --report_to none --overwrite_output_dir true)
+    if [ "${SMOKE:-0}" = 1 ]; then
+        LADDER=(--batch_size 8 --block_size 64 --steps 2 --rounds 1 --warmup 1 --workers 1 --ladder_paths stock,before,rmsnorm,workers)
+        RECIPE=(--smoke --max_steps 4 --report_to none --overwrite_output_dir true)
+    fi
+    BF16=$(python3 -c "import torch; print('--bf16' if torch.cuda.is_available() else '')")
+    for shape in tuned-20m bertmini; do
+        tokenizer=$TOK; [ "$shape" = bertmini ] && tokenizer=$DATA/tokenizers/bert-base-uncased
+        python3 benchmarks/pretrain_throughput.py --ladder --shape "$shape" $BF16 "${LADDER[@]}" --skip_data_prep \
+            --corpus "$DATA/wikitext-2/valid.txt" --tokenizer "$tokenizer" --json_out "$OUT/speed/ladder-$shape.json" \
+            2>&1 | tee "$OUT/speed/ladder-$shape.txt"
+    done
+    for variant in shipped before; do
+        extra=(); [ "$variant" = before ] && extra=(--torch_compile false --dataloader_num_workers 0)
+        python3 recipes/pretrain_mlm.py --recipe tuned-20m "${RECIPE[@]}" "${extra[@]}" --tokenizer_name "$TOK" \
+            --train_files "$CORPUS/books/*.txt.gz,$CORPUS/wikipedia/*.txt.gz" --validation_files "$DATA/wikitext-2/valid.txt" \
+            --output_dir "$OUT/speed/recipe-$variant" 2>&1 | tee "$OUT/speed/recipe-$variant.log" | grep -v "it/s\]" || true
+    done
+    python3 benchmarks/speed_summary.py "$OUT/speed"
+    ;;
 *)
-    echo "error: MODE must be reference or seeds, got $MODE" >&2
+    echo "error: MODE must be reference, seeds or speed, got $MODE" >&2
     exit 2
     ;;
 esac
-python3 benchmarks/results_table.py "$OUT/$MODE" | tee "$OUT/$MODE/table.md"
+[ "$MODE" = speed ] || python3 benchmarks/results_table.py "$OUT/$MODE" | tee "$OUT/$MODE/table.md"
 if [ -n "${PACK_TO:-}" ]; then
     mkdir -p "$PACK_TO"
     cp "$OUT/$MODE/results.json" "$OUT/$MODE/summary.md" "$PACK_TO/"

@@ -17,6 +17,16 @@ Tokens per second count real (non-padding) tokens: the text a path actually lear
 On a GPU, `--bf16`, `--fused_adamw` and `--compile` apply to every path (`--speedups_for ours`: the last two to ours
 only, against the stock path as Hugging Face runs it); MFU is printed with its formula.
 It also measures data_prep throughput: MB of raw text tokenized and packed per second.
+
+`--ladder` measures instead what each speed lever of the GPU path gives, cumulatively, batches collated inside the
+timed steps as a training loop does (the recipe's own tokens/s as trained, around the step, come from a short
+`--time_budget` run: benchmarks/gpu_session.sh speed runs both):
+  stock      as above, with the stock collator in the step: Hugging Face's run_mlm settings, bf16, no compile
+  before     the recipe as it ran before the levers: packed blocks, sparse prediction, its collator in the step, RMSNorm
+             unfused under bf16 (float32 weight, bf16 input), AdamW fused (Trainer's default), no compile
+  rmsnorm    + RMSNorm's weight cast to the input's dtype (the fused kernel)
+  compile    + torch.compile of the model and its sparse loss (static shapes: every batch one size)
+  workers    + collation in DataLoader worker processes into pinned memory, copied to the GPU without waiting
 """
 
 import argparse
@@ -266,6 +276,151 @@ def measure_training(args, tokenizer):
               "+ 6 x hidden x vocab x masked tokens) / step time / peak bf16 dense FLOP/s (H100 SXM: 989e12)")
 
 
+LADDER = ("stock", "before", "rmsnorm", "compile", "workers")
+
+
+def unfused_rmsnorm(model):
+    """`model` with its RMSNorms as before the weight cast: nn.RMSNorm's own forward (float32 weight, bf16 input under
+    autocast: torch's unfused path)."""
+    import types
+
+    from modeling.modeling_small_encoder import SmallEncoderRMSNorm
+
+    for module in model.modules():
+        if isinstance(module, SmallEncoderRMSNorm):
+            module.forward = types.MethodType(torch.nn.RMSNorm.forward, module)
+    return model
+
+
+def in_step_batches(dataset, collator, batch_size, seed):
+    """Batches collated when they are asked for (inside the timed step, on the training process)."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    step = 0
+    while True:
+        rows = [dataset[order[(step * batch_size + i) % len(order)]] for i in range(batch_size)]
+        yield collator(rows)
+        step += 1
+
+
+def worker_batches(dataset, collator, batch_size, workers):
+    """Batches collated in `workers` DataLoader processes into pinned memory, as the recipe's Trainer does on a GPU."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=collator,
+                                         num_workers=workers, pin_memory=torch.cuda.is_available(),
+                                         persistent_workers=workers > 0, generator=torch.Generator().manual_seed(1))
+    while True:
+        yield from loader
+
+
+def measure_ladder(args, tokenizer):
+    """Each lever of the GPU path in turn (cumulative), timed in alternating rounds of `--steps` steps; one sync per
+    round, so the host runs ahead as in training."""
+    from recipes.training import ResumableMLMCollator
+
+    family, preset, fields, _, rate = SHAPES[args.shape]
+    texts = corpus_texts(args.corpus)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    print(f"ladder: shape {args.shape}, batch {args.batch_size}, block {args.block_size}, masking {rate:.0%}, device "
+          f"{torch.cuda.get_device_name() if cuda else f'cpu ({torch.get_num_threads()} threads)'}, bf16 {args.bf16}, "
+          f"{args.workers} collation workers, corpus {args.corpus}")
+    packed, _, _ = pack_dataset(Dataset.from_dict({"text": texts}), tokenizer, args.block_size, split_name="benchmark")
+    packed = packed.select_columns(["input_ids"])  # as Trainer passes rows: the model's inputs only
+    padded = padded_rows(texts, tokenizer, args.block_size).select_columns(["input_ids", "attention_mask"])
+    config = build_mlm_config(family, tokenizer, args.block_size, preset=preset, fields=fields)
+    stock_collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=rate)
+    ours_collator = ResumableMLMCollator(tokenizer, rate, seed=1)
+
+    def model(sparse, compiled=False):
+        torch.manual_seed(0)
+        built = build_mlm_model(copy.deepcopy(config)).train()
+        if sparse:
+            enable_sparse_prediction(built)
+        elif family == "small_encoder":
+            built.config.sparse_prediction = False
+        return torch.compile(built) if compiled else built
+
+    if "compile" in args.ladder_paths or "workers" in args.ladder_paths:
+        trace_sparse_selection_when_compiled()
+    compiled = model(True, compiled=True) if {"compile", "workers"} & set(args.ladder_paths) else None
+    builders = {  # name: (model, batches); "compile" and "workers" share one compiled model (compiled once)
+        "stock": lambda: (model(False), in_step_batches(padded, stock_collator, args.batch_size, 1)),
+        "before": lambda: (unfused_rmsnorm(model(True)), in_step_batches(packed, ours_collator, args.batch_size, 1)),
+        "rmsnorm": lambda: (model(True), in_step_batches(packed, ours_collator, args.batch_size, 1)),
+        "compile": lambda: (compiled, in_step_batches(packed, ours_collator, args.batch_size, 1)),
+        "workers": lambda: (compiled, worker_batches(packed, ours_collator, args.batch_size, args.workers)),
+    }
+    paths = []
+    for name in args.ladder_paths:
+        net, source = builders[name]()
+        net = net.to(device)
+        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, **({"fused": True} if cuda else {}))
+        paths.append({"name": name, "model": net, "source": source, "optimizer": optimizer, "seconds": 0.0,
+                      "steps": 0, "tokens": 0, "flops": 0.0, "peak": 0, "rounds": []})
+
+    def step(path):
+        batch = next(path["source"])
+        real = int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+        masked = int((batch["labels"] != -100).sum())
+        batch = {k: v.to(device, non_blocking=path["name"] == "workers") for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            loss = path["model"](**batch).loss
+        loss.backward()
+        path["optimizer"].step()
+        path["optimizer"].zero_grad(set_to_none=True)
+        return real, model_flops_per_step(config, batch, args.block_size, masked, config.vocab_size)
+
+    started = time.perf_counter()
+    for path in paths:  # warm-up and compilation outside the timings
+        for _ in range(args.warmup):
+            step(path)
+        synchronize(device)
+    print(f"warm-up and compilation: {time.perf_counter() - started:.1f} s")
+    for _ in range(args.rounds):
+        for path in paths:
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            synchronize(device)
+            began = time.perf_counter()
+            for _ in range(args.steps):
+                real, flops = step(path)
+                path["tokens"] += real
+                path["flops"] += flops
+            synchronize(device)
+            seconds = time.perf_counter() - began
+            path["seconds"] += seconds
+            path["steps"] += args.steps
+            path["rounds"].append(seconds / args.steps)
+            if cuda:
+                path["peak"] = max(path["peak"], torch.cuda.max_memory_allocated())
+    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if cuda and k in torch.cuda.get_device_name()), None)
+    print(f"\n{'path':<8} {'step ms':>9} {'tokens/s':>12} {'x stock':>8} {'x before':>9} {'peak mem':>10} {'MFU':>7}")
+    rates = {path["name"]: path["tokens"] / path["seconds"] for path in paths}
+    rows = []
+    for path in paths:
+        rate_ = rates[path["name"]]
+        memory = f"{path['peak'] / 2**30:.2f} GiB" if cuda else "-"
+        mfu = f"{path['flops'] / path['seconds'] / peak:.1%}" if peak else "-"
+        versus = [f"{rate_ / rates[base]:.2f}x" if base in rates else "-" for base in ("stock", "before")]
+        print(f"{path['name']:<8} {statistics.median(path['rounds']) * 1000:>9.1f} {rate_:>12,.0f} {versus[0]:>8} "
+              f"{versus[1]:>9} {memory:>10} {mfu:>7}")
+        rows.append({"path": path["name"], "step_ms": round(statistics.median(path["rounds"]) * 1000, 2),
+                     "tokens_per_second": round(rate_), "peak_memory_gib": round(path["peak"] / 2**30, 2) if cuda else None,
+                     "mfu": round(path["flops"] / path["seconds"] / peak, 4) if peak else None})
+    print(f"({args.rounds} alternating rounds of {args.steps} steps per path; step ms is the median round's mean; "
+          f"tokens/s counts real tokens, padding left out)")
+    if peak:
+        print(f"MFU = (6 x non-embedding parameters x tokens + 12 x layers x hidden x block x tokens + 6 x hidden x vocab "
+              f"x masked tokens) / step time / {peak:.3g} (peak dense bf16 FLOP/s of the {torch.cuda.get_device_name()})")
+    if args.json_out:
+        import json
+
+        Path(args.json_out).write_text(json.dumps({
+            "shape": args.shape, "batch_size": args.batch_size, "block_size": args.block_size, "bf16": args.bf16,
+            "device": torch.cuda.get_device_name() if cuda else "cpu", "workers": args.workers, "steps": args.steps,
+            "rounds": args.rounds, "torch": torch.__version__, "paths": rows}, indent=1))
+    return rates
+
+
 @entry_point
 def main(argv=None):
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -298,7 +453,15 @@ def main(argv=None):
                              "(default: --corpus), e.g. '../shared/data/pretrain-corpus/*/*.txt.gz' (162 MB)")
     parser.add_argument("--skip_data_prep", action="store_true")
     parser.add_argument("--skip_training", action="store_true", help="only the data_prep figure")
+    parser.add_argument("--ladder", action="store_true", help="each lever of the GPU path in turn (see above)")
+    parser.add_argument("--ladder_paths", default=",".join(LADDER), help=f"with --ladder: any of {', '.join(LADDER)}")
+    parser.add_argument("--workers", type=int, default=4, help="with --ladder: collation processes of the workers path")
+    parser.add_argument("--json_out", default=None, help="with --ladder: also write its table to this JSON file")
     args = parser.parse_args(argv)
+    args.ladder_paths = [p for p in args.ladder_paths.split(",") if p]
+    if args.ladder and (not args.ladder_paths or set(args.ladder_paths) - set(LADDER)):
+        raise UserError(f"--ladder_paths: choose from {', '.join(LADDER)}; got {','.join(args.ladder_paths)!r}")
+    checks.non_negative_int(args.workers, "--workers")
     for flag in ("batch_size", "block_size", "steps", "rounds"):
         checks.positive_int(getattr(args, flag), f"--{flag}")
     checks.non_negative_int(args.warmup, "--warmup")
@@ -325,7 +488,9 @@ def main(argv=None):
     elif not Path(args.corpus).is_file():
         raise UserError(f"--corpus {args.corpus}: no such file (a .txt corpus, one document per line)")
     tokenizer = load_tokenizer(args.tokenizer or tokenizer_path, "--tokenizer")
-    if not args.skip_training:
+    if args.ladder:
+        measure_ladder(args, tokenizer)
+    elif not args.skip_training:
         measure_training(args, tokenizer)
     if not args.skip_data_prep:
         for num_proc in num_procs:

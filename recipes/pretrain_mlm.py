@@ -132,10 +132,23 @@ def cpu_model_name():
 
 
 def planned_steps(recipe, num_blocks, world_size):
+    """Optimizer steps and blocks per step; an epoch is whole batches only (the training loader drops a partial last
+    batch: one shape for every step)."""
     per_step = recipe["per_device_train_batch_size"] * world_size * recipe["gradient_accumulation_steps"]
     if recipe["max_steps"] and recipe["max_steps"] > 0:
         return recipe["max_steps"], per_step
-    return math.ceil(recipe["num_train_epochs"] * math.ceil(num_blocks / per_step)), per_step
+    return math.ceil(recipe["num_train_epochs"] * (num_blocks // per_step)), per_step
+
+
+def speed_settings(recipe, cuda, local_processes=1):
+    """`torch_compile` and `dataloader_num_workers` with `auto` resolved for this machine: on a GPU the model is compiled
+    and batches are collated (masking included) in worker processes, up to 4 per GPU process, one core left to each
+    process; on a CPU neither (compilation did not speed up the 2-core CPU, and workers take cores from the step)."""
+    compiled = cuda if recipe["torch_compile"] == "auto" else bool(recipe["torch_compile"])
+    workers = recipe["dataloader_num_workers"]
+    if workers == "auto":
+        workers = max(0, min(4, (os.cpu_count() or 1) // max(1, local_processes) - 1)) if cuda else 0
+    return compiled, workers
 
 
 def budget_plan(recipe, model, collator, train_blocks, args, resume, is_main):
@@ -156,7 +169,7 @@ def budget_plan(recipe, model, collator, train_blocks, args, resume, is_main):
                         f"({seconds:.3g} s on this hardware); give a longer budget or a smaller batch")
     plan = {
         "minutes": recipe["time_budget"], "step_seconds": seconds, "steps_measured": measured,
-        "planned_steps": steps, "planned_tokens": steps * rows * args.world_size * recipe["block_size"],
+        "planned_steps": steps, "cap_factor": 4 if args.torch_compile else 2, "planned_tokens": steps * rows * args.world_size * recipe["block_size"],
         "calibration_seconds": round(time.time() - started, 1), "hardware": describe_hardware(args.world_size),
     }
     if is_main:
@@ -265,7 +278,7 @@ def run(recipe):
     from modeling import enable_sparse_prediction
     from modeling.sparse_mlm import trace_sparse_selection_when_compiled
     from modeling.build import build_mlm_model, count_parameters
-    from recipes.training import MLMTrainer, ResumableMLMCollator, RTDTrainer, perplexity
+    from recipes.training import MLMTrainer, ResumableMLMCollator, RTDTrainer, perplexity, step_cap
 
     checked = model_settings_config(recipe)  # before any data is read: a bad --model_config fails in a second
     positions = getattr(checked, "max_position_embeddings", None)
@@ -279,6 +292,7 @@ def run(recipe):
     elif bf16 and not native_bf16():
         print("warning: --bf16 true on hardware without native bf16 (no GPU that supports it, no AVX512-BF16 or AMX "
               "on the CPU): it is emulated there and slower than fp32", file=sys.stderr)
+    compiled, workers = speed_settings(recipe, torch.cuda.is_available(), int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     out = Path(recipe["output_dir"])
     args = TrainingArguments(
         output_dir=str(out),
@@ -293,8 +307,10 @@ def run(recipe):
         logging_steps=recipe["logging_steps"], logging_nan_inf_filter=False,
         eval_strategy="steps", eval_steps=recipe["eval_steps"],
         save_strategy="steps", save_steps=recipe["save_steps"], save_total_limit=recipe["save_total_limit"],
-        seed=recipe["seed"], data_seed=recipe["seed"], bf16=bool(bf16), torch_compile=bool(recipe["torch_compile"]),
-        dataloader_num_workers=recipe["dataloader_num_workers"], report_to=recipe["report_to"],
+        seed=recipe["seed"], data_seed=recipe["seed"], bf16=bool(bf16), torch_compile=compiled,
+        dataloader_num_workers=workers, report_to=recipe["report_to"],
+        # Pinned batches copied without waiting: the next step's launch does not wait for its batch's copy.
+        **({"accelerator_config": {"non_blocking": True}} if torch.cuda.is_available() else {}),
         push_to_hub=bool(recipe["push_to_hub"]), hub_model_id=recipe["hub_model_id"],
         hub_private_repo=recipe["hub_private_repo"], use_cpu=not torch.cuda.is_available(),
         **({"gradient_checkpointing": True} if recipe["gradient_checkpointing"] else {}),
@@ -324,6 +340,12 @@ def run(recipe):
             )
             timings[split] = f"{seconds:.1f} s ({'from cache' if cached else 'tokenized now'})"
 
+    per_step_blocks = recipe["per_device_train_batch_size"] * args.world_size * recipe["gradient_accumulation_steps"]
+    if len(packed["train"]) < per_step_blocks:
+        raise UserError(
+            f"the training data packs into {len(packed['train']):,} blocks of {recipe['block_size']} tokens, fewer than "
+            f"one optimizer step takes ({per_step_blocks:,}: --per_device_train_batch_size x processes x "
+            f"--gradient_accumulation_steps); give more text or a smaller --per_device_train_batch_size")
     if recipe["model_vocab_size"] and recipe["model_vocab_size"] < len(tokenizer):
         raise UserError(
             f"the tokenizer has {len(tokenizer):,} entries but model_vocab_size is {recipe['model_vocab_size']:,}: "
@@ -341,7 +363,7 @@ def run(recipe):
         model = mlm = build_mlm_model(config)
     if recipe["sparse_prediction"]:
         enable_sparse_prediction(mlm)
-        if recipe["torch_compile"]:
+        if compiled:
             trace_sparse_selection_when_compiled()
     elif recipe["model_family"] == "small_encoder":
         mlm.config.sparse_prediction = False
@@ -353,7 +375,7 @@ def run(recipe):
     budget = None
     if recipe["time_budget"] is not None:
         budget = budget_plan(recipe, model, collator, packed["train"], args, resume, is_main)
-        args.max_steps = 2 * budget["planned_steps"]  # an upper bound: the TimeBudget callback ends the run
+        args.max_steps = step_cap(budget)  # an upper bound: the TimeBudget callback ends the run
     steps, per_step = planned_steps(dict(recipe, max_steps=budget["planned_steps"]) if budget else recipe,
                                     len(packed["train"]), args.world_size)
     args.warmup_steps = int(math.ceil(float(recipe["warmup_ratio"]) * steps))
@@ -372,6 +394,9 @@ def run(recipe):
             f"planned           {steps:,} steps, {steps * per_step * recipe['block_size']:,} tokens "
             f"({steps * per_step / max(1, len(packed['train'])):.2f} epochs), warmup {args.warmup_steps} steps, "
             f"{recipe['lr_scheduler_type']} decay to the last step, bf16 {bool(bf16)}",
+            f"speed             torch.compile {'on' if compiled else 'off'}"
+            + (" (the first step compiles; the budget counts it)" if compiled and budget else "")
+            + f", collation in {f'{workers} worker processes' if workers else 'the training process'}",
             f"output            {out}",
             f"logging           {', '.join(recipe['report_to'])}" + (
                 f" (event files under {out / 'runs'}; view with: tensorboard --logdir {out})"
@@ -397,7 +422,7 @@ def run(recipe):
                 last = plan["replans"][-1]
                 print(f"\ntime budget: {last['step_seconds']:.3f} s per step over the {last['measured_steps']} steps "
                       f"before step {last['at_step']:,}, {max(0, last['seconds_left']) / 60:.2f} min left -> {plan['steps']:,} steps in all"
-                      + (" (capped at twice the first plan)" if plan["capped"] else ""), flush=True)
+                      + (" (capped at the upper bound)" if plan["capped"] else ""), flush=True)
 
         timer = TimeBudget(budget, trainer, record)
         trainer.lr_lambda = budget_lr_lambda(recipe["lr_scheduler_type"], args.warmup_steps, lambda: timer.total)

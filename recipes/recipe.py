@@ -72,9 +72,9 @@ DEFAULTS = {
     "save_total_limit": 2,
     "seed": 42,
     "bf16": "auto",  # auto: on when the GPU supports it; on a CPU only by hand (true), see the README
-    "torch_compile": False,
+    "torch_compile": "auto",  # auto: on a GPU (static batch shapes, compiled once), off on a CPU where it did not pay
     "gradient_checkpointing": False,
-    "dataloader_num_workers": 0,
+    "dataloader_num_workers": "auto",  # auto: collation in 4 worker processes per GPU process (off the step), 0 on a CPU
     "resume_from_checkpoint": None,  # a checkpoint folder, or "latest"
     "overwrite_output_dir": False,
     "push_to_hub": False,
@@ -89,7 +89,7 @@ MAPPING_KEYS = ("model_config", "cosmopedia_filter")
 
 # Keys that may change between a run and its resumption without making it a different run.
 RUN_NEUTRAL_KEYS = {"resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "hub_model_id", "hub_private_repo",
-                    "logging_steps", "report_to", "dataloader_num_workers", "preprocessing_num_workers", "fill_mask_example", "description"}
+                    "logging_steps", "report_to", "dataloader_num_workers", "torch_compile", "preprocessing_num_workers", "fill_mask_example", "description"}
 
 
 def available_recipes():
@@ -210,6 +210,11 @@ def validate(recipe, check_sources=False):
         if recipe[key] is not None and not isinstance(recipe[key], dict):
             raise UserError(f"--{key} must be a mapping such as '{{name: value}}', got {recipe[key]!r}")
     checks.output_folder(recipe["output_dir"])
+    for key in ("torch_compile", "bf16"):
+        if recipe[key] not in ("auto", True, False):
+            raise UserError(f"--{key} must be auto, true or false, got {recipe[key]!r}")
+    if recipe["dataloader_num_workers"] != "auto":
+        checks.non_negative_int(recipe["dataloader_num_workers"], "--dataloader_num_workers (or auto)")
     budget = recipe["time_budget"]
     if budget is not None:
         recipe["time_budget"] = checks.positive_number(budget, "--time_budget", unit="minutes")

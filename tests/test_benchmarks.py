@@ -129,3 +129,63 @@ def test_the_h200_run_imports_as_a_reference_run_with_the_figures_of_its_readme(
                            text=True, timeout=120)
     assert "| `tuned-20m` | 1 x NVIDIA H200, 2026-12-04 | 5 min | 20.3M | 205.7M (667,180) | 27.03 (30%) | " \
            "81.65 -> 85.89 (**+4.24**) | 52.22 -> 63.40 (**+11.19**) | `gpu` |" in table.stdout
+
+
+def test_the_lever_ladder_times_each_lever_and_the_speed_summary_reads_it(tmp_path):
+    """benchmarks/gpu_session.sh speed on a CPU at toy size: the ladder's table and JSON, then speed_summary.py's table
+    with the targets' verdicts (the compile lever is left out here: tests/test_compile.py covers compiled training)."""
+    vocab = SHARED_DATA / "tokenizers" / "bert-base-uncased" / "vocab.txt"
+    if not vocab.exists():
+        pytest.skip(f"{vocab} is absent (shared data folder)")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"the whale number {i} swam past the ship at night." for i in range(300)))
+    speed = tmp_path / "speed"
+    speed.mkdir()
+    result = subprocess.run(
+        [sys.executable, "benchmarks/pretrain_throughput.py", "--ladder", "--shape", "bertmini", "--batch_size", "2",
+         "--block_size", "32", "--steps", "1", "--rounds", "2", "--warmup", "1", "--workers", "1", "--corpus", str(corpus),
+         "--tokenizer", str(vocab), "--ladder_paths", "stock,before,rmsnorm,workers", "--json_out", str(speed / "ladder-bertmini.json")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["stock"], ["before"], ["rmsnorm"], ["workers"])]
+    assert [row[0] for row in rows] == ["stock", "before", "rmsnorm", "workers"]
+    assert rows[0][3] == "1.00x" and rows[1][4] == "1.00x"  # each path against stock, and against the path before the levers
+    ladder = json.loads((speed / "ladder-bertmini.json").read_text())
+    assert [row["path"] for row in ladder["paths"]] == ["stock", "before", "rmsnorm", "workers"]
+    assert all(row["tokens_per_second"] > 0 for row in ladder["paths"])
+    for name, tokens_per_second in (("shipped", 3000), ("before", 1000)):
+        (speed / f"recipe-{name}").mkdir()
+        (speed / f"recipe-{name}" / "results.json").write_text(json.dumps({
+            "train_steps": 10, "train_tokens": 30000, "train_seconds": 30000 / tokens_per_second,
+            "tokens_per_second": tokens_per_second, "eval_perplexity": 500.0}))
+    summary = subprocess.run([sys.executable, "benchmarks/speed_summary.py", str(speed)], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert summary.returncode == 0, summary.stderr[-2000:]
+    ratio = ladder["paths"][-1]["tokens_per_second"] / ladder["paths"][0]["tokens_per_second"]
+    assert f"- last lever (workers): {ratio:.2f}x the stock path against the target 3x: " in summary.stdout
+    assert "- as trained, shipped against before: 3.00x tokens/s" in summary.stdout
+    record = json.loads((speed / "results.json").read_text())
+    assert record["recipe_speedup"] == 3.0 and (speed / "summary.md").read_text().startswith("# Speed levers, measured")
+
+
+def test_the_ladder_before_path_runs_rmsnorm_as_it_ran_before_the_fix():
+    """The `before` rung reproduces the unfused RMSNorm of the first H200 run: torch's dtype-mismatch warning under bf16."""
+    import warnings
+
+    import torch
+
+    from benchmarks.pretrain_throughput import unfused_rmsnorm
+    from modeling import SmallEncoderConfig, SmallEncoderForMaskedLM
+
+    config = SmallEncoderConfig(vocab_size=60, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=48, norm_type="rmsnorm", max_position_embeddings=32)
+    ids = torch.randint(5, 60, (2, 16))
+    for patch, warned in ((False, False), (True, True)):
+        model = SmallEncoderForMaskedLM(config)
+        model = unfused_rmsnorm(model) if patch else model
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                model(input_ids=ids, labels=ids)
+        assert bool([w for w in caught if "Mismatch dtype" in str(w.message)]) is warned
