@@ -11,14 +11,16 @@ the real tokens, the padded tokens, and the padded tokens as a share of the firs
 """
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
+_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
+if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
+from cli.errors import ArgumentParser, UserError, entry_point
 
 
 def padded_tokens(lengths, batch_size, epochs, grouped, seed=1):

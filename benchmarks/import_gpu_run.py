@@ -1,5 +1,5 @@
 """Turn the raw outputs of a GPU run made by hand (before benchmarks/reference_run.py existed) into a reference-run
-folder, so the README, the model card and the suite read it like any other run.
+folder, so the results table, the model card and the suite read it like any other run.
 
     python benchmarks/import_gpu_run.py --raw_dir ../shared/gpu-runs/2026-12-04-h200-tuned-20m \\
         --output_dir benchmarks/results/2026-12-04-h200-tuned-20m \\
@@ -13,16 +13,19 @@ a process that did not follow it is refused. The weights stay where they are: OU
 """
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
+_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
+if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
-from cli.files import write_atomic  # noqa: E402
+from cli.errors import ArgumentParser, UserError, entry_point
+from cli.files import write_atomic
+from cli.run_folder import PretrainingResult
 
 SIDES = {"model": "pretrained", "floor": "floor"}
 
@@ -100,7 +103,7 @@ def main(argv=None):
     if args.protocol not in suite.PROTOCOLS:
         raise UserError(f"--protocol must be one of {', '.join(suite.PROTOCOLS)}")
     settings = dict(suite.PROTOCOLS[args.protocol])
-    run = json.loads((model_dir / "results.json").read_text())
+    run = PretrainingResult.read(model_dir)
     glue = side_results(read_lines(raw / "glue_results.jsonl"), settings)
     tasks = [t for t in ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli") if t in glue["pretrained"]]
     measured = {side: {"glue": {t: glue[side][t] for t in tasks}, "glue_average": suite.glue_average(
@@ -115,29 +118,29 @@ def main(argv=None):
         "model": str(model_dir), "model_type": json.loads((model_dir / "config.json").read_text())["model_type"],
         "data_dir": "GLUE dev sets (../shared/data/glue)", "perplexity_data": None, "glue_tasks": tasks,
         "floor_key": None, "floor_cached": False, "floor_cache_file": None, "floor_perplexity_measured_now": False,
-        "hardware": run["hardware"], "floor_hardware": run["hardware"], "command": command,
+        "hardware": run.hardware, "floor_hardware": run.hardware, "command": command,
         "skipped": list(suite.PARTS), "fine_tuning_jobs": None, "not_measured": [],
         "pretrained": measured["pretrained"], "floor": measured["floor"], "table": table,
         "imported_from": str(raw),
     }
     suite_results["protocol_seeds_reading"] = None
-    (out / run["recipe"] / "suite").mkdir(parents=True, exist_ok=True)
-    write_atomic(out / run["recipe"] / "suite" / "results.json", json.dumps(suite_results, indent=1))
-    write_atomic(out / run["recipe"] / "suite" / "summary.md", suite.summary_markdown(suite_results))
+    (out / run.recipe / "suite").mkdir(parents=True, exist_ok=True)
+    write_atomic(out / run.recipe / "suite" / "results.json", json.dumps(suite_results, indent=1))
+    write_atomic(out / run.recipe / "suite" / "summary.md", suite.summary_markdown(suite_results))
     from benchmarks.reference_run import recipe_record, summary_markdown
 
-    record = recipe_record(run["recipe"], model_dir, out / run["recipe"] / "suite", [run["command"], command], [], 0, 0)
+    record = recipe_record(run.recipe, model_dir, out / run.recipe / "suite", [run.command, command], [], 0, 0)
     software = dict(part.split("=", 1) for part in args.software.split(",") if "=" in part)
     results = {
-        "reference_run": 1, "date": args.date, "recipes": {run["recipe"]: record}, "hardware": run["hardware"],
+        "reference_run": 1, "date": args.date, "recipes": {run.recipe: record}, "hardware": run.hardware,
         "software": software, "commit": None, "command": command, "wall_minutes": None, "wall_seconds": None,
-        "smoke": bool(run.get("smoke")), "protocol": args.protocol, "time_budget": run["time_budget"]["minutes"],
+        "smoke": run.smoke, "protocol": args.protocol, "time_budget": run.time_budget["minutes"],
         "imported_from": str(raw),
     }
     write_atomic(out / "results.json", json.dumps(results, indent=1))
     write_atomic(out / "summary.md", summary_markdown(results))
     print(summary_markdown(results))
-    print(f"wrote {out / 'results.json'}, {out / 'summary.md'} and {out / run['recipe'] / 'suite'}")
+    print(f"wrote {out / 'results.json'}, {out / 'summary.md'} and {out / run.recipe / 'suite'}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ timed steps as a training loop does (the recipe's own tokens/s as trained, aroun
 
 import argparse
 import copy
+import importlib.util
 import os
 import statistics
 import sys
@@ -39,20 +40,22 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
+if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
+    sys.path.insert(0, str(REPO_ROOT))
 
-import torch  # noqa: E402
-from datasets import Dataset  # noqa: E402
-from transformers import DataCollatorForLanguageModeling  # noqa: E402
+import torch
+from datasets import Dataset
+from transformers import DataCollatorForLanguageModeling
 
-from cli import checks  # noqa: E402
-from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
-from data_prep.packing import pack_dataset  # noqa: E402
-from modeling import enable_sparse_prediction  # noqa: E402
-from modeling.sparse_mlm import trace_sparse_selection_when_compiled  # noqa: E402
-from modeling.build import build_mlm_config, build_mlm_model  # noqa: E402
-from modeling.rtd import build_rtd_model  # noqa: E402
-from recipes.recipe import load_recipe  # noqa: E402
+from cli import checks
+from cli.errors import ArgumentParser, UserError, entry_point
+from data_prep.packing import pack_dataset
+from modeling import enable_sparse_prediction
+from modeling.build import build_mlm_config, build_mlm_model
+from modeling.rtd import build_rtd_model
+from modeling.sparse_mlm import trace_sparse_selection_when_compiled
+from recipes.recipe import load_recipe
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 SHAPES = {

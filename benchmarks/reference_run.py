@@ -25,6 +25,7 @@ DATA holds glue/ (GLUE TSV folders), and optionally mmlu/ and wikitext-2/ (see e
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -36,12 +37,13 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
+_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
+if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cli import checks  # noqa: E402
-from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
-from cli.files import write_atomic  # noqa: E402
+from cli import checks
+from cli.errors import ArgumentParser, UserError, entry_point
+from cli.files import write_atomic
 
 # Expected suite minutes per protocol, for sizing the budget (gpu: the 2026-12-04 H200 run's fourteen GLUE
 # fine-tunings of a 20M model and its floor took about 3 minutes side by side; smoke: seconds).
@@ -188,12 +190,13 @@ def recipe_record(name, model_dir, suite_dir, commands, shared, pretrain_code, s
     """What OUT/results.json says of one recipe: its pretraining figures and its suite table."""
     record = {"recipe": name, "model_dir": str(model_dir), "gpu_shared_with": shared, "commands": commands,
               "pretraining": None, "suite": None}
-    results = model_dir / "results.json"
-    if results.is_file():
-        run = json.loads(results.read_text())
+    from cli.run_folder import PretrainingResult
+
+    run = PretrainingResult.read(model_dir)
+    if run is not None:
         keep = ("parameters", "data", "hardware", "bf16", "block_size", "mlm_probability", "train_steps", "train_tokens",
                 "train_seconds", "tokens_per_second", "eval_perplexity", "eval_blocks", "time_budget", "objective")
-        record["pretraining"] = {key: run.get(key) for key in keep}
+        record["pretraining"] = {key: getattr(run, key) for key in keep}
     else:
         record["pretraining_error"] = ("stopped at the wall limit" if pretrain_code is None else
                                        last_error(model_dir.parent / "pretrain.log"))
@@ -338,7 +341,7 @@ def main(argv=None):
         # The suite stops its fine-tunings at --minutes and writes what finished; the wait allows it that.
         suite_codes[name] = wait(process, deadline + 60, f"the suite of {name}")
 
-    from recipes.pretrain_mlm import describe_hardware
+    from cli.run_folder import describe_hardware
 
     results = {
         "reference_run": 1, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -1,22 +1,24 @@
-"""The README's results table, read from reference-run folders (benchmarks/reference_run.py's OUT).
+"""The results table (README, docs/results.md), read from reference-run folders (benchmarks/reference_run.py's OUT).
 
     python benchmarks/results_table.py benchmarks/results/2026-12-04-h200-tuned-20m [OUT ...]
 
 One row per recipe in each folder: hardware, budget, parameters, tokens and tokens/s, held-out perplexity, SST-2
-and the GLUE-5 average against the random-init floor (protocol named), and the folder. Paste it into the README
+and the GLUE-5 average against the random-init floor (protocol named), and the folder. Paste it into the README's table and docs/results.md
 as it prints; every figure in it is the folder's own.
 """
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
+_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
+if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
+from cli.errors import ArgumentParser, UserError, entry_point
 
 HEADER = ("| recipe | hardware, date | budget | parameters | tokens (tokens/s) | held-out perplexity | "
           "SST-2: floor -> pretrained | GLUE-5: floor -> pretrained | suite | details |")

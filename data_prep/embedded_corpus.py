@@ -8,7 +8,6 @@ imported or executed). Deterministic for a given Python; nothing is copied into 
 import argparse
 import ast
 import inspect
-import os
 import sys
 import sysconfig
 import zlib
@@ -21,7 +20,9 @@ VALIDATION_EVERY = 20  # every 20th document (by a hash of its text) goes to the
 
 def default_cache_dir():
     version = f"py{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-    root = Path(os.environ.get("SMALL_ENCODERS_CACHE", Path.home() / ".cache" / "small-encoders"))
+    from cli.run_folder import cache_root
+
+    root = cache_root()
     return root / "embedded-corpus" / version
 
 

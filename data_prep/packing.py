@@ -40,7 +40,7 @@ def token_ids(texts, tokenizer):
     """Token ids of each text, no special tokens: the same ids as `tokenizer(texts)`, with less work.
 
     The Rust tokenizer is called directly and skips character offsets, which packing never reads; going
-    through transformers adds a Python object per document (figures: README "Performance", data_prep).
+    through transformers adds a Python object per document (figures: docs/performance.md, data_prep).
     """
     backend = tokenizer.backend_tokenizer
     if backend.truncation or backend.padding:
@@ -79,7 +79,7 @@ def pack_dataset(texts, tokenizer, block_size, with_document_ids=False, num_proc
     """Return (packed dataset, seconds, from_cache) for a dataset with a `text` column.
 
     `num_proc` None or 1 packs in this process with the tokenizer on every core (the fastest on the 2-core
-    machine, README "Performance"); N > 1 splits the rows over N `datasets` worker processes.
+    machine, docs/performance.md); N > 1 splits the rows over N `datasets` worker processes.
     """
     if block_size < 8:
         raise UserError(f"block_size {block_size} is too small; use at least 8")

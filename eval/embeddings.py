@@ -6,48 +6,19 @@ Spearman against the gold scores), and the sentence-transformers files that let
 """
 
 import argparse
+import importlib.util
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
+_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
+if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
-from cli.files import write_atomic  # noqa: E402
-
-
-def add_sentence_transformers_files(folder, max_seq_length):
-    """Write modules.json, sentence_bert_config.json and 1_Pooling/ (mean pooling) into a model folder."""
-    import inspect
-
-    from sentence_transformers import SentenceTransformer
-
-    from eval.loading import quiet_load_reports
-
-    try:  # sentence-transformers >= 6
-        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    except ImportError:
-        from sentence_transformers.models import Pooling, Transformer
-
-    remote = {"trust_remote_code": True}
-    renamed = "model_kwargs" in inspect.signature(Transformer.__init__).parameters
-    kwargs = {"model_kwargs": remote, "config_kwargs": remote} if renamed else {"model_args": remote, "config_args": remote}
-    # Loading the MLM folder as a bare encoder reports the MLM head as unused and a missing pooler:
-    # expected here, so the load report is kept out of the run's output.
-    with quiet_load_reports():
-        transformer = Transformer(str(folder), max_seq_length=max_seq_length, **kwargs)
-    dimension = getattr(transformer, "get_embedding_dimension", None) or transformer.get_word_embedding_dimension
-    pooling = Pooling(dimension(), pooling_mode="mean")
-    with tempfile.TemporaryDirectory() as scratch:
-        SentenceTransformer(modules=[transformer, pooling], device="cpu").save(scratch)
-        for name in ("modules.json", "sentence_bert_config.json"):
-            shutil.copy(Path(scratch) / name, Path(folder) / name)
-        for pooling_dir in Path(scratch).glob("1_*"):
-            shutil.copytree(pooling_dir, Path(folder) / pooling_dir.name, dirs_exist_ok=True)
+from cli.errors import ArgumentParser, entry_point
+from cli.files import write_atomic
+from cli.run_folder import add_sentence_transformers_files  # noqa: F401  (where a saved folder gets these files)
 
 
 def mean_pooled(model, tokenizer, sentences, batch_size=64, max_length=128):

@@ -16,6 +16,7 @@ named SUBJECT_val.csv / SUBJECT_dev.csv as in the MMLU release, or the Hub's `ca
 
 import argparse
 import csv
+import importlib.util
 import json
 import math
 import sys
@@ -24,13 +25,14 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
+_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
+if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cli import checks  # noqa: E402
-from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
-from cli.files import write_atomic  # noqa: E402
-from data_prep.packing import block_edges  # noqa: E402
+from cli import checks
+from cli.errors import ArgumentParser, UserError, entry_point
+from cli.files import write_atomic
+from data_prep.packing import block_edges
 
 LETTERS = "ABCD"
 

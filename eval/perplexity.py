@@ -11,26 +11,28 @@ every non-special token is scored with all others visible (slow: one forward pas
 """
 
 import argparse
+import importlib.util
 import json
 import math
 import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
+_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
+if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cli import checks  # noqa: E402
-from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
-from cli.files import write_atomic  # noqa: E402
+from cli import checks
+from cli.errors import ArgumentParser, UserError, entry_point
+from cli.files import write_atomic
 
 
 def load_model_and_tokenizer(path):
     from transformers import AutoModelForMaskedLM
 
     import modeling  # noqa: F401  registers the SmallEncoder family for local folders
-    from data_prep.tokenizer import load_tokenizer
     from cli.hub import check_source
+    from data_prep.tokenizer import load_tokenizer
     from eval.loading import float32_weights
 
     check_source(path, "--model_name_or_path")

@@ -16,6 +16,7 @@ score and the one chosen (`learning_rate_sweep`), and `hyperparameters.learning_
 """
 
 import argparse
+import importlib.util
 import json
 import math
 import shutil
@@ -26,14 +27,15 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
+_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
+if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cli import checks  # noqa: E402
-from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
-from cli.files import write_atomic  # noqa: E402
-from eval.glue_data import LABEL_NAMES, TASKS, available_tasks, eval_splits, load_glue  # noqa: E402
-from eval.loading import float32_weights, load_under_new_head  # noqa: E402
+from cli import checks
+from cli.errors import ArgumentParser, UserError, entry_point
+from cli.files import write_atomic
+from eval.glue_data import LABEL_NAMES, TASKS, available_tasks, eval_splits, load_glue
+from eval.loading import float32_weights, load_under_new_head
 
 LORA_TARGETS = {"small_encoder": ["qkv", "out"], "roberta": ["query", "key", "value"], "bert": ["query", "key", "value"]}
 

@@ -19,7 +19,7 @@ kind of CPU is flagged (the same seeded fine-tuning rounds differently there). O
 everything; OUT/summary.md is the table (floor, pretrained, difference) that model_cards/generate.py puts into the card.
 
 Protocols (PROTOCOLS below), suite v3:
-- cpu: for a 2-core CPU (--parallel; the measured times are in the README: with v2's single rate a 20M model and
+- cpu: for a 2-core CPU (--parallel; the measured times are in docs/evaluation.md: with v2's single rate a 20M model and
   its floor took 36 minutes, and the sweep adds two thirds to the GLUE part): GLUE training sets capped at 1,000
   examples, batch 16, 3 epochs (188 steps), batches grouped by length; MMLU capped at 5 questions per subject (285);
   perplexity on at most 1,000 blocks. Capped training sets favour pretraining more than full ones do.
@@ -32,8 +32,8 @@ reports what finished; `--skip mmlu,perplexity,stsb_zero_shot` leaves parts out.
 Both sweep the fine-tuning learning rate over 1e-4, 3e-4 and 1e-3, for the model and the floor alike: seed 1 is
 fine-tuned at each rate, and the rate with its best dev score trains seeds 2 and 3 (five runs per task instead of
 three). One fixed rate favours one side: at suite v2's 1e-4 a 5M pretrained model scored below a higher rate on
-five of six tasks, and at 1e-3 its floor scored below its best rate on four (README, Evaluation). Earlier
-protocols, kept so that the README's earlier figures can be measured again as they were: `cpu-v2` (suite v2's cpu: learning rate 1e-4, the figures dated 2026-12-01) and
+five of six tasks, and at 1e-3 its floor scored below its best rate on four (docs/evaluation.md). Earlier
+protocols, kept so that docs/results.md's earlier figures can be measured again as they were: `cpu-v2` (suite v2's cpu: learning rate 1e-4, the figures dated 2026-12-01) and
 `cpu-v1` (suite v1's: 2,000 examples in random batches of 32, 10 MMLU questions per subject, 1e-4; the figures dated
 before 2026-12-01).
 `--seeds 1,2,3,4,5,6,7` fine-tunes more seeds than the protocol's three (the first chooses the rate); the floor is
@@ -42,20 +42,21 @@ measured with the same seeds and cached apart; summary.md also reads the protoco
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import math
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
+_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
+if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
-from cli.files import write_atomic  # noqa: E402
+from cli.errors import ArgumentParser, UserError, entry_point
+from cli.files import write_atomic
 
 SUITE_VERSION = 3  # v3: the learning rate swept per task (v2: the cpu protocol resized; v1's took two hours and more)
 GLUE_SETTINGS = dict(learning_rate=[1e-4, 3e-4, 1e-3], max_seq_length=128, weight_decay=0.01, warmup_ratio=0.06,
@@ -65,7 +66,7 @@ PROTOCOLS = {
                 num_train_epochs=3.0, mmlu_max_per_subject=5, perplexity_max_blocks=1000),
     "full": dict(GLUE_SETTINGS, max_train_samples=None, per_device_train_batch_size=32, group_by_length=False,
                  num_train_epochs=3.0, mmlu_max_per_subject=None, perplexity_max_blocks=None),
-    # the protocols of the README's earlier figures, kept so that they can be measured again as they were
+    # the protocols of docs/results.md's earlier figures, kept so that they can be measured again as they were
     "cpu-v1": dict(GLUE_SETTINGS, learning_rate=1e-4, max_train_samples=2000, per_device_train_batch_size=32,
                    group_by_length=False, num_train_epochs=3.0, mmlu_max_per_subject=10, perplexity_max_blocks=1000),
 }
@@ -185,7 +186,12 @@ def zero_shot_measures(model_path, tokenizer, data_dir, settings, perplexity_blo
     import torch
 
     from eval.embeddings import sts_zero_shot
-    from eval.mmlu_probe import OptionScorer, read_mmlu_folder, run_probe, wilson_interval
+    from eval.mmlu_probe import (
+        OptionScorer,
+        read_mmlu_folder,
+        run_probe,
+        wilson_interval,
+    )
 
     model = load_for_zero_shot(model_path, random_init, discriminator)
     if torch.cuda.is_available():
@@ -420,10 +426,10 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     from transformers import AutoConfig
 
     import modeling  # noqa: F401  registers the SmallEncoder family
+    from cli.run_folder import cache_root, describe_hardware
     from data_prep.tokenizer import load_tokenizer
     from eval.glue_data import TASKS
     from eval.perplexity import eval_blocks
-    from recipes.pretrain_mlm import describe_hardware
 
     if protocol not in PROTOCOLS:
         raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -476,7 +482,7 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     key = architecture_key(config, tokenizer, protocol, seeds)
-    cache = Path(floor_cache or Path(os.environ.get("SMALL_ENCODERS_CACHE", Path.home() / ".cache" / "small-encoders")) / "floors")
+    cache = Path(floor_cache or cache_root() / "floors")
     floor_file = cache / f"{key}.json"
     floor = json.loads(floor_file.read_text()) if floor_file.is_file() else None
     discriminator = is_discriminator(config)
@@ -519,7 +525,7 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     floor_hardware = floor.get("hardware")  # None: cached before floors recorded their machine
     if floor_cached and floor_hardware != hardware:
         # The same seeded fine-tuning rounds differently on another kind of CPU (AVX2 against AVX512: up to 2.2
-        # points on a task, README), about the size of the differences the suite is there to measure.
+        # points on a task, docs/results.md), about the size of the differences the suite is there to measure.
         print(f"warning: the cached floor was measured on {floor_hardware or 'an unrecorded machine'}, this is "
               f"{hardware}; its figures can differ by a point or two from this machine's (measure it here with an "
               f"empty --floor_cache folder)", flush=True)

@@ -10,6 +10,7 @@ settings, every result with the command that produced it, a usage snippet and th
 """
 
 import argparse
+import importlib.util
 import io
 import json
 import sys
@@ -18,11 +19,13 @@ from pathlib import Path
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
+_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
+if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
-from cli.files import write_atomic  # noqa: E402
+from cli.errors import ArgumentParser, UserError, entry_point
+from cli.files import write_atomic
+from cli.run_folder import PretrainingResult
 
 GLUE_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP", "mnli": "MNLI",
               "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
@@ -119,20 +122,19 @@ def suite_results(suite):
 def collect_results(model_dir, extra_files):
     """(model-index results, markdown rows) from results.json and evaluation JSONs."""
     index, rows = [], []
-    own = Path(model_dir) / "results.json"
-    run = read_json(own) if own.exists() else {}
-    if run.get("objective") == "rtd":
-        rows.append(("held-out replaced-token detection", f"discriminator accuracy {run['discriminator_accuracy']:.2%} "
-                     f"({run['replaced_fraction']:.1%} of the scored tokens replaced); generator MLM perplexity "
-                     f"{run['generator_perplexity']:.2f} ({run['mlm_probability']:.0%} masking, {run['eval_blocks']:,} blocks "
-                     f"of {run['block_size']})", "recipes/pretrain_mlm.py (end of training)"))
+    run = PretrainingResult.read(model_dir)
+    if run and run.objective == "rtd":
+        rows.append(("held-out replaced-token detection", f"discriminator accuracy {run.discriminator_accuracy:.2%} "
+                     f"({run.replaced_fraction:.1%} of the scored tokens replaced); generator MLM perplexity "
+                     f"{run.generator_perplexity:.2f} ({run.mlm_probability:.0%} masking, {run.eval_blocks:,} blocks "
+                     f"of {run.block_size})", "recipes/pretrain_mlm.py (end of training)"))
     elif run:
         index.append({"task": {"type": "fill-mask", "name": "Masked language modeling"},
-                      "dataset": {"type": "text", "name": run.get("validation_data") or f"held-out split of {run['data']}"},
-                      "metrics": [{"type": "perplexity", "value": round(run["eval_perplexity"], 3),
-                                   "name": f"MLM perplexity ({run['mlm_probability']:.0%} masking)"}]})
-        rows.append(("held-out MLM perplexity", f"{run['eval_perplexity']:.2f} ({run['mlm_probability']:.0%} masking, "
-                     f"{run['eval_blocks']:,} blocks of {run['block_size']})", "recipes/pretrain_mlm.py (end of training)"))
+                      "dataset": {"type": "text", "name": run.validation_data or f"held-out split of {run.data}"},
+                      "metrics": [{"type": "perplexity", "value": round(run.eval_perplexity, 3),
+                                   "name": f"MLM perplexity ({run.mlm_probability:.0%} masking)"}]})
+        rows.append(("held-out MLM perplexity", f"{run.eval_perplexity:.2f} ({run.mlm_probability:.0%} masking, "
+                     f"{run.eval_blocks:,} blocks of {run.block_size})", "recipes/pretrain_mlm.py (end of training)"))
     for path in extra_files:
         result = read_json(path)
         if "suite_version" in result:  # eval/suite.py: every measurement against the random-init floor
@@ -176,7 +178,7 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
         raise UserError(f"{model_dir} has no config.json; point --model_dir at a saved model folder")
     config = read_json(model_dir / "config.json")
     recipe = yaml.safe_load((model_dir / "recipe.yaml").read_text()) if (model_dir / "recipe.yaml").exists() else {}
-    run = read_json(model_dir / "results.json") if (model_dir / "results.json").exists() else {}
+    run = PretrainingResult.read(model_dir)
     name = model_name or recipe.get("hub_model_id") or f"small-encoders/{recipe.get('recipe', model_dir.name)}"
     custom = config.get("model_type") == "small_encoder"
     index, rows = collect_results(model_dir, result_files)
@@ -192,12 +194,12 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
         front["datasets"] = datasets
     if index:
         front["model-index"] = [{"name": name.split("/")[-1], "results": index}]
-    smoke = bool(recipe.get("smoke_run") or run.get("smoke"))
+    smoke = bool(recipe.get("smoke_run") or (run and run.smoke))
     trust = ", trust_remote_code=True" if custom else ""
     from data_prep.tokenizer import load_tokenizer
 
     mask = load_tokenizer(model_dir).mask_token
-    parameters = run.get("parameters")
+    parameters = run.parameters if run else None
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {name.split('/')[-1]}", ""]
     if smoke:
         lines += ["> **Smoke-sized run.** This card comes from the recipe's `--smoke` run: a tiny model trained for a few",
@@ -207,7 +209,7 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
               "## Architecture", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in architecture_rows(config, parameters)]
     lines += ["", "## Data", ""]
-    lines.append(f"- source: {run.get('data', recipe.get('dataset_name', 'see recipe.yaml'))}")
+    lines.append(f"- source: {run.data if run else recipe.get('dataset_name', 'see recipe.yaml')}")
     if recipe.get("cosmopedia_filter"):
         lines.append(f"- Cosmopedia filter settings: `{json.dumps(recipe['cosmopedia_filter'])}` (criteria in data_prep/cosmopedia.py)")
     lines += [f"- tokenizer: {recipe.get('tokenizer_name')}, vocabulary {config.get('vocab_size'):,}",
@@ -221,18 +223,18 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
         if key in recipe:
             lines.append(f"| {key} | {recipe[key]} |")
     if run:
-        lines += [f"| steps trained | {run['train_steps']:,} |", f"| tokens seen | {run['train_tokens']:,} |",
-                  f"| training time | {run['train_seconds']:,.0f} s |"]
-        if run.get("tokens_per_second"):
-            lines.append(f"| throughput | {run['tokens_per_second']:,} tokens/s |")
-        if run.get("time_budget"):
-            budget = run["time_budget"]
+        lines += [f"| steps trained | {run.train_steps:,} |", f"| tokens seen | {run.train_tokens:,} |",
+                  f"| training time | {run.train_seconds:,.0f} s |"]
+        if run.tokens_per_second:
+            lines.append(f"| throughput | {run.tokens_per_second:,} tokens/s |")
+        if run.time_budget:
+            budget = run.time_budget
             replanned = f", re-planned to {budget['steps']:,} from the training's own step times" if "steps" in budget else ""
             lines.append(f"| time budget | {budget['minutes']:g} min of training: {budget['planned_steps']:,} steps planned from a "
                          f"measured {budget['step_seconds']:.3f} s per step{replanned} |")
-        if run.get("hardware"):
-            lines.append(f"| hardware | {run['hardware']} |")
-    command = run.get("command") or f"python recipes/pretrain_mlm.py --recipe {recipe.get('recipe', '?')}" + (" --smoke" if smoke else "")
+        if run.hardware:
+            lines.append(f"| hardware | {run.hardware} |")
+    command = (run and run.command) or f"python recipes/pretrain_mlm.py --recipe {recipe.get('recipe', '?')}" + (" --smoke" if smoke else "")
     lines += ["", f"Reproduce: `{command}` (the exact resolved settings are in `recipe.yaml` beside the weights).", ""]
     if (model_dir / "training_log.json").exists():
         lines += ["![loss curve](loss_curve.png)", ""]
@@ -258,7 +260,7 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
         lines += ["The architecture is this repository's SmallEncoder family, so loading runs the `configuration_small_encoder.py` "
                   "and `modeling_small_encoder.py` files shipped with the weights (`trust_remote_code=True`); read them first.", ""]
     lines += ["## Limitations", "",
-              f"- A small encoder ({parameters:,} parameters) trained on {run.get('train_tokens', 0):,} tokens: it is a base for "
+              f"- A small encoder ({parameters:,} parameters) trained on {run.train_tokens if run else 0:,} tokens: it is a base for "
               "fine-tuning and a subject for study, not a general-purpose language model." if parameters else
               "- A small encoder: a base for fine-tuning, not a general-purpose language model.",
               "- English only; it inherits the biases and errors of its training text.",

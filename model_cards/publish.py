@@ -17,15 +17,17 @@ model's repo id) and a README.md with the Space's metadata. With `--dry_run DIR`
 """
 
 import argparse
+import importlib.util
 import shutil
 import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
+_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
+if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cli.errors import ArgumentParser, UserError, entry_point  # noqa: E402
+from cli.errors import ArgumentParser, UserError, entry_point
 
 UPLOAD_FILES = (
     "config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",

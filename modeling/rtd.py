@@ -13,11 +13,20 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining, RobertaConfig
+from transformers import (
+    ElectraConfig,
+    ElectraForMaskedLM,
+    ElectraForPreTraining,
+    RobertaConfig,
+)
 from transformers.utils import ModelOutput
 
 from .configuration_small_encoder import SmallEncoderConfig
-from .modeling_small_encoder import SmallEncoderForMaskedLM, SmallEncoderForPreTraining, replaced_token_detection_loss
+from .modeling_small_encoder import (
+    SmallEncoderForMaskedLM,
+    SmallEncoderForPreTraining,
+    replaced_token_detection_loss,
+)
 
 GENERATOR_FOLDER = "generator"
 

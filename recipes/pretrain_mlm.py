@@ -8,10 +8,10 @@ settings; any of them can be overridden on the command line. The finished folder
 the tokenizer, recipe.yaml (the resolved recipe), training_log.json and results.json.
 """
 
+import importlib.util
 import json
 import math
 import os
-import platform
 import shlex
 import shutil
 import sys
@@ -19,21 +19,27 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
+_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
+if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
     sys.path.insert(0, str(REPO_ROOT))
 
-import yaml  # noqa: E402
+import yaml
 
-from cli.errors import UserError, entry_point  # noqa: E402
-from cli.files import write_atomic  # noqa: E402
-from recipes.recipe import available_recipes, load_recipe, parse_overrides, run_identity  # noqa: E402
+from cli.errors import UserError, entry_point
+from cli.files import write_atomic
+from cli.run_folder import (
+    BUDGET_PLAN,
+    RECIPE_FILE,
+    RESULTS_FILE,
+    TRAINING_LOG,
+    PretrainingResult,
+    add_sentence_transformers_files,
+    cache_root,
+    describe_hardware,
+)
+from recipes.recipe import available_recipes, load_recipe, parse_overrides, run_identity
 
-BUDGET_PLAN = "budget_plan.json"
 USAGE = "usage: pretrain_mlm.py --recipe NAME [--smoke] [--key value ...]"
-
-
-def cache_root():
-    return Path(os.environ.get("SMALL_ENCODERS_CACHE", Path.home() / ".cache" / "small-encoders"))
 
 
 def prepare_output_dir(recipe, is_main):
@@ -41,7 +47,7 @@ def prepare_output_dir(recipe, is_main):
     from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(recipe["output_dir"])
-    saved = out / "recipe.yaml"
+    saved = out / RECIPE_FILE
     resume = recipe["resume_from_checkpoint"]
     if recipe["overwrite_output_dir"] and out.exists() and not resume:
         if is_main:
@@ -65,7 +71,7 @@ def prepare_output_dir(recipe, is_main):
         if not Path(resume).is_dir():
             raise UserError(f"--resume_from_checkpoint {resume}: no such checkpoint folder")
         return str(resume)
-    if (out / "results.json").exists():
+    if (out / RESULTS_FILE).exists():
         raise UserError(f"{out} already holds a finished run; use another --output_dir or --overwrite_output_dir true")
     if last is not None:
         raise UserError(
@@ -107,28 +113,6 @@ def load_text(recipe, args):
     if recipe["dataset_name"] == "embedded" and not recipe["train_files"]:
         source = f"embedded corpus: docstrings of the Python {sys.version.split()[0]} standard library"
     return texts, source, report
-
-
-def describe_hardware(world_size):
-    """What the run trained on, for results.json and the model card."""
-    import torch
-
-    if torch.cuda.is_available():
-        return f"{world_size} x {torch.cuda.get_device_name()}"
-    # The model name and the vector instructions torch uses: machines of one kind differed 2.6x in tokens/s (README, run 7).
-    details = [cpu_model_name(), f"{os.cpu_count()} cores", platform.machine(), torch.backends.cpu.get_cpu_capability()]
-    return f"CPU ({', '.join(d for d in details if d)}), {world_size} process(es)"
-
-
-def cpu_model_name():
-    """The CPU's model name as the system reports it ('' where it does not)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def planned_steps(recipe, num_blocks, world_size):
@@ -191,7 +175,7 @@ def few_steps_hint(steps, batch_size):
         return None
     suggested = max(8, 2 ** max(0, int(math.log2(batch_size * steps / SUGGESTED_STEPS))))
     return (f"warning: this budget affords only {steps:,} optimizer steps of {batch_size} blocks per device; "
-            f"short budgets learn more from more, smaller steps (README, \"Time budgets\"): "
+            f"short budgets learn more from more, smaller steps (docs/recipes.md#time-budgets): "
             f"try --per_device_train_batch_size {suggested}")
 
 
@@ -243,7 +227,7 @@ def model_lines(model, rtd, recipe):
 def native_bf16():
     """Whether this machine computes bfloat16 natively: a GPU that supports it or, with no GPU, a CPU with
     AVX512-BF16 or AMX (where oneDNN's bf16 matrix products are faster than fp32; on other CPUs they are emulated
-    and slower). `bf16: auto` turns bf16 on for a GPU only: on a CPU it is `--bf16 true` by hand (README, Training:
+    and slower). `bf16: auto` turns bf16 on for a GPU only: on a CPU it is `--bf16 true` by hand (docs/recipes.md#training:
     the one CPU-tier run in bf16 trained 1.4 times the tokens and read a lower GLUE average)."""
     import torch
 
@@ -276,9 +260,15 @@ def run(recipe):
     from data_prep.packing import pack_dataset
     from data_prep.tokenizer import get_tokenizer
     from modeling import enable_sparse_prediction
-    from modeling.sparse_mlm import trace_sparse_selection_when_compiled
     from modeling.build import build_mlm_model, count_parameters
-    from recipes.training import MLMTrainer, ResumableMLMCollator, RTDTrainer, perplexity, step_cap
+    from modeling.sparse_mlm import trace_sparse_selection_when_compiled
+    from recipes.training import (
+        MLMTrainer,
+        ResumableMLMCollator,
+        RTDTrainer,
+        perplexity,
+        step_cap,
+    )
 
     checked = model_settings_config(recipe)  # before any data is read: a bad --model_config fails in a second
     positions = getattr(checked, "max_position_embeddings", None)
@@ -407,7 +397,7 @@ def run(recipe):
         if hint and not recipe["smoke_run"]:
             print(hint, flush=True)
         out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=True))
+        write_atomic(out / RECIPE_FILE, yaml.safe_dump(recipe, sort_keys=True))
 
     trainer = (RTDTrainer if rtd else MLMTrainer)(
         model=model, args=args, train_dataset=packed["train"], eval_dataset=packed["validation"],
@@ -442,64 +432,56 @@ def run(recipe):
     trainer.save_model(str(out))
     # Trainer pickles its arguments next to the model; the folder keeps recipe.yaml instead, and no pickle.
     (out / "training_args.bin").unlink(missing_ok=True)
-    write_atomic(out / "training_log.json", json.dumps(trainer.state.log_history, indent=1))
+    write_atomic(out / TRAINING_LOG, json.dumps(trainer.state.log_history, indent=1))
     trust = recipe["model_family"] == "small_encoder"
-    from eval.embeddings import add_sentence_transformers_files
-
     add_sentence_transformers_files(out, recipe["block_size"])
     # The saved folder, as a Hub user loads it (with RTD, the generator: the discriminator has no MLM head).
     example, predictions = fill_mask_example(out / "generator" if rtd else out, recipe, tokenizer, trust)
-    results = {
-        "recipe": recipe["recipe"],
-        "smoke": recipe["smoke_run"],
-        "parameters": count_parameters(model.discriminator if rtd else model),
-        **({"generator_parameters": count_parameters(model) - count_parameters(model.discriminator)} if rtd else {}),
-        "data": source,
-        "validation_data": recipe.get("validation_files") or f"{recipe['validation_split_percentage']}% held out of the training data",
-        "hardware": describe_hardware(args.world_size),
-        "bf16": bool(args.bf16),
-        "command": " ".join(["accelerate launch" if args.world_size > 1 else "python"] + [shlex.quote(a) for a in sys.argv]),
-        "block_size": recipe["block_size"],
-        "mlm_probability": recipe["mlm_probability"],
-        "train_steps": trainer.state.global_step,
-        "train_tokens": trainer.state.global_step * per_step * recipe["block_size"],
-        "train_seconds": round(train_seconds, 1),
-        "segments": segments,
-        "tokens_per_second": round(trainer.state.global_step * per_step * recipe["block_size"] / max(train_seconds, 1e-9)),
-        "eval_seconds_during_training": round(trainer.eval_seconds, 1),
-        "save_seconds": round(trainer.save_seconds, 1),
+    result = PretrainingResult(
+        recipe=recipe["recipe"], smoke=recipe["smoke_run"],
+        parameters=count_parameters(model.discriminator if rtd else model),
+        data=source,
+        validation_data=recipe.get("validation_files") or f"{recipe['validation_split_percentage']}% held out of the training data",
+        hardware=describe_hardware(args.world_size), bf16=bool(args.bf16),
+        command=" ".join(["accelerate launch" if args.world_size > 1 else "python"] + [shlex.quote(a) for a in sys.argv]),
+        block_size=recipe["block_size"], mlm_probability=recipe["mlm_probability"],
+        train_steps=trainer.state.global_step, train_tokens=trainer.state.global_step * per_step * recipe["block_size"],
+        train_seconds=round(train_seconds, 1), segments=segments,
+        tokens_per_second=round(trainer.state.global_step * per_step * recipe["block_size"] / max(train_seconds, 1e-9)),
+        eval_seconds_during_training=round(trainer.eval_seconds, 1), save_seconds=round(trainer.save_seconds, 1),
         # The step count of the plan in force: the last re-plan's, or the calibration's where none was due (a plan
         # under 20 steps, e.g. on a loaded machine, is not re-planned).
-        "time_budget": dict(budget, steps=budget.get("steps", budget["planned_steps"])) if budget else None,
-        "objective": recipe["objective"],
-        "eval_loss": metrics["eval_loss"],
+        time_budget=dict(budget, steps=budget.get("steps", budget["planned_steps"])) if budget else None,
+        objective=recipe["objective"], eval_loss=metrics["eval_loss"],
         # With RTD the loss is generator + weight x discriminator: its exponential is no perplexity.
-        "eval_perplexity": None if rtd else perplexity(metrics["eval_loss"]),
-        **({key: metrics[f"eval_{key}"] for key in ("generator_loss", "generator_perplexity", "discriminator_loss",
-                                                    "discriminator_accuracy", "replaced_fraction",
-                                                    "discriminator_chance_loss")} if rtd else {}),
-        "eval_blocks": len(packed["validation"]),
-        "fill_mask_example": {"text": example, "top5": predictions, "untrained_top5": untrained_predictions},
-    }
-    write_atomic(out / "results.json", json.dumps(results, indent=1))
+        eval_perplexity=None if rtd else perplexity(metrics["eval_loss"]),
+        eval_blocks=len(packed["validation"]),
+        fill_mask_example={"text": example, "top5": predictions, "untrained_top5": untrained_predictions},
+    )
+    if rtd:
+        result.generator_parameters = count_parameters(model) - count_parameters(model.discriminator)
+        for key in ("generator_loss", "generator_perplexity", "discriminator_loss", "discriminator_accuracy",
+                    "replaced_fraction", "discriminator_chance_loss"):
+            setattr(result, key, metrics[f"eval_{key}"])
+    result.write(out)
     resumed = (f" in {len(segments)} segments (resumed at step{'s' if len(segments) > 2 else ''} "
                + ", ".join(f"{segment['from_step']:,}" for segment in segments[1:]) + ")") if len(segments) > 1 else ""
-    print(f"trained {trainer.state.global_step:,} steps, {results['train_tokens']:,} tokens in {train_seconds / 60:.1f} min"
-          f"{resumed} ({results['tokens_per_second']:,} tokens/s"
+    print(f"trained {trainer.state.global_step:,} steps, {result.train_tokens:,} tokens in {train_seconds / 60:.1f} min"
+          f"{resumed} ({result.tokens_per_second:,} tokens/s"
           + (f"; budget {budget['minutes']:g} min" if budget else "")
           + f"); evaluation {trainer.eval_seconds:.0f} s and saving {trainer.save_seconds:.0f} s not counted")
     if rtd:
-        print(f"held-out generator MLM loss {results['generator_loss']:.4f}, perplexity {results['generator_perplexity']:.2f}; "
-              f"discriminator loss {results['discriminator_loss']:.4f}, accuracy {results['discriminator_accuracy']:.2%} "
-              f"with {results['replaced_fraction']:.1%} of the scored tokens replaced "
+        print(f"held-out generator MLM loss {result.generator_loss:.4f}, perplexity {result.generator_perplexity:.2f}; "
+              f"discriminator loss {result.discriminator_loss:.4f}, accuracy {result.discriminator_accuracy:.2%} "
+              f"with {result.replaced_fraction:.1%} of the scored tokens replaced "
               f"({recipe['mlm_probability']:.0%} masking, {len(packed['validation']):,} blocks)")
-        chance = results["discriminator_chance_loss"]
-        if results["discriminator_loss"] > 0.98 * chance:
+        chance = result.discriminator_chance_loss
+        if result.discriminator_loss > 0.98 * chance:
             print(f"warning: the discriminator's loss is within 2% of its chance loss {chance:.4f} (always predicting "
-                  f"the replaced fraction): it has learned next to nothing from the tokens (README: 'Replaced-token "
-                  f"detection against run 2')")
+                  f"the replaced fraction): it has learned next to nothing from the tokens (docs/results.md#"
+                  f"rtd-against-run-2)")
     else:
-        print(f"held-out MLM loss {metrics['eval_loss']:.4f}, perplexity {results['eval_perplexity']:.2f} "
+        print(f"held-out MLM loss {metrics['eval_loss']:.4f}, perplexity {result.eval_perplexity:.2f} "
               f"({recipe['mlm_probability']:.0%} masking, {len(packed['validation']):,} blocks)")
     print(f"fill-mask{' (the generator, in ' + str(out / 'generator') + ')' if rtd else ''}: {example}")
     print(side_by_side(untrained_predictions, predictions))

@@ -39,7 +39,7 @@ DEFAULTS = {
     "document_isolation": False,  # SmallEncoder only: attention stays inside each packed document
     # model
     "model_family": "roberta",  # roberta (stock RobertaForMaskedLM) or small_encoder
-    "model_preset": None,  # small_encoder shape: bertmini, neobert, neobert-mini
+    "model_preset": None,  # small_encoder preset (modeling/configuration_small_encoder.py): bertmini, tuned, neobert, neobert-mini
     "model_config": {},  # config fields over the preset / RoBERTa defaults
     "model_vocab_size": None,  # embedding rows; None: the tokenizer's size
     # objective
@@ -71,7 +71,7 @@ DEFAULTS = {
     "save_steps": 500,
     "save_total_limit": 2,
     "seed": 42,
-    "bf16": "auto",  # auto: on when the GPU supports it; on a CPU only by hand (true), see the README
+    "bf16": "auto",  # auto: on when the GPU supports it; on a CPU only by hand (true): docs/recipes.md#training
     "torch_compile": "auto",  # auto: on a GPU (static batch shapes, compiled once), off on a CPU where it did not pay
     "gradient_checkpointing": False,
     "dataloader_num_workers": "auto",  # auto: collation in 4 worker processes per GPU process (off the step), 0 on a CPU
@@ -84,7 +84,17 @@ DEFAULTS = {
     "smoke": {},
 }
 
-# Mappings that a command-line override merges into (a key of its own replaces the recipe's; the others stay).
+# What every `--smoke` run sets (a run of seconds on a CPU, on the embedded corpus); a recipe's own `smoke:` block adds
+# to it (its tiny model shape, at least) and replaces what it names.
+SMOKE_DEFAULTS = {
+    "dataset_name": "embedded", "train_files": None, "validation_files": None, "text_column": "text",
+    "text_sample_by": "line", "cosmopedia_filter": None, "vocab_size": 1000, "block_size": 64,
+    "max_train_samples": 300, "max_validation_samples": 60, "time_budget": None, "max_steps": 6,
+    "logging_steps": 2, "eval_steps": 4, "save_steps": 4, "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 8, "gradient_accumulation_steps": 1,
+}
+
+# Mappings that a command-line override (and a smoke block) merges into (a key of its own replaces the recipe's; the others stay).
 MAPPING_KEYS = ("model_config", "cosmopedia_filter")
 
 # Keys that may change between a run and its resumption without making it a different run.
@@ -159,7 +169,11 @@ def load_recipe(name, overrides=None, smoke=False, check_sources=False):
     recipe = {**DEFAULTS, **from_file}
     if smoke:
         check_keys(recipe["smoke"], f"{path} (smoke)")
-        recipe.update(recipe["smoke"])
+        settings = {**SMOKE_DEFAULTS, **recipe["smoke"]}
+        for key in MAPPING_KEYS:  # the smoke block's tiny shape over the recipe's model_config (its other fields stay)
+            if isinstance(settings.get(key), dict) and isinstance(recipe.get(key), dict):
+                settings[key] = {**recipe[key], **settings[key]}
+        recipe.update(settings)
     for key in MAPPING_KEYS:
         # `--model_config '{hidden_size: 128}'` changes one field of the recipe's model_config, not all of it; to
         # replace a mapping whole, write a recipe file with `base: NAME` and the new mapping (a file's replaces its base's).

@@ -96,6 +96,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def places(tmp_path_factory):
     from conftest import tiny_vocab
+
     from data_prep.tokenizer import wordpiece_from_vocab
     from modeling import SmallEncoderForMaskedLM
 

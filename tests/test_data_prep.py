@@ -7,12 +7,17 @@ import pytest
 from conftest import shared_data
 from datasets import Dataset
 
+from cli.errors import UserError
 from data_prep.corpus import load_corpus
 from data_prep.cosmopedia import filter_cosmopedia, find_duplicates
 from data_prep.embedded_corpus import build_embedded_corpus
-from cli.errors import UserError
 from data_prep.packing import pack_dataset
-from data_prep.tokenizer import get_tokenizer, load_tokenizer, train_bpe, train_wordpiece
+from data_prep.tokenizer import (
+    get_tokenizer,
+    load_tokenizer,
+    train_bpe,
+    train_wordpiece,
+)
 
 DOCS = [f"document number {i} tells of the sea and the ship and the whale, all of it long ago." for i in range(40)]
 

@@ -14,7 +14,14 @@ import pytest
 import torch
 from conftest import REPO_ROOT, shared_data, tiny_config
 
-from demo.app import Demo, DemoError, classify_page, fill_mask_page, get_demo, similarity_page
+from demo.app import (
+    Demo,
+    DemoError,
+    classify_page,
+    fill_mask_page,
+    get_demo,
+    similarity_page,
+)
 from demo.screenshot import CHROMIUM_FLAGS
 from modeling import SmallEncoderForMaskedLM
 
@@ -37,8 +44,14 @@ def small_encoder_dir(tmp_path, tiny_tokenizer):
 @pytest.fixture
 def stock_dirs(tmp_path, tiny_tokenizer):
     """Tiny stock BERT and RoBERTa MLM and ELECTRA discriminator folders, no custom code."""
-    from transformers import (BertConfig, BertForMaskedLM, ElectraConfig, ElectraForPreTraining, RobertaConfig,
-                              RobertaForMaskedLM)
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        ElectraConfig,
+        ElectraForPreTraining,
+        RobertaConfig,
+        RobertaForMaskedLM,
+    )
 
     torch.manual_seed(0)
     shape = dict(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

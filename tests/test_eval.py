@@ -218,7 +218,12 @@ def test_mmlu_reader_rejects_bad_rows(tmp_path):
 
 
 def test_mmlu_scorer_picks_the_planted_answer(tiny_tokenizer):
-    from eval.mmlu_probe import OptionScorer, format_question, run_probe, wilson_interval
+    from eval.mmlu_probe import (
+        OptionScorer,
+        format_question,
+        run_probe,
+        wilson_interval,
+    )
 
     torch.manual_seed(0)
     model = SmallEncoderForMaskedLM(tiny_config(vocab_size=len(tiny_tokenizer), max_position_embeddings=128))
@@ -248,8 +253,8 @@ def test_sts_probe_and_sentence_transformers_files(tiny_model_dir):
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel
 
-    from eval.embeddings import add_sentence_transformers_files, sts_zero_shot
     from data_prep.tokenizer import load_tokenizer
+    from eval.embeddings import add_sentence_transformers_files, sts_zero_shot
 
     add_sentence_transformers_files(tiny_model_dir, 64)
     assert (tiny_model_dir / "modules.json").exists()

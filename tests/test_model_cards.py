@@ -69,10 +69,10 @@ def test_card_front_matter_passes_hub_parsing(trained_folder, tmp_path):
 
 
 def test_card_for_stock_roberta_needs_no_remote_code(tmp_path):
+    from datasets import Dataset
     from transformers import RobertaConfig, RobertaForMaskedLM
 
     from data_prep.tokenizer import train_bpe
-    from datasets import Dataset
 
     folder = tmp_path / "roberta"
     tokenizer = train_bpe(Dataset.from_dict({"text": ["the whale and the sea and the ship"] * 50}), vocab_size=300)

@@ -130,7 +130,10 @@ def test_attention_backends_agree_and_switch_at_run_time(tmp_path):
 def test_flex_attention_isolates_documents_with_a_block_mask():
     from torch.nn.attention.flex_attention import BlockMask
 
-    from modeling.modeling_small_encoder import build_attention_mask, build_flex_block_mask
+    from modeling.modeling_small_encoder import (
+        build_attention_mask,
+        build_flex_block_mask,
+    )
 
     documents = torch.tensor([[0] * 130 + [1] * 126])  # two documents in a 256-token block of 128-token tiles
     padding = torch.ones_like(documents)
@@ -223,7 +226,12 @@ def test_sparse_prediction_loss_equals_dense(variant):
 
 @pytest.mark.parametrize("family", ["roberta", "bert"])
 def test_sparse_prediction_hooks_on_stock_models(family, tmp_path):
-    from transformers import BertConfig, BertForMaskedLM, RobertaConfig, RobertaForMaskedLM
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        RobertaConfig,
+        RobertaForMaskedLM,
+    )
 
     torch.manual_seed(0)
     shape = dict(vocab_size=90, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)

@@ -101,7 +101,9 @@ def test_smoke_run_of_each_recipe_saves_a_loadable_model(name, tmp_path):
     assert len(final) == 1 and final[0]["eval_perplexity"] == pytest.approx(results["eval_perplexity"])
     assert (out / "model.safetensors").exists() and not list(out.glob("*.bin"))
     if name == "quickstart":  # report_to auto: TensorBoard event files in the run folder, what the README says to open
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        from tensorboard.backend.event_processing.event_accumulator import (
+            EventAccumulator,
+        )
 
         assert "logging           tensorboard" in header
         scalars = {}

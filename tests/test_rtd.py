@@ -11,7 +11,9 @@ import pytest
 import torch
 from conftest import tiny_config
 from safetensors.torch import load_file
-from test_reliability import run  # the real script in a subprocess, optionally killed right after a checkpoint
+from test_reliability import (
+    run,  # the real script in a subprocess, optionally killed right after a checkpoint
+)
 
 from modeling.rtd import build_rtd_model, generator_shape
 from recipes.training import ResumableMLMCollator, chance_loss

@@ -331,7 +331,7 @@ def test_parallel_fine_tuning_jobs_give_the_sequential_figures_and_keep_each_as_
             assert ours["per_seed"] == theirs["per_seed"] and ours["hyperparameters"] == theirs["hyperparameters"]
     assert jobs["table"] == sequential["table"]
     lines = [json.loads(line) for line in (tmp_path / "jobs" / "fine_tunings.jsonl").read_text().splitlines()]
-    assert len(lines) == 18 and {(l["side"], l["task"], l["rate"], l["seed"]) for l in lines} >= {("floor", "sst2", 1e-3, 1)}
+    assert len(lines) == 18 and {(j["side"], j["task"], j["rate"], j["seed"]) for j in lines} >= {("floor", "sst2", 1e-3, 1)}
     assert all(line["seed"] == 1 for line in lines[:12])  # the sweep first; seed 2 at each task's chosen rate after it
     assert "Fine-tunings: 18 of 18 finished as parallel jobs, 1 at a time" in (tmp_path / "jobs" / "summary.md").read_text()
 

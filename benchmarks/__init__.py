@@ -1,0 +1,1 @@
+"""Benchmarks and the GPU reference run: scripts run as files (python benchmarks/NAME.py)."""
