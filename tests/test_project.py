@@ -1,0 +1,88 @@
+"""The project's structure: the run folder's one contract, the import boundaries, docs that match the code, and recipe
+files that hold only what makes each recipe different."""
+
+import ast
+import json
+
+import pytest
+from conftest import REPO_ROOT
+
+from cli.errors import UserError
+from cli.run_folder import RESULTS_FILE, PretrainingResult
+from recipes.recipe import DEFAULTS, SMOKE_DEFAULTS, available_recipes, load_recipe
+
+
+def imported_modules(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+
+
+def test_training_and_evaluation_do_not_import_each_other():
+    for folder, other in (("recipes", "eval"), ("eval", "recipes")):
+        for path in (REPO_ROOT / folder).glob("*.py"):
+            crossing = [name for name in imported_modules(path) if name == other or name.startswith(other + ".")]
+            assert not crossing, f"{path.relative_to(REPO_ROOT)} imports {crossing}"
+
+
+def result(**changes):
+    fields = dict(recipe="tuned-5m", parameters=4_647_680, data="files", hardware="CPU", command="python x",
+                  block_size=128, mlm_probability=0.4, train_steps=10, train_tokens=20480, train_seconds=3.0,
+                  tokens_per_second=6827, eval_loss=5.0, eval_blocks=12, eval_perplexity=148.4)
+    return PretrainingResult(**{**fields, **changes})
+
+
+def test_the_result_record_round_trips_and_an_older_or_foreign_file_is_told_apart(tmp_path):
+    written = result()
+    written.write(tmp_path)
+    on_disk = json.loads((tmp_path / RESULTS_FILE).read_text())
+    assert "generator_loss" not in on_disk and on_disk["eval_perplexity"] == 148.4  # RTD fields only for RTD runs
+    assert PretrainingResult.read(tmp_path) == written
+    assert PretrainingResult.read(tmp_path / "nothing-here") is None  # a run not finished
+    # A file from before a field existed reads with its default; a field this code does not know is left out.
+    on_disk.pop("segments")
+    on_disk["a_future_field"] = 1
+    (tmp_path / RESULTS_FILE).write_text(json.dumps(on_disk))
+    assert PretrainingResult.read(tmp_path).segments == []
+    (tmp_path / RESULTS_FILE).write_text(json.dumps({"suite_version": 3, "table": []}))  # the suite's, not pretraining's
+    with pytest.raises(UserError, match="was not written by recipes/pretrain_mlm.py"):
+        PretrainingResult.read(tmp_path)
+
+
+def test_every_recipe_field_is_documented():
+    text = (REPO_ROOT / "docs" / "recipes.md").read_text()
+    assert [key for key in DEFAULTS if f"| `{key}` |" not in text] == []
+
+
+def test_smoke_runs_share_one_block_and_each_recipe_file_holds_only_its_tiny_shape():
+    for name in available_recipes():
+        smoke = load_recipe(name, smoke=True)
+        assert {key: smoke[key] for key in SMOKE_DEFAULTS} == SMOKE_DEFAULTS, name
+        assert smoke["model_config"]["hidden_size"] == 64 and smoke["model_config"]["num_hidden_layers"] == 2, name
+    # A smoke block's shape merges into the recipe's model_config: the tuned recipes keep their mean pooling.
+    assert load_recipe("tuned-20m", smoke=True)["model_config"]["classifier_pooling"] == "mean"
+
+
+def test_the_tuned_preset_is_the_block_the_tuned_recipes_wrote_out_before():
+    from recipes.pretrain_mlm import model_settings_config
+
+    config = model_settings_config(load_recipe("tuned-20m"))
+    assert (config.mlp_type, config.norm_type, config.norm_eps, config.use_bias) == ("swiglu", "rmsnorm", 1e-6, False)
+    assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob, config.tie_word_embeddings) == (0.0, 0.0, True)
+    assert (config.hidden_size, config.num_hidden_layers, config.intermediate_size, config.position_embedding_type) == (
+        384, 10, 1024, "rope")
+
+
+def test_the_code_passes_its_lint():
+    """`ruff check .` with pyproject.toml's settings (ruff is a test dependency)."""
+    import shutil
+    import subprocess
+
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -r requirements.txt installs it)")
+    done = subprocess.run([ruff, "check", "."], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
