@@ -119,21 +119,40 @@ def load_tokenizer(name_or_path, flag="--tokenizer_name"):
     return tokenizer
 
 
+def training_sample(texts, max_samples, seed=0):
+    """The documents a tokenizer learns from: all of `texts` (a Dataset with a `text` column) when they are no more
+    than `max_samples` (or it is None), else `max_samples` of them drawn with a seed, in corpus order."""
+    if not max_samples or len(texts) <= max_samples:
+        return texts
+    import numpy as np
+
+    picked = np.sort(np.random.default_rng(seed).choice(len(texts), size=max_samples, replace=False))
+    return texts.select(picked)
+
+
 def tokenizer_cache_dir(kind, vocab_size, texts, cache_root):
-    key = hashlib.sha256(json.dumps([kind, vocab_size, texts._fingerprint, len(texts)]).encode()).hexdigest()[:16]
-    return Path(cache_root) / "tokenizers" / f"{kind}-{vocab_size}-{key}"
+    """Keyed by the text the tokenizer learns from (a hash of the sample itself), not by the corpus it came from."""
+    digest = hashlib.sha256(json.dumps([kind, vocab_size, len(texts)]).encode())
+    for batch in batches(texts):
+        for text in batch:
+            digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    return Path(cache_root) / "tokenizers" / f"{kind}-{vocab_size}-{digest.hexdigest()[:16]}"
 
 
-def get_tokenizer(name, train_texts=None, vocab_size=None, cache_root=None):
-    """Load `name`, or train one ('train-bpe' / 'train-wordpiece') on `train_texts`, cached by corpus fingerprint."""
+def get_tokenizer(name, train_texts=None, vocab_size=None, cache_root=None, max_samples=None, seed=0):
+    """Load `name`, or train one ('train-bpe' / 'train-wordpiece') on at most `max_samples` documents of `train_texts`
+    (a seeded sample; all of them with None), cached by the sample's text."""
     if name not in TRAINED:
         return load_tokenizer(name), "loaded"
     if not vocab_size:
         raise UserError(f"tokenizer_name={name} needs vocab_size in the recipe")
-    cache = tokenizer_cache_dir(name, vocab_size, train_texts, cache_root) if cache_root else None
+    sample = training_sample(train_texts, max_samples, seed)
+    learned = (f"{len(sample):,} of the {len(train_texts):,} training documents" if len(sample) < len(train_texts)
+               else f"the {len(sample):,} training documents")
+    cache = tokenizer_cache_dir(name, vocab_size, sample, cache_root) if cache_root else None
     if cache is not None and (cache / "tokenizer.json").exists():
-        return AutoTokenizer.from_pretrained(str(cache)), f"trained earlier, cached in {cache}"
-    tokenizer = (train_bpe if name == "train-bpe" else train_wordpiece)(train_texts, vocab_size)
+        return AutoTokenizer.from_pretrained(str(cache)), f"trained earlier on {learned}, cached in {cache}"
+    tokenizer = (train_bpe if name == "train-bpe" else train_wordpiece)(sample, vocab_size)
     if cache is not None:
         tokenizer.save_pretrained(str(cache))
-    return tokenizer, "trained on the training split"
+    return tokenizer, f"trained on {learned}"

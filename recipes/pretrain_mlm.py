@@ -316,7 +316,8 @@ def run(recipe):
         print(format_report(filter_report))
     with args.main_process_first(desc="tokenizer"):
         tokenizer, tokenizer_origin = get_tokenizer(
-            recipe["tokenizer_name"], texts["train"], recipe["vocab_size"], cache_root=cache_root()
+            recipe["tokenizer_name"], texts["train"], recipe["vocab_size"], cache_root=cache_root(),
+            max_samples=recipe["tokenizer_train_samples"], seed=recipe["seed"],
         )
     tokenizer.model_max_length = recipe["block_size"]  # what the saved model can read, for pipelines' truncation
     if tokenizer.mask_token is None:

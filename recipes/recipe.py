@@ -34,6 +34,7 @@ DEFAULTS = {
     # tokenizer
     "tokenizer_name": None,  # Hub name, local folder or vocab.txt, or train-bpe / train-wordpiece
     "vocab_size": None,  # size of a trained tokenizer
+    "tokenizer_train_samples": 100_000,  # a trained tokenizer learns from this many documents (a seeded sample); null: all
     # packing
     "block_size": 128,
     "document_isolation": False,  # SmallEncoder only: attention stays inside each packed document
@@ -210,7 +211,7 @@ def validate(recipe, check_sources=False):
     checks.non_negative_int(recipe["seed"], "--seed")
     for key in ("per_device_eval_batch_size", "gradient_accumulation_steps", "save_total_limit"):
         checks.positive_int(recipe[key], f"--{key}")
-    for key in ("vocab_size", "model_vocab_size", "max_train_samples", "max_validation_samples"):
+    for key in ("vocab_size", "model_vocab_size", "max_train_samples", "max_validation_samples", "tokenizer_train_samples"):
         checks.positive_int(recipe[key], f"--{key}", allow_none=True)
     if recipe["max_steps"] is not None and recipe["max_steps"] != -1:
         checks.positive_int(recipe["max_steps"], "--max_steps")

@@ -169,8 +169,22 @@ def test_wordpiece_training_and_cache(tmp_path):
     assert tokenizer.decode(ids, skip_special_tokens=True) == "the whale"
     first, origin = get_tokenizer("train-wordpiece", texts, 300, cache_root=tmp_path)
     second, origin_again = get_tokenizer("train-wordpiece", texts, 300, cache_root=tmp_path)
-    assert origin == "trained on the training split" and origin_again.startswith("trained earlier")
+    assert origin == f"trained on the {len(texts):,} training documents" and origin_again.startswith("trained earlier")
     assert first.get_vocab() == second.get_vocab()
+
+
+def test_a_tokenizer_learns_from_a_seeded_sample_cached_by_its_text_not_the_corpus_fingerprint(tmp_path):
+    texts = Dataset.from_dict({"text": [f"{doc} number {i}" for i, doc in enumerate(DOCS * 40)]})
+    _, origin = get_tokenizer("train-wordpiece", texts, 300, cache_root=tmp_path, max_samples=50, seed=3)
+    assert origin == f"trained on 50 of the {len(texts):,} training documents"
+    # The same documents through another datasets pipeline (another fingerprint): the cache is found.
+    relabelled = texts.map(lambda row: row, desc="a step that changes the fingerprint only")
+    assert relabelled._fingerprint != texts._fingerprint
+    _, again = get_tokenizer("train-wordpiece", relabelled, 300, cache_root=tmp_path, max_samples=50, seed=3)
+    assert again.startswith("trained earlier on 50 of")
+    _, other = get_tokenizer("train-wordpiece", texts, 300, cache_root=tmp_path, max_samples=50, seed=4)
+    assert other.startswith("trained on 50 of")  # another sample is other text: trained anew
+    assert len(list((tmp_path / "tokenizers").iterdir())) == 2
 
 
 def test_wordpiece_ids_are_the_same_whichever_order_the_trainer_gives_ties():
@@ -208,9 +222,10 @@ def test_packing_makes_full_blocks_with_edges_and_separators(tiny_tokenizer):
     blocks = packed_blocks(tiny_tokenizer, texts, 16, with_document_ids=True)
     cls, sep = tiny_tokenizer.cls_token_id, tiny_tokenizer.sep_token_id
     stream = []
-    for ids, special, docs in zip(list(blocks["input_ids"]), list(blocks["special_tokens_mask"]), list(blocks["document_ids"])):
+    assert blocks.features["input_ids"].feature.dtype == "uint16" and blocks.features["document_ids"].feature.dtype == "uint16"
+    assert blocks.column_names == ["input_ids", "document_ids"]  # no special-tokens mask: the collator recomputes it
+    for ids, docs in zip(list(blocks["input_ids"]), list(blocks["document_ids"])):
         assert len(ids) == 16 and ids[0] == cls and ids[-1] == sep
-        assert special == [int(t in (cls, sep)) for t in ids]
         assert docs[0] == 0 and docs == sorted(docs)  # contiguous runs numbered from 0
         stream.extend(ids[1:-1])
     first_doc = tiny_tokenizer("the captain saw the whale", add_special_tokens=False)["input_ids"]
@@ -245,7 +260,7 @@ def test_collator_never_masks_special_tokens(tiny_tokenizer):
     blocks = packed_blocks(tiny_tokenizer, ["the captain saw the whale on the sea"] * 200, 32)
     collator = DataCollatorForLanguageModeling(tiny_tokenizer, mlm_probability=0.3)
     batch = collator([blocks[i] for i in range(len(blocks))])
-    special = torch.tensor(list(blocks["special_tokens_mask"])).bool()
+    special = torch.isin(torch.tensor(list(blocks["input_ids"])), torch.tensor(tiny_tokenizer.all_special_ids))
     assert (batch["labels"][special] == -100).all()
     rate = (batch["labels"][~special] != -100).float().mean().item()
     assert 0.27 < rate < 0.33
@@ -287,3 +302,14 @@ def test_recipe_collator_gives_the_same_batches_with_dataloader_workers(tiny_tok
     assert len(alone) == len(workers) == 10
     assert all(torch.equal(a, w) for a, w in zip(alone, workers))
     assert len({tuple(a.flatten().tolist()) for a in alone}) == 10  # each batch its own masks
+
+
+def test_packed_blocks_take_about_two_bytes_per_token(tiny_tokenizer):
+    import numpy as np
+
+    from data_prep.packing import id_dtype
+
+    blocks = packed_blocks(tiny_tokenizer, ["the captain saw the whale on the sea"] * 400, 64)
+    tokens = len(blocks) * 64
+    assert blocks.data.nbytes / tokens <= 2.1  # uint16 ids and the Arrow offsets of each row
+    assert id_dtype(2**16) == np.uint16 and id_dtype(2**16 + 1) == np.int32  # RoBERTa's 50,265 fit; a 100k vocabulary not
