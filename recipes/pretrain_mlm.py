@@ -100,15 +100,25 @@ def load_text(recipe, args):
             report.update(stats)
             return filtered
 
-    with args.main_process_first(desc="loading the corpus"):
-        texts = load_corpus(
-            dataset_name=dataset_name, dataset_config=recipe["dataset_config"], train_files=train_files,
-            validation_files=validation_files, text_column=recipe["text_column"],
-            validation_split_percentage=recipe["validation_split_percentage"],
-            max_train_samples=recipe["max_train_samples"], max_validation_samples=recipe["max_validation_samples"],
-            seed=recipe["seed"], encoding_errors=recipe["encoding_errors"], train_filter=train_filter,
-            sample_by=recipe["text_sample_by"],
-        )
+    if recipe["streaming"]:
+        from data_prep.streaming import streamed_corpus
+
+        with args.main_process_first(desc="opening the corpus stream"):
+            train, validation = streamed_corpus(
+                dataset_name, recipe["dataset_config"], train_files, validation_files, recipe["text_column"],
+                recipe["max_train_samples"], recipe["max_validation_samples"], recipe["encoding_errors"],
+                recipe["text_sample_by"])
+        texts = {"train": train, "validation": validation}
+    else:
+        with args.main_process_first(desc="loading the corpus"):
+            texts = load_corpus(
+                dataset_name=dataset_name, dataset_config=recipe["dataset_config"], train_files=train_files,
+                validation_files=validation_files, text_column=recipe["text_column"],
+                validation_split_percentage=recipe["validation_split_percentage"],
+                max_train_samples=recipe["max_train_samples"], max_validation_samples=recipe["max_validation_samples"],
+                seed=recipe["seed"], encoding_errors=recipe["encoding_errors"], train_filter=train_filter,
+                sample_by=recipe["text_sample_by"],
+            )
     source = train_files if train_files else f"{dataset_name}" + (f" ({recipe['dataset_config']})" if recipe["dataset_config"] else "")
     if recipe["dataset_name"] == "embedded" and not recipe["train_files"]:
         source = f"embedded corpus: docstrings of the Python {sys.version.split()[0]} standard library"
@@ -299,8 +309,9 @@ def run(recipe):
         save_strategy="steps", save_steps=recipe["save_steps"], save_total_limit=recipe["save_total_limit"],
         seed=recipe["seed"], data_seed=recipe["seed"], bf16=bool(bf16), torch_compile=compiled,
         dataloader_num_workers=workers, report_to=recipe["report_to"],
-        # Pinned batches copied without waiting: the next step's launch does not wait for its batch's copy.
-        **({"accelerator_config": {"non_blocking": True}} if torch.cuda.is_available() else {}),
+        # Pinned batches copied without waiting (the next step's launch does not wait for its batch's copy); a stream
+        # read by every process from its own shards instead of batches dispatched from the first process.
+        accelerator_config={"non_blocking": torch.cuda.is_available(), "dispatch_batches": False if recipe["streaming"] else None},
         push_to_hub=bool(recipe["push_to_hub"]), hub_model_id=recipe["hub_model_id"],
         hub_private_repo=recipe["hub_private_repo"], use_cpu=not torch.cuda.is_available(),
         **({"gradient_checkpointing": True} if recipe["gradient_checkpointing"] else {}),
@@ -314,9 +325,16 @@ def run(recipe):
         from data_prep.cosmopedia import format_report
 
         print(format_report(filter_report))
+    streaming = recipe["streaming"]
+    tokenizer_texts = texts["train"]
+    if streaming and recipe["tokenizer_name"] in ("train-bpe", "train-wordpiece"):
+        from data_prep.streaming import as_dataset
+
+        # A stream has no length to sample from: the tokenizer learns from its first documents (files in their order).
+        tokenizer_texts = as_dataset(texts["train"], recipe["tokenizer_train_samples"])
     with args.main_process_first(desc="tokenizer"):
         tokenizer, tokenizer_origin = get_tokenizer(
-            recipe["tokenizer_name"], texts["train"], recipe["vocab_size"], cache_root=cache_root(),
+            recipe["tokenizer_name"], tokenizer_texts, recipe["vocab_size"], cache_root=cache_root(),
             max_samples=recipe["tokenizer_train_samples"], seed=recipe["seed"],
         )
     tokenizer.model_max_length = recipe["block_size"]  # what the saved model can read, for pipelines' truncation
@@ -324,17 +342,26 @@ def run(recipe):
         raise UserError(f"tokenizer {recipe['tokenizer_name']!r} has no mask token, so it cannot train an MLM")
     with args.main_process_first(desc="packing"):
         packed, timings = {}, {}
-        for split in ("train", "validation"):
+        for split in ("validation",) if streaming else ("train", "validation"):
             packed[split], seconds, cached = pack_dataset(
                 texts[split], tokenizer, recipe["block_size"], with_document_ids=recipe["document_isolation"],
                 num_proc=recipe["preprocessing_num_workers"], split_name=split,
             )
             timings[split] = f"{seconds:.1f} s ({'from cache' if cached else 'tokenized now'})"
-
     per_step_blocks = recipe["per_device_train_batch_size"] * args.world_size * recipe["gradient_accumulation_steps"]
-    if len(packed["train"]) < per_step_blocks:
+    if streaming:
+        from data_prep.streaming import SHUFFLE_BUFFER, as_dataset, pack_stream, training_stream
+
+        blocks = pack_stream(texts["train"], tokenizer, recipe["block_size"], recipe["document_isolation"])
+        # What the time budget's calibration steps on (and a check that the stream holds a step's worth of text).
+        started = time.time()
+        packed["sample"] = as_dataset(blocks, 4 * per_step_blocks)
+        timings["train"] = f"first {len(packed['sample']):,} blocks in {time.time() - started:.1f} s"
+        packed["train"] = training_stream(blocks, recipe["seed"])
+    train_blocks = packed["sample"] if streaming else packed["train"]
+    if len(train_blocks) < per_step_blocks:
         raise UserError(
-            f"the training data packs into {len(packed['train']):,} blocks of {recipe['block_size']} tokens, fewer than "
+            f"the training data packs into {len(train_blocks):,} blocks of {recipe['block_size']} tokens, fewer than "
             f"one optimizer step takes ({per_step_blocks:,}: --per_device_train_batch_size x processes x "
             f"--gradient_accumulation_steps); give more text or a smaller --per_device_train_batch_size")
     if recipe["model_vocab_size"] and recipe["model_vocab_size"] < len(tokenizer):
@@ -365,25 +392,28 @@ def run(recipe):
 
     budget = None
     if recipe["time_budget"] is not None:
-        budget = budget_plan(recipe, model, collator, packed["train"], args, resume, is_main)
+        budget = budget_plan(recipe, model, collator, train_blocks, args, resume, is_main)
         args.max_steps = step_cap(budget)  # an upper bound: the TimeBudget callback ends the run
     steps, per_step = planned_steps(dict(recipe, max_steps=budget["planned_steps"]) if budget else recipe,
-                                    len(packed["train"]), args.world_size)
+                                    None if streaming else len(packed["train"]), args.world_size)
     args.warmup_steps = int(math.ceil(float(recipe["warmup_ratio"]) * steps))
     if is_main:
         header = [
             f"recipe            {recipe['recipe']}{' (smoke)' if recipe['smoke_run'] else ''}",
             *model_lines(model, rtd, recipe),
             f"data              {source}",
-            f"                  train {len(texts['train']):,} documents -> {len(packed['train']):,} blocks in {timings['train']}",
+            (f"                  train streamed: tokenized and packed on the fly ({timings['train']}), files and blocks "
+             f"shuffled (a {SHUFFLE_BUFFER:,}-block buffer)" if streaming else
+             f"                  train {len(texts['train']):,} documents -> {len(packed['train']):,} blocks in {timings['train']}"),
             f"                  validation {len(texts['validation']):,} documents -> {len(packed['validation']):,} blocks in {timings['validation']}",
             f"tokenizer         {recipe['tokenizer_name']} ({tokenizer_origin}), vocabulary {len(tokenizer):,}",
             f"block length      {recipe['block_size']}" + (" (document-isolated attention)" if recipe["document_isolation"] else ""),
             f"masking rate      {recipe['mlm_probability']:.0%} (80/10/10), sparse prediction {'on' if recipe['sparse_prediction'] else 'off'}",
             f"effective batch   {per_step} blocks = {per_step * recipe['block_size']:,} tokens per step ({args.world_size} process(es))",
             *([budget_line(budget)] if budget else []),
-            f"planned           {steps:,} steps, {steps * per_step * recipe['block_size']:,} tokens "
-            f"({steps * per_step / max(1, len(packed['train'])):.2f} epochs), warmup {args.warmup_steps} steps, "
+            f"planned           {steps:,} steps, {steps * per_step * recipe['block_size']:,} tokens"
+            + ("" if streaming else f" ({steps * per_step / max(1, len(packed['train'])):.2f} epochs)")
+            + f", warmup {args.warmup_steps} steps, "
             f"{recipe['lr_scheduler_type']} decay to the last step, bf16 {bool(bf16)}",
             f"speed             torch.compile {'on' if compiled else 'off'}"
             + (" (the first step compiles; the budget counts it)" if compiled and budget else "")

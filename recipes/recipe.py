@@ -22,6 +22,7 @@ DEFAULTS = {
     "dataset_name": None,  # Hub dataset, or "embedded" for the Python-docstring corpus
     "dataset_config": None,
     "train_files": None,  # comma-separated globs; replace the Hub source
+    "streaming": False,  # read the training corpus as a stream, tokenized and packed on the fly (needs a step count or budget)
     "validation_files": None,
     "text_column": "text",
     "validation_split_percentage": 5,
@@ -230,6 +231,18 @@ def validate(recipe, check_sources=False):
             raise UserError(f"--{key} must be auto, true or false, got {recipe[key]!r}")
     if recipe["dataloader_num_workers"] != "auto":
         checks.non_negative_int(recipe["dataloader_num_workers"], "--dataloader_num_workers (or auto)")
+    if recipe["streaming"] not in (True, False):
+        raise UserError(f"--streaming must be true or false, got {recipe['streaming']!r}")
+    if recipe["streaming"]:
+        if recipe["time_budget"] is None and not (recipe["max_steps"] and recipe["max_steps"] > 0):
+            raise UserError("--streaming true needs --time_budget MINUTES or --max_steps N: a stream has no length to "
+                            "count epochs in")
+        if recipe["cosmopedia_filter"] is not None:
+            raise UserError("cosmopedia_filter deduplicates over the whole corpus, which a stream never holds; pass "
+                            "--streaming false (or --cosmopedia_filter null)")
+        if recipe["tokenizer_name"] in ("train-bpe", "train-wordpiece") and not recipe["tokenizer_train_samples"]:
+            raise UserError("--streaming true trains the tokenizer on the stream's first --tokenizer_train_samples "
+                            "documents; give a number (the default is 100000)")
     budget = recipe["time_budget"]
     if budget is not None:
         recipe["time_budget"] = checks.positive_number(budget, "--time_budget", unit="minutes")
