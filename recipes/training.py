@@ -86,13 +86,15 @@ class ResumableMLMCollator(DataCollatorForLanguageModeling):
 class SyncCollatorWithState(TrainerCallback):
     """At each epoch's start (a resumed one too, before its trained batches are skipped and before the
     DataLoader's workers take their copy of the collator), number the next training batch after the ones
-    already trained on."""
+    already trained on. A stream (an IterableDataset) is resumed by replaying it and skipping the batches trained, and
+    those skipped batches pass through the collator too: there the numbering starts again at 0, so the first batch
+    trained after the resume gets its own number, as in an uninterrupted run."""
 
-    def __init__(self, collator):
-        self.collator = collator
+    def __init__(self, collator, replayed=False):
+        self.collator, self.replayed = collator, replayed
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.collator.batches_done = state.global_step * args.gradient_accumulation_steps
+        self.collator.batches_done = 0 if self.replayed else state.global_step * args.gradient_accumulation_steps
 
 
 class SegmentClock(TrainerCallback, ExportableState):
@@ -132,7 +134,8 @@ class MLMTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if isinstance(self.data_collator, ResumableMLMCollator):
-            self.add_callback(SyncCollatorWithState(self.data_collator))
+            replayed = isinstance(self.train_dataset, torch.utils.data.IterableDataset)
+            self.add_callback(SyncCollatorWithState(self.data_collator, replayed))
         # Wall time spent evaluating and saving inside train(), reported apart from the training time.
         self.eval_seconds, self.save_seconds = 0.0, 0.0
         self.lr_lambda = None  # a time budget's schedule, whose length may be re-planned during training

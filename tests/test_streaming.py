@@ -126,3 +126,23 @@ def test_two_processes_stream_disjoint_shards(tmp_path):
     ranks = [[tuple(json.loads(line)) for line in (seen / f"rank{rank}.jsonl").read_text().splitlines()] for rank in (0, 1)]
     assert min(len(ranks[0]), len(ranks[1])) >= 12 * 8  # 12 steps of 8 blocks (and the batch the loader collated ahead)
     assert not set(ranks[0]) & set(ranks[1])  # each process its own shards (files): no block trained twice
+
+
+def test_a_killed_streaming_run_resumes_to_the_same_weights(tmp_path):
+    """Resuming replays the stream from its start and skips the batches already trained (the stream's order is fixed by
+    the seed), so the resumed run trains on exactly the blocks of an uninterrupted one."""
+    from safetensors.torch import load_file
+    from test_reliability import run
+
+    train_files, validation_files = write_corpus(tmp_path / "corpus")
+    args = ["--recipe", "tuned-20m", "--smoke", "--streaming", "true", "--train_files", train_files, "--validation_files",
+            validation_files, "--max_steps", "8", "--save_steps", "4", "--eval_steps", "4", "--logging_steps", "2",
+            "--report_to", "none"]
+    assert run(args + ["--output_dir", str(tmp_path / "whole")], tmp_path).returncode == 0
+    killed = run(args + ["--output_dir", str(tmp_path / "killed")], tmp_path, wrapper=["kill", "4"])
+    assert killed.returncode == -9 and (tmp_path / "killed" / "checkpoint-4").is_dir()
+    resumed = run(args + ["--output_dir", str(tmp_path / "killed"), "--resume_from_checkpoint", "latest"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    expected, actual = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "killed" / "model.safetensors")
+    for name in expected:
+        assert (expected[name] - actual[name]).abs().max().item() < 1e-5, name
