@@ -89,7 +89,7 @@ speed)
             2>&1 | tee "$OUT/speed/ladder-$shape.txt"
     done
     for variant in shipped before; do
-        extra=(); [ "$variant" = before ] && extra=(--torch_compile false --dataloader_num_workers 0)
+        extra=(); [ "$variant" = before ] && extra=(--torch_compile false --dataloader_num_workers 0 --streaming false)
         python3 recipes/pretrain_mlm.py --recipe tuned-20m "${RECIPE[@]}" "${extra[@]}" --tokenizer_name "$TOK" \
             --train_files "$CORPUS/books/*.txt.gz,$CORPUS/wikipedia/*.txt.gz" --validation_files "$DATA/wikitext-2/valid.txt" \
             --output_dir "$OUT/speed/recipe-$variant" 2>&1 | tee "$OUT/speed/recipe-$variant.log" | grep -v "it/s\]" || true

@@ -136,12 +136,14 @@ def planned_steps(recipe, num_blocks, world_size):
 
 def speed_settings(recipe, cuda, local_processes=1):
     """`torch_compile` and `dataloader_num_workers` with `auto` resolved for this machine: on a GPU the model is compiled
-    and batches are collated (masking included) in worker processes, up to 4 per GPU process, one core left to each
-    process; on a CPU neither (compilation did not speed up the 2-core CPU, and workers take cores from the step)."""
+    and batches are collated (masking included) in worker processes, up to 4 per GPU process (8 when the corpus is
+    streamed, which the workers also tokenize), one core left to each process; on a CPU neither (compilation did not speed up the 2-core CPU, and workers take cores from the step)."""
     compiled = cuda if recipe["torch_compile"] == "auto" else bool(recipe["torch_compile"])
     workers = recipe["dataloader_num_workers"]
     if workers == "auto":
-        workers = max(0, min(4, (os.cpu_count() or 1) // max(1, local_processes) - 1)) if cuda else 0
+        # A stream is tokenized in the workers too (one core each): up to 8 of them.
+        most = 8 if recipe.get("streaming") else 4
+        workers = max(0, min(most, (os.cpu_count() or 1) // max(1, local_processes) - 1)) if cuda else 0
     return compiled, workers
 
 
@@ -449,6 +451,10 @@ def run(recipe):
         trainer.lr_lambda = budget_lr_lambda(recipe["lr_scheduler_type"], args.warmup_steps, lambda: timer.total)
         # First in line: its on_train_begin makes the plan the Trainer's step count before the progress bar is drawn.
         trainer.callback_handler.callbacks.insert(0, timer)
+    if workers:
+        # The DataLoader's workers are forked after the tokenizer has used its threads here: its parallelism is turned
+        # off in them (one core each) rather than left on in a fork, where the Rust thread pool can deadlock.
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
     from recipes.training import earlier_segments
 
     trainer.earlier_segments = earlier_segments(resume)

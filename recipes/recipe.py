@@ -76,7 +76,7 @@ DEFAULTS = {
     "bf16": "auto",  # auto: on when the GPU supports it; on a CPU only by hand (true): docs/recipes.md#training
     "torch_compile": "auto",  # auto: on a GPU (static batch shapes, compiled once), off on a CPU where it did not pay
     "gradient_checkpointing": False,
-    "dataloader_num_workers": "auto",  # auto: collation in 4 worker processes per GPU process (off the step), 0 on a CPU
+    "dataloader_num_workers": "auto",  # auto: collation in 4 worker processes per GPU process (8 streaming), 0 on a CPU
     "resume_from_checkpoint": None,  # a checkpoint folder, or "latest"
     "overwrite_output_dir": False,
     "push_to_hub": False,

@@ -59,10 +59,11 @@ def test_auto_compiles_and_collates_in_workers_on_a_gpu_only(monkeypatch):
     assert (recipe["torch_compile"], recipe["dataloader_num_workers"]) == ("auto", "auto")
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     assert speed_settings(recipe, cuda=False) == (False, 0)
-    assert speed_settings(recipe, cuda=True) == (True, 4)
+    assert speed_settings(recipe, cuda=True) == (True, 8)
     assert speed_settings(recipe, cuda=True, local_processes=8) == (True, 1)  # 16 cores for 8 GPU processes
     assert speed_settings(dict(recipe, torch_compile=True, dataloader_num_workers=2), cuda=False) == (True, 2)
-    assert speed_settings(dict(recipe, torch_compile=False), cuda=True) == (False, 4)
+    assert speed_settings(dict(recipe, torch_compile=False), cuda=True) == (False, 8)  # tuned-20m streams: 8 workers
+    assert speed_settings(dict(recipe, streaming=False), cuda=True) == (True, 4)
 
 
 def test_an_epoch_is_whole_batches():
