@@ -330,10 +330,12 @@ def run(recipe):
     streaming = recipe["streaming"]
     tokenizer_texts = texts["train"]
     if streaming and recipe["tokenizer_name"] in ("train-bpe", "train-wordpiece"):
-        from data_prep.streaming import as_dataset
+        from data_prep.streaming import SHUFFLE_BUFFER, as_dataset
 
-        # A stream has no length to sample from: the tokenizer learns from its first documents (files in their order).
-        tokenizer_texts = as_dataset(texts["train"], recipe["tokenizer_train_samples"])
+        # A stream has no length to sample from: the tokenizer learns from its first documents, the files in a seeded
+        # order and the documents through a buffer (else a corpus sorted by source would teach it one source only).
+        tokenizer_texts = as_dataset(texts["train"].shuffle(seed=recipe["seed"], buffer_size=SHUFFLE_BUFFER),
+                                     recipe["tokenizer_train_samples"])
     with args.main_process_first(desc="tokenizer"):
         tokenizer, tokenizer_origin = get_tokenizer(
             recipe["tokenizer_name"], tokenizer_texts, recipe["vocab_size"], cache_root=cache_root(),
