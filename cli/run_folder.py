@@ -61,16 +61,16 @@ class PretrainingResult:
     recipe: str
     parameters: int  # with objective rtd: the discriminator's (what is saved)
     data: str  # the training data as the header named it
-    hardware: str
-    command: str
     block_size: int
     mlm_probability: float
     train_steps: int
     train_tokens: int
     train_seconds: float  # training only: evaluation and saving inside the run are left out
-    tokens_per_second: int
     eval_loss: float
     eval_blocks: int
+    hardware: str | None = None  # written by every run since 2026-11-22; older folders lack it
+    command: str | None = None
+    tokens_per_second: int | None = None
     smoke: bool = False
     validation_data: str | None = None
     bf16: bool = False

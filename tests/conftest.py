@@ -12,6 +12,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# The first line of a child process that plays a Hub user's machine: this repository is not importable there, even
+# where `pip install -e .` installed it (its editable finder is taken off the import machinery).
+HUB_USER = ('import sys; sys.meta_path[:] = [f for f in sys.meta_path '
+            'if not getattr(f, "__module__", "").startswith("__editable__")]\n')
 sys.path.insert(0, str(REPO_ROOT))
 
 WORDS = (

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 import yaml
-from conftest import tiny_config
+from conftest import HUB_USER, tiny_config
 
 from cli.errors import UserError
 from model_cards.generate import build_card
@@ -100,7 +100,7 @@ def test_dry_run_folder_loads_in_a_clean_process(trained_folder, tmp_path, capsy
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
 
-    child = textwrap.dedent(
+    child = HUB_USER + textwrap.dedent(
         """
         import importlib.util, sys
         assert importlib.util.find_spec("modeling") is None

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import HUB_USER, tiny_config
 
 from modeling import (
     PRESETS,
@@ -368,7 +368,7 @@ def test_token_classification_and_multiple_choice_heads():
     assert out.logits.shape == (2, 4) and torch.isfinite(out.loss)
 
 
-CHILD = textwrap.dedent(
+CHILD = HUB_USER + textwrap.dedent(
     """
     import importlib.util, json, sys, torch
     assert importlib.util.find_spec("modeling") is None, "the repository must not be importable here"

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import HUB_USER, tiny_config
 from safetensors.torch import load_file
 from test_reliability import (
     run,  # the real script in a subprocess, optionally killed right after a checkpoint
@@ -116,7 +116,7 @@ def test_both_losses_fall_on_a_tiny_corpus(tiny_tokenizer):
     assert last[1] < 0.9 * first[1], (first, last)  # the discriminator learns to tell its samples apart
 
 
-CHILD = textwrap.dedent(
+CHILD = HUB_USER + textwrap.dedent(
     """
     import importlib.util, json, sys, torch
     assert importlib.util.find_spec("modeling") is None, "the repository must not be importable here"
