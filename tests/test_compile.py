@@ -69,5 +69,5 @@ def test_auto_compiles_and_collates_in_workers_on_a_gpu_only(monkeypatch):
 def test_an_epoch_is_whole_batches():
     # The training loader drops the partial last batch (one shape for a compiled model): 1,000 blocks at 256 per step
     # are 3 steps an epoch, not 4.
-    recipe = load_recipe("tuned-20m", {"time_budget": None, "num_train_epochs": 2})
+    recipe = load_recipe("tuned-20m", {"time_budget": None, "num_train_epochs": 2, "streaming": False})
     assert planned_steps(recipe, 1000, world_size=1) == (6, 256)
