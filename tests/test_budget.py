@@ -96,8 +96,9 @@ def test_killed_budget_run_resumes_with_the_recorded_plan(tmp_path):
     assert results["time_budget"]["planned_steps"] == plan["planned_steps"]
 
 
-def test_a_slow_first_step_is_paid_from_the_budget(monkeypatch):
-    """torch.compile compiles in the first step: that time counts toward the budget, so the run still ends in time."""
+def simulated_budget(monkeypatch, plan, step_seconds):
+    """Run TimeBudget alone on a simulated clock: `step_seconds(step)` is how long step `step` (from 0) takes.
+    Returns (steps trained, seconds spent)."""
     from types import SimpleNamespace
 
     from recipes import training
@@ -105,39 +106,32 @@ def test_a_slow_first_step_is_paid_from_the_budget(monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(training.time, "perf_counter", lambda: clock[0])
     trainer = SimpleNamespace(eval_seconds=0.0, save_seconds=0.0, callback_handler=SimpleNamespace(callbacks=[]))
-    plan = {"minutes": 1.0, "planned_steps": 100, "step_seconds": 0.6}
     budget = training.TimeBudget(plan, trainer, on_replan=lambda plan: None)
-    state, control = SimpleNamespace(global_step=0, max_steps=200), SimpleNamespace(should_training_stop=False)
-    args = SimpleNamespace(device="cpu")
+    state = SimpleNamespace(global_step=0, max_steps=2 * plan["planned_steps"])
+    control, args = SimpleNamespace(should_training_stop=False), SimpleNamespace(device="cpu")
     budget.on_train_begin(args, state, control)
     while not control.should_training_stop:
-        clock[0] += 30.0 if state.global_step == 0 else 0.5  # a 30-second first step (compilation), then 0.5 s each
+        clock[0] += step_seconds(state.global_step)
         state.global_step += 1
         budget.on_step_end(args, state, control)
+    return state.global_step, clock[0]
+
+
+def test_a_slow_first_step_is_paid_from_the_budget(monkeypatch):
+    """torch.compile compiles in the first step: that time counts toward the budget, so the run still ends in time."""
+    plan = {"minutes": 1.0, "planned_steps": 100, "step_seconds": 0.6}
+    # a 30-second first step (compilation), then 0.5 s each
+    steps, seconds = simulated_budget(monkeypatch, plan, lambda step: 30.0 if step == 0 else 0.5)
     # 30 s of the 60 went to the first step: about 60 half-second steps are left, not the 120 a minute would hold.
-    assert 55 <= state.global_step <= 65 and clock[0] <= 60.5, (state.global_step, clock[0])
-    assert plan["steps"] == state.global_step
+    assert 55 <= steps <= 65 and seconds <= 60.5, (steps, seconds)
+    assert plan["steps"] == steps
 
 
 def test_a_burst_of_fast_steps_does_not_let_the_run_overrun(monkeypatch):
     """Fast steps around a re-plan stretch the plan; when the steps slow down again, a re-plan within a tenth of the
     budget's time (counted in steps) catches it, so the run still ends near its budget."""
-    from types import SimpleNamespace
-
-    from recipes import training
-
-    clock = [0.0]
-    monkeypatch.setattr(training.time, "perf_counter", lambda: clock[0])
-    trainer = SimpleNamespace(eval_seconds=0.0, save_seconds=0.0, callback_handler=SimpleNamespace(callbacks=[]))
     plan = {"minutes": 5.0, "planned_steps": 660, "step_seconds": 0.45}
-    budget = training.TimeBudget(plan, trainer, on_replan=lambda plan: None)
-    state, control = SimpleNamespace(global_step=0, max_steps=1320), SimpleNamespace(should_training_stop=False)
-    args = SimpleNamespace(device="cpu")
-    budget.on_train_begin(args, state, control)
-    while not control.should_training_stop:
-        # the quickstart beside the test suite: 0.87 s steps, a fast window of 0.2 s, then 0.68 s to the end
-        clock[0] += 0.87 if state.global_step < 66 else 0.2 if state.global_step < 105 else 0.68
-        state.global_step += 1
-        budget.on_step_end(args, state, control)
-    assert clock[0] <= 1.08 * 300, (clock[0], plan["replans"])  # the fractions alone trained 7.4 minutes here
-    assert plan["steps"] == state.global_step
+    # the quickstart beside the test suite: 0.87 s steps, a fast window of 0.2 s, then 0.68 s to the end
+    steps, seconds = simulated_budget(monkeypatch, plan, lambda step: 0.87 if step < 66 else 0.2 if step < 105 else 0.68)
+    assert seconds <= 1.08 * 300, (seconds, plan["replans"])  # the fractions alone trained 7.4 minutes here
+    assert plan["steps"] == steps
