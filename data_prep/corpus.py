@@ -56,11 +56,8 @@ def is_saved_dataset(path):
     )
 
 
-def load_local(files, encoding_errors, sample_by="line"):
-    """Load one split from local files or a saved dataset folder; `.txt` rows are lines, paragraphs or files."""
-    if len(files) == 1 and is_saved_dataset(files[0]):
-        loaded = load_from_disk(files[0])
-        return loaded["train"] if isinstance(loaded, DatasetDict) else loaded
+def builder_options(files, encoding_errors="strict", sample_by="line"):
+    """(the `datasets` builder, its keyword arguments) that read `files`: one format per split."""
     builders = {builder_for(f) for f in files}
     if len(builders) > 1:
         raise UserError(f"one split mixes file formats ({sorted(builders)}); give files of one format per split")
@@ -70,6 +67,15 @@ def load_local(files, encoding_errors, sample_by="line"):
         options.update(encoding_errors=encoding_errors, sample_by=sample_by)
     if builder == "csv" and all(".tsv" in Path(f).name for f in files):
         options["delimiter"] = "\t"
+    return builder, options
+
+
+def load_local(files, encoding_errors, sample_by="line"):
+    """Load one split from local files or a saved dataset folder; `.txt` rows are lines, paragraphs or files."""
+    if len(files) == 1 and is_saved_dataset(files[0]):
+        loaded = load_from_disk(files[0])
+        return loaded["train"] if isinstance(loaded, DatasetDict) else loaded
+    builder, options = builder_options(files, encoding_errors, sample_by)
     try:
         return load_dataset(builder, data_files=files, split="train", **options)
     except UnicodeDecodeError as error:

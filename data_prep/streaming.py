@@ -13,7 +13,7 @@ from itertools import islice
 from datasets import Dataset, load_dataset
 
 from cli.errors import UserError
-from data_prep.corpus import builder_for, expand_files, load_local
+from data_prep.corpus import builder_options, expand_files, keep_text, load_local
 from data_prep.packing import BATCH, block_edges, pack_batch
 
 SHUFFLE_BUFFER = 10_000  # blocks: about 10 MB of token ids at block 128, drawn from several files' worth of text
@@ -24,13 +24,7 @@ def open_stream(dataset_name=None, dataset_config=None, train_files=None, encodi
     """The raw training documents as an IterableDataset: local files, or a Hub dataset's train split."""
     if train_files:
         files = expand_files(train_files, "--train_files")
-        builders = {builder_for(f) for f in files}
-        if len(builders) > 1:
-            raise UserError(f"one split mixes file formats ({sorted(builders)}); give files of one format per split")
-        builder = builders.pop()
-        options = dict(encoding_errors=encoding_errors, sample_by=sample_by) if builder == "text" else {}
-        if builder == "csv" and all(".tsv" in f for f in files):
-            options["delimiter"] = "\t"
+        builder, options = builder_options(files, encoding_errors, sample_by)
         return load_dataset(builder, data_files=files, split="train", streaming=True, **options)
     if dataset_name:
         try:
@@ -67,18 +61,18 @@ def as_dataset(stream, count):
 
 def streamed_corpus(dataset_name, dataset_config, train_files, validation_files, text_column, max_train_samples,
                     max_validation_samples, encoding_errors, sample_by):
-    """(training documents as a stream, validation documents in memory). Validation comes from `validation_files`, else
-    the Hub dataset's validation split, else the first `max_validation_samples` (default 2,000) documents of the
-    stream, which training then skips (a stream has no length to take a percentage of)."""
+    """(training documents as a stream, validation documents in memory). Validation comes from `validation_files` (the
+    first `max_validation_samples` of them, as in memory), else the first `max_validation_samples` (default 2,000) of
+    the Hub dataset's validation split, else as many of the stream's first documents, which training then skips (a
+    stream has no length to take a percentage of)."""
     train = text_only(open_stream(dataset_name, dataset_config, train_files, encoding_errors, sample_by), text_column)
     held = max_validation_samples or HELD_OUT
     validation = None
-    if validation_files:
-        from data_prep.corpus import keep_text
-
+    if validation_files:  # as the in-memory path reads them: all, or the first max_validation_samples
         validation = keep_text(load_local(expand_files(validation_files, "--validation_files"), encoding_errors, sample_by),
                                text_column)
-        validation = validation.select(range(min(held, len(validation))))
+        if max_validation_samples:
+            validation = validation.select(range(min(max_validation_samples, len(validation))))
     elif dataset_name and not train_files:
         try:
             hub_validation = load_dataset(dataset_name, dataset_config, split="validation", streaming=True)
