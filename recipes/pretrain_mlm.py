@@ -265,6 +265,38 @@ def model_settings_config(recipe, tokenizer=None):
                         f"{str(error).strip().splitlines()[0]}") from None
 
 
+def stream_tokenizer(recipe, documents, args):
+    """A tokenizer trained on a stream's first documents (a stream has no length to sample from), the files in a seeded
+    order and the documents through a buffer (else a corpus sorted by source would teach it one source only). The first
+    process draws the sample and trains (or finds it cached); the others receive its files (no second read of the
+    stream, and the same tokenizer on every machine of a multi-node run)."""
+    import tempfile
+
+    from accelerate.utils import broadcast_object_list
+    from transformers import AutoTokenizer
+
+    from data_prep.streaming import SHUFFLE_BUFFER, as_dataset
+    from data_prep.tokenizer import get_tokenizer
+
+    shared = [None, None]
+    if args.process_index == 0:
+        sample = as_dataset(documents.shuffle(seed=recipe["seed"], buffer_size=SHUFFLE_BUFFER), recipe["tokenizer_train_samples"])
+        tokenizer, origin = get_tokenizer(recipe["tokenizer_name"], sample, recipe["vocab_size"], cache_root=cache_root(),
+                                          max_samples=recipe["tokenizer_train_samples"], seed=recipe["seed"])
+        if args.world_size == 1:
+            return tokenizer, origin
+        with tempfile.TemporaryDirectory() as folder:
+            tokenizer.save_pretrained(folder)
+            shared = [{path.name: path.read_bytes() for path in Path(folder).iterdir()}, origin]
+    files, origin = broadcast_object_list(shared, from_process=0)
+    if args.process_index == 0:
+        return tokenizer, origin
+    with tempfile.TemporaryDirectory() as folder:
+        for name, content in files.items():
+            (Path(folder) / name).write_bytes(content)
+        return AutoTokenizer.from_pretrained(folder), origin + " (by the first process, shared)"
+
+
 def run(recipe):
     import torch
     from transformers import TrainingArguments, set_seed
@@ -311,9 +343,9 @@ def run(recipe):
         save_strategy="steps", save_steps=recipe["save_steps"], save_total_limit=recipe["save_total_limit"],
         seed=recipe["seed"], data_seed=recipe["seed"], bf16=bool(bf16), torch_compile=compiled,
         dataloader_num_workers=workers, report_to=recipe["report_to"],
-        # Pinned batches copied without waiting (the next step's launch does not wait for its batch's copy); a stream
-        # read by every process from its own shards instead of batches dispatched from the first process.
-        accelerator_config={"non_blocking": torch.cuda.is_available(), "dispatch_batches": False if recipe["streaming"] else None},
+        # Pinned batches copied without waiting (the next step's launch does not wait for its batch's copy). A stream
+        # is split between the processes by data_prep.streaming, not by accelerate (recipes/training.py).
+        accelerator_config={"non_blocking": torch.cuda.is_available()},
         push_to_hub=bool(recipe["push_to_hub"]), hub_model_id=recipe["hub_model_id"],
         hub_private_repo=recipe["hub_private_repo"], use_cpu=not torch.cuda.is_available(),
         **({"gradient_checkpointing": True} if recipe["gradient_checkpointing"] else {}),
@@ -328,19 +360,14 @@ def run(recipe):
 
         print(format_report(filter_report))
     streaming = recipe["streaming"]
-    tokenizer_texts = texts["train"]
     if streaming and recipe["tokenizer_name"] in ("train-bpe", "train-wordpiece"):
-        from data_prep.streaming import SHUFFLE_BUFFER, as_dataset
-
-        # A stream has no length to sample from: the tokenizer learns from its first documents, the files in a seeded
-        # order and the documents through a buffer (else a corpus sorted by source would teach it one source only).
-        tokenizer_texts = as_dataset(texts["train"].shuffle(seed=recipe["seed"], buffer_size=SHUFFLE_BUFFER),
-                                     recipe["tokenizer_train_samples"])
-    with args.main_process_first(desc="tokenizer"):
-        tokenizer, tokenizer_origin = get_tokenizer(
-            recipe["tokenizer_name"], tokenizer_texts, recipe["vocab_size"], cache_root=cache_root(),
-            max_samples=recipe["tokenizer_train_samples"], seed=recipe["seed"],
-        )
+        tokenizer, tokenizer_origin = stream_tokenizer(recipe, texts["train"], args)
+    else:
+        with args.main_process_first(desc="tokenizer"):
+            tokenizer, tokenizer_origin = get_tokenizer(
+                recipe["tokenizer_name"], texts["train"], recipe["vocab_size"], cache_root=cache_root(),
+                max_samples=recipe["tokenizer_train_samples"], seed=recipe["seed"],
+            )
     tokenizer.model_max_length = recipe["block_size"]  # what the saved model can read, for pipelines' truncation
     if tokenizer.mask_token is None:
         raise UserError(f"tokenizer {recipe['tokenizer_name']!r} has no mask token, so it cannot train an MLM")
@@ -353,15 +380,19 @@ def run(recipe):
             )
             timings[split] = f"{seconds:.1f} s ({'from cache' if cached else 'tokenized now'})"
     per_step_blocks = recipe["per_device_train_batch_size"] * args.world_size * recipe["gradient_accumulation_steps"]
+    stream_note = None
     if streaming:
-        from data_prep.streaming import SHUFFLE_BUFFER, as_dataset, pack_stream, training_stream
+        from data_prep.streaming import SHUFFLE_BUFFER, BlockStream, as_dataset, pack_stream, process_part
 
-        blocks = pack_stream(texts["train"], tokenizer, recipe["block_size"], recipe["document_isolation"])
-        # What the time budget's calibration steps on (and a check that the stream holds a step's worth of text).
+        documents, stream_note = process_part(texts["train"], recipe["seed"], args.process_index, args.world_size)
+        blocks = pack_stream(documents, tokenizer, recipe["block_size"], recipe["document_isolation"])
+        # What the time budget's calibration steps on (and a check that this process's part of the stream holds a
+        # step's worth of text).
         started = time.time()
         packed["sample"] = as_dataset(blocks, 4 * per_step_blocks)
         timings["train"] = f"first {len(packed['sample']):,} blocks in {time.time() - started:.1f} s"
-        packed["train"] = training_stream(blocks, recipe["seed"])
+        packed["train"] = BlockStream(blocks, recipe["seed"])
+        per_step_blocks //= args.world_size  # what one process needs
     train_blocks = packed["sample"] if streaming else packed["train"]
     if len(train_blocks) < per_step_blocks:
         raise UserError(
@@ -407,7 +438,7 @@ def run(recipe):
             *model_lines(model, rtd, recipe),
             f"data              {source}",
             (f"                  train streamed: tokenized and packed on the fly ({timings['train']}), files and blocks "
-             f"shuffled (a {SHUFFLE_BUFFER:,}-block buffer)" if streaming else
+             f"shuffled ({SHUFFLE_BUFFER:,} blocks at a time)" if streaming else
              f"                  train {len(texts['train']):,} documents -> {len(packed['train']):,} blocks in {timings['train']}"),
             f"                  validation {len(texts['validation']):,} documents -> {len(packed['validation']):,} blocks in {timings['validation']}",
             f"tokenizer         {recipe['tokenizer_name']} ({tokenizer_origin}), vocabulary {len(tokenizer):,}",
@@ -428,6 +459,8 @@ def run(recipe):
                 if "tensorboard" in recipe["report_to"] else ""),
         ]
         print("\n".join(["=" * 72, *header, "=" * 72]), flush=True)
+        if stream_note:
+            print(f"note: {stream_note}", flush=True)
         hint = budget and few_steps_hint(budget["planned_steps"], recipe["per_device_train_batch_size"])
         if hint and not recipe["smoke_run"]:
             print(hint, flush=True)

@@ -35,7 +35,9 @@ class ResumableMLMCollator(DataCollatorForLanguageModeling):
 
     Packed blocks (all one length) skip `tokenizer.pad`, which is most of the stock collator's time, and
     carry no attention mask (it would be all ones). With `dataloader_num_workers` > 0 each worker numbers
-    its batches as the epoch's own, so the masks match those of a run without workers.
+    its batches as the epoch's own, so the masks match those of a run without workers: the DataLoader hands batches
+    to its workers in turn, starting at worker `first_worker` (0, except for a stream resumed from its saved state,
+    which goes on with the worker after the last one that yielded).
     """
 
     def __init__(self, tokenizer, mlm_probability, seed, process_index=0, sampling_seed=False):
@@ -43,7 +45,7 @@ class ResumableMLMCollator(DataCollatorForLanguageModeling):
         self.base_seed, self.process_index = seed, process_index
         # Replaced-token detection: each batch also carries the seed of its generator samples (one per batch).
         self.sampling_seed = sampling_seed
-        self.batches_done, self.eval_batches, self.evaluating = 0, 0, False
+        self.batches_done, self.eval_batches, self.evaluating, self.first_worker = 0, 0, False, 0
         self.worker_calls = {}
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
 
@@ -54,10 +56,12 @@ class ResumableMLMCollator(DataCollatorForLanguageModeling):
             setattr(self, counter, number + 1)
             return number
         # A worker holds a copy of this collator taken when the epoch's iterator started, and the DataLoader
-        # hands it every num_workers-th batch from its id on.
+        # hands it every num_workers-th batch, the first one `turn` batches after the epoch's first.
         calls = self.worker_calls.get(counter, 0)
         self.worker_calls[counter] = calls + 1
-        return getattr(self, counter) + calls * worker.num_workers + worker.id
+        first = self.first_worker if counter == "batches_done" else 0
+        turn = (worker.id - first) % worker.num_workers
+        return getattr(self, counter) + calls * worker.num_workers + turn
 
     def torch_call(self, examples):
         if self.evaluating:
@@ -86,15 +90,20 @@ class ResumableMLMCollator(DataCollatorForLanguageModeling):
 class SyncCollatorWithState(TrainerCallback):
     """At each epoch's start (a resumed one too, before its trained batches are skipped and before the
     DataLoader's workers take their copy of the collator), number the next training batch after the ones
-    already trained on. A stream (an IterableDataset) is resumed by replaying it and skipping the batches trained, and
-    those skipped batches pass through the collator too: there the numbering starts again at 0, so the first batch
+    already trained on. A stream resumed from its saved state goes on at its next batch, which comes from the worker
+    after the last one that yielded; a stream replayed from its start (a checkpoint without a saved stream state)
+    passes the skipped batches through the collator too: there the numbering starts again at 0, so the first batch
     trained after the resume gets its own number, as in an uninterrupted run."""
 
-    def __init__(self, collator, replayed=False):
-        self.collator, self.replayed = collator, replayed
+    def __init__(self, collator, trainer):
+        self.collator, self.trainer = collator, trainer
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.collator.batches_done = 0 if self.replayed else state.global_step * args.gradient_accumulation_steps
+        done = state.global_step * args.gradient_accumulation_steps
+        replayed = self.trainer.stream_resume == "replay"
+        self.collator.batches_done = 0 if replayed else done
+        workers = args.dataloader_num_workers
+        self.collator.first_worker = done % workers if workers and self.trainer.stream_resume == "state" else 0
 
 
 class SegmentClock(TrainerCallback, ExportableState):
@@ -133,9 +142,10 @@ class MLMTrainer(Trainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # How a resumed stream gets to its next batch: "state" (a saved stream state), "replay" (read from the start).
+        self.stream_resume, self.stream_loader = None, None
         if isinstance(self.data_collator, ResumableMLMCollator):
-            replayed = isinstance(self.train_dataset, torch.utils.data.IterableDataset)
-            self.add_callback(SyncCollatorWithState(self.data_collator, replayed))
+            self.add_callback(SyncCollatorWithState(self.data_collator, self))
         # Wall time spent evaluating and saving inside train(), reported apart from the training time.
         self.eval_seconds, self.save_seconds = 0.0, 0.0
         self.lr_lambda = None  # a time budget's schedule, whose length may be re-planned during training
@@ -156,12 +166,65 @@ class MLMTrainer(Trainer):
         """The training batches all of one shape: the last partial batch of an epoch is dropped (at most a batch less
         than a block count's multiple), so a compiled model never meets a new shape and compiles again (it did on an
         H200: 28 s for the 10-block last batch of an epoch). Evaluation keeps every block (it runs uncompiled)."""
+        from data_prep.streaming import BlockStream
+
+        if isinstance(self.train_dataset, BlockStream):
+            self.stream_loader = self.stream_dataloader()
+            return self.stream_loader
         drop_last = self.args.dataloader_drop_last
         self.args.dataloader_drop_last = True
         try:
             return super().get_train_dataloader()
         finally:
             self.args.dataloader_drop_last = drop_last
+
+    def stream_dataloader(self):
+        """A streamed corpus's batches through torchdata's `StatefulDataLoader`, whose state (every worker's place in
+        its files) is saved in each checkpoint. Not passed through accelerate: the stream is already this process's
+        part (`data_prep.streaming.process_part`), which accelerate would split again."""
+        from torchdata.stateful_dataloader import StatefulDataLoader
+
+        args = self.args
+        workers = args.dataloader_num_workers
+        return StatefulDataLoader(
+            self.train_dataset, batch_size=self._train_batch_size,
+            collate_fn=self._get_collator_with_removed_columns(self.data_collator, description="Training"),
+            num_workers=workers, pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers and workers > 0,
+            prefetch_factor=args.dataloader_prefetch_factor if workers else None,
+            multiprocessing_context=args.dataloader_multiprocessing_context if workers else None,
+        )
+
+    def stream_state_file(self, checkpoint):
+        from pathlib import Path
+
+        return Path(checkpoint) / f"stream_state_{self.args.process_index}.pt"
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        from data_prep.streaming import BlockStream
+
+        if resume_from_checkpoint and isinstance(self.train_dataset, BlockStream):
+            saved = self.stream_state_file(resume_from_checkpoint)
+            self.stream_resume = "state" if saved.is_file() else "replay"
+            if self.stream_resume == "state":
+                state = torch.load(saved, weights_only=True)
+                if state["processes"] != self.args.world_size or state["workers"] != self.args.dataloader_num_workers:
+                    raise UserError(
+                        f"{resume_from_checkpoint} was saved by {state['processes']} process(es) with "
+                        f"{state['workers']} collation worker(s) each; resume it with the same (--dataloader_num_workers "
+                        f"{state['workers']}, accelerate launch --num_processes {state['processes']})")
+                self.stream_state = state["loader"]
+            else:
+                print(f"note: {resume_from_checkpoint} holds no saved stream state (saved by an older version): the "
+                      f"stream is read again from its start to the step resumed", flush=True)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def get_resumed_dataloader(self, dataloader, num_batches):
+        """A stream resumed from its saved state goes on at its next batch; anything else skips the batches trained."""
+        if self.stream_resume == "state" and dataloader is self.stream_loader:
+            dataloader.load_state_dict(self.stream_state)
+            return dataloader
+        return super().get_resumed_dataloader(dataloader, num_batches)
 
     def _issue_warnings_after_load(self, load_result):
         """A tied decoder is the embedding matrix and is not in a checkpoint: not a missing key (transformers warned
@@ -194,6 +257,17 @@ class MLMTrainer(Trainer):
     def _save_checkpoint(self, *args, **kwargs):
         started = self.save_started = time.perf_counter()  # SegmentClock.state() counts training time up to here
         self.state.stateful_callbacks.setdefault(SegmentClock.__name__, {})  # a state resumed from an older checkpoint
+        if self.stream_loader is not None:
+            # Each process its own file, written before trainer_state.json (the last file of a whole checkpoint).
+            from pathlib import Path
+
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            folder = Path(self._get_output_dir(trial=None)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            state = {"processes": self.args.world_size, "workers": self.args.dataloader_num_workers,
+                     "loader": self.stream_loader.state_dict()}
+            torch.save(state, self.stream_state_file(folder))
         try:
             return super()._save_checkpoint(*args, **kwargs)
         finally:
@@ -319,12 +393,15 @@ def measure_step_seconds(model, collator, dataset, args, min_steps=5, min_second
 
 
 def slowest_across_processes(seconds, device):
-    """The largest of every process's figure, so that all processes plan the same number of steps."""
+    """The largest of every process's figure (or of each figure of a list), so that all processes plan the same
+    number of steps."""
+    figures = list(seconds) if isinstance(seconds, (list, tuple)) else [seconds]
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        slowest = torch.tensor([seconds], device=device)
+        # float64: the same figures on every process, bit for bit, whatever the device
+        slowest = torch.tensor(figures, dtype=torch.float64, device=device)
         torch.distributed.all_reduce(slowest, op=torch.distributed.ReduceOp.MAX)
-        return float(slowest)
-    return seconds
+        figures = slowest.tolist()
+    return figures if isinstance(seconds, (list, tuple)) else figures[0]
 
 
 def budget_lr_lambda(kind, warmup_steps, total_steps):
@@ -373,7 +450,7 @@ class TimeBudget(TrainerCallback):
         # A resumed run keeps its recorded plan; a plan too short to measure is not re-planned.
         self.active = "steps" not in plan and first >= 20
         self.fractions = list(self.FRACTIONS) if self.active else []
-        self.step_times, self.last, self.since, self.next_due = [], None, 0, None
+        self.step_times, self.last, self.since, self.next_due, self.tail_end = [], None, 0, None, None
 
     def replan_due(self, step):
         if not self.active:
@@ -397,14 +474,22 @@ class TimeBudget(TrainerCallback):
         by_fraction = bool(self.fractions) and state.global_step >= max(10, int(self.fractions[0] * self.total))
         # The first steps warm caches and allocators: the first re-plan leaves out a quarter of its steps.
         recent = self.step_times[len(self.step_times) // 4:] if first else self.step_times[self.since:]
-        seconds = slowest_across_processes(sum(recent) / len(recent), args.device)
+        # Each process has timed its own steps (the first process's leave out its checkpoint writing, which the others
+        # wait for inside theirs): all of them plan from the slowest rate and the longest time spent, so that every
+        # process stops at the same step (one that stopped early would leave the others waiting in an all-reduce).
+        seconds, timed = slowest_across_processes([sum(recent) / len(recent), sum(self.step_times)], args.device)
         # Steps done before the first timed one count at the measured rate.
-        elapsed = sum(self.step_times) + (state.global_step - len(self.step_times)) * seconds
+        elapsed = timed + (state.global_step - len(self.step_times)) * seconds
         left = self.plan["minutes"] * 60 - elapsed
         wanted = state.global_step + max(0, int(left // seconds))
         # Even when the time is already spent (a machine slowed down by other work), the schedule gets a short tail
-        # to decay in instead of stopping at a high learning rate: at most 2% of the plan over the budget.
+        # to decay in instead of stopping at a high learning rate: at most 2% of the plan over the budget, granted
+        # once (a later re-plan inside the tail keeps its end; re-granted at every re-plan, it never ended).
         tail = state.global_step + max(1, math.ceil(TAIL_FRACTION * self.plan["planned_steps"]))
+        if self.tail_end is not None:
+            tail = min(tail, self.tail_end)
+        if wanted < tail:
+            self.tail_end = tail
         self.total = min(self.upper_bound, max(tail, min(wanted, self.upper_bound)))
         self.since = len(self.step_times)
         if by_fraction:

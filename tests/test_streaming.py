@@ -58,6 +58,73 @@ def test_a_stream_without_validation_files_holds_out_its_first_documents(tmp_pat
     assert len(validation) == 10 and len(rows) == 40 and not set(validation["text"]) & set(rows)
 
 
+@pytest.mark.parametrize("files", [4, 1])
+def test_held_out_documents_never_reach_training_with_workers_and_processes(tmp_path, files):
+    """Two processes of two DataLoader workers each read the training stream as a run does (process_part, then the
+    workers' split of each process's files): together they read every document but the held-out ones, once. (With
+    `skip`, 50 of 100 held-out documents were read by 2 workers.)"""
+    from torch.utils.data import DataLoader
+
+    from data_prep.streaming import open_stream, process_part, text_only
+
+    train_files, _ = write_corpus(tmp_path / "corpus", files=files, lines=800 // files)
+    stream, validation = streamed_corpus(None, None, train_files, None, "text", None, 100, "strict", "line")
+    held_out = set(validation["text"])
+    read, notes = [], []
+    for rank in (0, 1):
+        part, note = process_part(stream, seed=7, process_index=rank, num_processes=2)
+        notes.append(note)
+        read += [row["text"] for row in DataLoader(part, batch_size=None, num_workers=2)]
+    everything = [row["text"] for row in text_only(open_stream(train_files=train_files), "text")]
+    assert len(held_out) == 100 and not held_out & set(read)
+    assert sorted(read) == sorted(set(everything) - held_out)  # every other document, each read once
+    if files == 1:  # fewer files than processes: said, and the rows split instead
+        assert all("every process reads all of them" in note for note in notes)
+    else:
+        assert notes == [None, None]
+
+
+def test_the_stream_shuffles_its_file_order_with_the_seed(tmp_path):
+    from data_prep.streaming import process_part
+
+    train_files, _ = write_corpus(tmp_path / "corpus", files=6, lines=5)
+    stream, _ = streamed_corpus(None, None, train_files, None, "text", None, 2, "strict", "line")
+    firsts = {next(iter(process_part(stream, seed)[0]))["text"].split()[-2] for seed in range(8)}
+    assert len(firsts) > 2  # the first file read differs from seed to seed
+
+
+def test_a_resumed_block_stream_reads_one_window_not_the_stream(tmp_path):
+    """BlockStream's state: a stream resumed after 900 of its blocks gives the blocks an uninterrupted stream gives,
+    having read at most one window (25 blocks) of its source again, whatever the position."""
+    from datasets import Dataset
+
+    from data_prep.streaming import BlockStream
+
+    reads = []
+
+    def counted(row):
+        reads.append(row["id"])
+        return row
+
+    source = Dataset.from_dict({"id": list(range(400))}).to_iterable_dataset(num_shards=4).map(counted)
+    whole = iter(BlockStream(source, seed=3, window=25))
+    before = [next(whole)["id"] for _ in range(900)]  # two passes and more: the stream repeats
+    stream = BlockStream(source, seed=3, window=25)
+    iterator = iter(stream)
+    for _ in range(900):
+        next(iterator)
+    state = stream.state_dict()
+    expected = [next(whole)["id"] for _ in range(60)]
+    resumed = BlockStream(source, seed=3, window=25)
+    resumed.load_state_dict(state)
+    reads.clear()
+    iterator = iter(resumed)
+    first = next(iterator)["id"]
+    assert len(reads) <= 25  # one window read again to give the next block
+    assert [first] + [next(iterator)["id"] for _ in range(59)] == expected
+    assert sorted(before[:400]) == list(range(400)) and before[:400] != list(range(400))  # a pass: each block once, shuffled
+
+
 def test_streaming_needs_a_length_and_a_corpus_it_can_stream():
     with pytest.raises(UserError, match="needs --time_budget MINUTES or --max_steps N"):
         load_recipe("tuned-20m", {"streaming": True, "time_budget": None})
@@ -110,39 +177,109 @@ RECORDER = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
-def test_two_processes_stream_disjoint_shards(tmp_path):
-    train_files, validation_files = write_corpus(tmp_path / "corpus", files=4, lines=200)
+LAUNCH = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+          "--dynamo_backend", "no"]
+needs_launcher = pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
+
+
+@needs_launcher
+@pytest.mark.parametrize("files", [4, 1])
+def test_two_processes_of_two_workers_stream_disjoint_blocks_and_no_held_out_text(tmp_path, files):
+    """Two processes (gloo), two collation workers each, the held-out documents taken from the stream itself: no block
+    is trained by both processes, and no held-out document is in any trained block (each document ends in its own
+    'file line' numbers, found in the decoded blocks). With one file the processes split its rows, say so, and share
+    the first process's tokenizer."""
+    import re
+
+    from tokenizers import Tokenizer
+
+    train_files, _ = write_corpus(tmp_path / "corpus", files=files, lines=800 // files)
     (tmp_path / "recorder.py").write_text(f"import sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n" + RECORDER)
     seen = tmp_path / "seen"
     seen.mkdir()
-    launcher = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-                "no", "--dynamo_backend", "no"]
-    args = ["--recipe", "tuned-20m", "--smoke", "--streaming", "true", "--train_files", train_files, "--validation_files",
-            validation_files, "--max_steps", "12", "--output_dir", str(tmp_path / "out"), "--report_to", "none"]
-    done = subprocess.run(launcher + [str(tmp_path / "recorder.py"), str(seen), SCRIPT, *args], env=environment(tmp_path),
+    out = tmp_path / "out"
+    args = ["--recipe", "tuned-20m", "--smoke", "--streaming", "true", "--train_files", train_files,
+            "--max_validation_samples", "100", "--dataloader_num_workers", "2", "--max_steps", "12", "--output_dir",
+            str(out), "--report_to", "none"]
+    done = subprocess.run(LAUNCH + [str(tmp_path / "recorder.py"), str(seen), SCRIPT, *args], env=environment(tmp_path),
                           cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [[tuple(json.loads(line)) for line in (seen / f"rank{rank}.jsonl").read_text().splitlines()] for rank in (0, 1)]
-    assert min(len(ranks[0]), len(ranks[1])) >= 12 * 8  # 12 steps of 8 blocks (and the batch the loader collated ahead)
-    assert not set(ranks[0]) & set(ranks[1])  # each process its own shards (files): no block trained twice
+    assert min(len(ranks[0]), len(ranks[1])) >= 12 * 8  # 12 steps of 8 blocks (and the batches collated ahead)
+    assert not set(ranks[0]) & set(ranks[1])  # no block trained twice
+    tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+    # a document's numbers, whole: right before its [SEP] (a block may cut a document and ends in a [SEP] of its own,
+    # left out here)
+    text = "\n".join(tokenizer.decode(block[:-1], skip_special_tokens=False) for block in set(ranks[0]) | set(ranks[1]))
+    documents = {(int(a), int(b)) for a, b in re.findall(r"(?<![\w])(\d+) (\d+) \[SEP\]", text)}
+    held_out = {(0, line) for line in range(100)}  # the stream's first 100 documents: file 0's first lines
+    assert len(documents) > 200 and not documents & held_out
+    (note,) = [line for line in done.stdout.splitlines() if line.startswith("note: the stream has")] or [None]
+    if files == 1:
+        assert "every process reads all of them" in note
+        assert "(by the first process, shared)" not in done.stdout  # the header is the first process's
+    else:
+        assert note is None
 
 
-def test_a_killed_streaming_run_resumes_to_the_same_weights(tmp_path):
-    """Resuming replays the stream from its start and skips the batches already trained (the stream's order is fixed by
-    the seed), so the resumed run trains on exactly the blocks of an uninterrupted one."""
+# Delays the first process's checkpoint writing (as a large model's would), then runs the script.
+SLOW_SAVE = textwrap.dedent(
+    """
+    import os, runpy, sys, time
+    from recipes.training import MLMTrainer
+    save = MLMTrainer._save_checkpoint
+    def slow(self, *args, **kwargs):
+        if self.args.process_index == 0:
+            time.sleep(0.6)
+        return save(self, *args, **kwargs)
+    MLMTrainer._save_checkpoint = slow
+    script = sys.argv[1]
+    sys.argv = [script] + sys.argv[2:]
+    runpy.run_path(script, run_name="__main__")
+    """
+)
+
+
+@needs_launcher
+def test_two_processes_with_a_time_budget_and_frequent_saves_end_together(tmp_path):
+    """The first process writes each checkpoint while the other waits for it in its next step: each process timed its
+    own steps differently, and re-planned to different step counts, so one stopped first and the other waited forever
+    in an all-reduce. Both now plan from the same figures: the run ends, on time."""
+    train_files, validation_files = write_corpus(tmp_path / "corpus")
+    (tmp_path / "slow.py").write_text(f"import sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n" + SLOW_SAVE)
+    out = tmp_path / "out"
+    args = ["--recipe", "tuned-20m", "--smoke", "--streaming", "true", "--train_files", train_files,
+            "--validation_files", validation_files, "--max_steps", "-1", "--time_budget", "0.4", "--save_steps", "5",
+            "--logging_steps", "5", "--eval_steps", "1000", "--output_dir", str(out), "--report_to", "none"]
+    try:
+        done = subprocess.run(LAUNCH + [str(tmp_path / "slow.py"), SCRIPT, *args], env=environment(tmp_path),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired as error:
+        pytest.fail(f"the two processes did not end together (a process waits for the other): {str(error.stdout)[-1500:]}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["time_budget"]["replans"]) >= 3 and results["train_steps"] == results["time_budget"]["steps"]
+    assert results["train_seconds"] <= 0.4 * 60 * 1.5
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_killed_streaming_run_resumes_to_the_same_weights(tmp_path, workers):
+    """Resuming loads the stream's saved state (every worker's place in its files and in its shuffled window) and the
+    collator numbers the next batch as an uninterrupted run did, with or without workers: the resumed run trains on
+    exactly the blocks, and with the masks, of an uninterrupted one."""
     from safetensors.torch import load_file
     from test_reliability import run
 
     train_files, validation_files = write_corpus(tmp_path / "corpus")
     args = ["--recipe", "tuned-20m", "--smoke", "--streaming", "true", "--train_files", train_files, "--validation_files",
-            validation_files, "--max_steps", "8", "--save_steps", "4", "--eval_steps", "4", "--logging_steps", "2",
-            "--report_to", "none"]
+            validation_files, "--max_steps", "8", "--save_steps", "3", "--eval_steps", "3", "--logging_steps", "3",
+            "--report_to", "none", "--dataloader_num_workers", str(workers)]
     assert run(args + ["--output_dir", str(tmp_path / "whole")], tmp_path).returncode == 0
-    killed = run(args + ["--output_dir", str(tmp_path / "killed")], tmp_path, wrapper=["kill", "4"])
-    assert killed.returncode == -9 and (tmp_path / "killed" / "checkpoint-4").is_dir()
+    killed = run(args + ["--output_dir", str(tmp_path / "killed")], tmp_path, wrapper=["kill", "3"])
+    assert killed.returncode == -9 and (tmp_path / "killed" / "checkpoint-3" / "stream_state_0.pt").is_file()
     resumed = run(args + ["--output_dir", str(tmp_path / "killed"), "--resume_from_checkpoint", "latest"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "read again from its start" not in resumed.stdout
     expected, actual = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "killed" / "model.safetensors")
     for name in expected:
         assert (expected[name] - actual[name]).abs().max().item() < 1e-5, name
