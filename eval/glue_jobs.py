@@ -17,7 +17,6 @@ import json
 import math
 import multiprocessing
 import os
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -139,17 +138,125 @@ def assemble(results, rates, seeds):
     return assembled
 
 
-def default_workers():
-    """Parallel fine-tunings: one per CPU core on a GPU machine (each is light on the GPU and needs a core to feed
-    it); two on a CPU (one thread each, as the cpu protocol's --parallel)."""
+GPU_GIB_PER_JOB = 2.0  # a fine-tuning process on a GPU: its CUDA context (about 0.5 GiB), a small model, batch 32, AdamW
+
+
+def default_workers(gpu_free_bytes=None, cores=None):
+    """Parallel fine-tunings: on a GPU machine one per CPU core (each is light on the GPU and needs a core to feed it),
+    but no more than the GPU's free memory holds at GPU_GIB_PER_JOB each (a 192-core node would otherwise start 192
+    CUDA processes on one GPU and run out of its memory); two on a CPU (one thread each, as the cpu protocol's
+    --parallel). `--jobs N` sets the number by hand."""
     import torch
 
-    return max(1, os.cpu_count() or 1) if torch.cuda.is_available() else min(2, os.cpu_count() or 1)
+    cores = max(1, cores or os.cpu_count() or 1)
+    if gpu_free_bytes is None and torch.cuda.is_available():
+        gpu_free_bytes = torch.cuda.mem_get_info(0)[0]
+    if gpu_free_bytes is None:
+        return min(2, cores)
+    return max(1, min(cores, int(gpu_free_bytes / (GPU_GIB_PER_JOB * 2**30))))
 
 
-def fine_tune_all(model_path, data_dir, settings, tasks, sides, scratch, workers=None, deadline=None, record=None):
+def exit_reason(code):
+    """Why a worker process ended, in words."""
+    import signal
+
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
+        hint = " (the system's out-of-memory killer sends it when memory runs out)" if -code == signal.SIGKILL else ""
+        return f"the worker process was killed by {name}{hint}"
+    return f"the worker process ended with exit code {code}"
+
+
+def worker_loop(connection, threads, runner):
+    """A worker: receives (arguments) for `runner`, sends back ("done", outcome) or ("failed", message), until None."""
+    worker_setup(threads)
+    while True:
+        task = connection.recv()
+        if task is None:
+            return
+        try:
+            connection.send(("done", runner(*task)))
+        except BaseException as error:  # the job fails, the worker goes on with the next one
+            message = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            connection.send(("failed", message))
+
+
+class WorkerPool:
+    """`size` worker processes, each given one job at a time. Unlike `multiprocessing.Pool`, it watches every worker:
+    one that dies (killed by the system when memory runs out, or crashed) fails the job it held with the reason, and a
+    new worker takes its place; a Pool lost that job and waited for it forever."""
+
+    def __init__(self, size, threads, runner, context):
+        self.size, self.threads, self.runner, self.context = size, threads, runner, context
+        self.queue, self.idle, self.busy = [], [], {}  # busy: {worker: (process, connection, job)}
+        self.workers = {}
+        for _ in range(size):
+            self.start_worker()
+
+    def start_worker(self):
+        parent, child = self.context.Pipe()
+        process = self.context.Process(target=worker_loop, args=(child, self.threads, self.runner), daemon=True)
+        process.start()
+        child.close()
+        self.workers[process.sentinel] = (process, parent)
+        self.idle.append(process.sentinel)
+
+    def submit(self, job, arguments):
+        self.queue.append((job, arguments))
+
+    def dispatch(self):
+        while self.queue and self.idle:
+            key = self.idle.pop()
+            job, arguments = self.queue.pop(0)
+            self.workers[key][1].send(arguments)
+            self.busy[key] = job
+
+    def pending(self):
+        return len(self.queue) + len(self.busy)
+
+    def wait(self, timeout):
+        """Jobs that ended within `timeout` seconds: [(job, "done", outcome) or (job, "failed", message)]."""
+        from multiprocessing.connection import wait
+
+        self.dispatch()
+        if not self.busy:
+            return []
+        ready = wait([self.workers[key][1] for key in self.busy] + list(self.busy), timeout)
+        ended = []
+        for key in list(self.busy):
+            process, connection = self.workers[key]
+            if connection in ready or (key in ready and connection.poll()):
+                try:
+                    kind, payload = connection.recv()
+                except (EOFError, OSError):
+                    kind, payload = None, None
+                if kind is not None:
+                    ended.append((self.busy.pop(key), kind, payload))
+                    self.idle.append(key)
+                    continue
+            if key in ready or not process.is_alive():
+                process.join(1)
+                ended.append((self.busy.pop(key), "failed", exit_reason(process.exitcode)))
+                connection.close()
+                del self.workers[key]
+                self.start_worker()
+        self.dispatch()
+        return ended
+
+    def stop(self):
+        for process, connection in self.workers.values():
+            if process.is_alive():
+                process.terminate()
+        for process, connection in self.workers.values():
+            process.join(5)
+            connection.close()
+
+
+def fine_tune_all(model_path, data_dir, settings, tasks, sides, scratch, workers=None, deadline=None, record=None,
+                  runner=None):
     """Every task for every side, `workers` at a time. Returns ({side: {task: result}}, status) where status lists
-    the jobs that did not finish ("unfinished": stopped at the deadline; "failed": with their error)."""
+    the jobs that did not finish ("unfinished": stopped at the deadline; "failed": with their error, a worker that died
+    included). `runner` stands in for run_job (tests)."""
     workers = workers or default_workers()
     rates = settings["learning_rate"] if isinstance(settings["learning_rate"], list) else [settings["learning_rate"]]
     from cli.checks import seed_list
@@ -157,68 +264,64 @@ def fine_tune_all(model_path, data_dir, settings, tasks, sides, scratch, workers
     seeds = seed_list(settings["seeds"])
     order = sorted(tasks, key=lambda task: -expected_cost(settings, data_dir, task))
     first_jobs = [Job(side, task, rate, seeds[0]) for task in order for side in sides for rate in rates]
-    done, failed, lock, finished = {}, {}, threading.Lock(), threading.Event()
-    submitted = set()
+    done, failed, submitted = {}, {}, []
     threads = max(1, (os.cpu_count() or 1) // workers)
-    context = multiprocessing.get_context("spawn")
-    pool = context.Pool(workers, initializer=worker_setup, initargs=(threads,))
+    pool = WorkerPool(workers, threads, runner or run_job, multiprocessing.get_context("spawn"))
     started = time.time()
 
     def submit(job):
-        submitted.add(job)
-        pool.apply_async(run_job, (str(model_path), str(data_dir), settings, job, str(scratch)),
-                         callback=on_done, error_callback=lambda error, job=job: on_failed(job, error))
+        submitted.append(job)
+        pool.submit(job, (str(model_path), str(data_dir), settings, job, str(scratch)))
 
-    def check_finished():
-        if len(done) + len(failed) == len(submitted):
-            finished.set()
+    def start_other_seeds(job):
+        """Once a task's first-seed sweep has ended (each rate finished or failed), its best rate trains the other
+        seeds; a sweep whose rates all failed has nothing to choose from."""
+        sweep = [Job(job.side, job.task, rate, seeds[0]) for rate in rates]
+        if job.seed != seeds[0] or len(seeds) < 2 or not all(j in done or j in failed for j in sweep):
+            return
+        found = {j.rate: done[j] for j in sweep if j in done}
+        if found:
+            chosen = assemble({(rate, seeds[0]): r for rate, r in found.items()}, rates, seeds)["hyperparameters"]["learning_rate"]
+            for seed in seeds[1:]:
+                submit(Job(job.side, job.task, chosen, seed))
 
-    def on_done(outcome):
-        job, result = outcome
-        with lock:
-            done[job] = result
-            if record:
-                record({**asdict(job), "metrics": next(iter(result["per_seed"].values())), "seconds": result["seconds"],
-                        "elapsed": round(time.time() - started, 1)})
-            sweep = [Job(job.side, job.task, rate, seeds[0]) for rate in rates]
-            if job.seed == seeds[0] and all(j in done or j in failed for j in sweep) and len(seeds) > 1:
-                found = {j.rate: done[j] for j in sweep if j in done}
-                if found:
-                    chosen = assemble({(rate, seeds[0]): r for rate, r in found.items()}, rates, seeds)["hyperparameters"]["learning_rate"]
-                    for seed in seeds[1:]:
-                        submit(Job(job.side, job.task, chosen, seed))
-            check_finished()
-
-    def on_failed(job, error):
-        with lock:
-            failed[job] = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-            print(f"warning: fine-tuning {job.side} {job.task} at {job.rate:g}, seed {job.seed} failed: {failed[job]}", flush=True)
-            check_finished()
-
-    with lock:
+    try:
         for job in first_jobs:
             submit(job)
-    timeout = None if deadline is None else max(0.0, deadline - time.time())
-    completed = finished.wait(timeout)
-    if completed:
-        pool.close()
-    else:
-        print(f"deadline: stopping the fine-tunings still running ({len(submitted) - len(done) - len(failed)} of "
-              f"{len(submitted)} jobs unfinished); the results keep what finished", flush=True)
-    pool.terminate()
-    pool.join()
-    with lock:
-        results = {side: {} for side in sides}
-        for side in sides:
-            for task in tasks:
-                by_rate_seed = {(job.rate, job.seed): result for job, result in done.items() if job.side == side and job.task == task}
-                assembled = assemble(by_rate_seed, rates, seeds)
-                if assembled is not None:
-                    results[side][task] = assembled
-        status = {"jobs": len(submitted), "finished": len(done), "seconds": round(time.time() - started, 1),
-                  "workers": workers,
-                  "unfinished": [asdict(job) for job in submitted if job not in done and job not in failed],
-                  "failed": [dict(asdict(job), error=message) for job, message in failed.items()]}
+        stopped = False
+        while pool.pending():
+            timeout = None if deadline is None else deadline - time.time()
+            if timeout is not None and timeout <= 0:
+                stopped = True
+                break
+            for job, kind, payload in pool.wait(timeout if timeout is None else min(timeout, 60.0)):
+                if kind == "done":
+                    _, result = payload
+                    done[job] = result
+                    if record:
+                        record({**asdict(job), "metrics": next(iter(result["per_seed"].values())),
+                                "seconds": result["seconds"], "elapsed": round(time.time() - started, 1)})
+                else:
+                    failed[job] = payload
+                    print(f"warning: fine-tuning {job.side} {job.task} at {job.rate:g}, seed {job.seed} failed: {payload}",
+                          flush=True)
+                start_other_seeds(job)
+        if stopped:
+            print(f"deadline: stopping the fine-tunings still running ({len(submitted) - len(done) - len(failed)} of "
+                  f"{len(submitted)} jobs unfinished); the results keep what finished", flush=True)
+    finally:
+        pool.stop()
+    results = {side: {} for side in sides}
+    for side in sides:
+        for task in tasks:
+            by_rate_seed = {(job.rate, job.seed): result for job, result in done.items() if job.side == side and job.task == task}
+            assembled = assemble(by_rate_seed, rates, seeds)
+            if assembled is not None:
+                results[side][task] = assembled
+    status = {"jobs": len(submitted), "finished": len(done), "seconds": round(time.time() - started, 1),
+              "workers": workers,
+              "unfinished": [asdict(job) for job in submitted if job not in done and job not in failed],
+              "failed": [dict(asdict(job), error=message) for job, message in failed.items()]}
     return results, status
 
 

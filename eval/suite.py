@@ -419,7 +419,7 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     """Measure the model and its floor; write OUT/results.json and OUT/summary.md; return the results. `seeds`
     ('1,2,3,4,5'): the GLUE seeds instead of the protocol's (the first one chooses the learning rate). `jobs`: GLUE
     fine-tunings as that many parallel processes (the gpu and smoke protocols always run them so: the default is a
-    process per CPU core on a GPU machine). `deadline` (a time.time()): stop the fine-tunings then and report what
+    process per CPU core on a GPU machine, capped by its free memory). `deadline` (a time.time()): stop the fine-tunings then and report what
     finished. `skip`: parts of PARTS to leave out."""
     import shlex
 
@@ -589,7 +589,7 @@ def main(argv=None):
                         help="measure the model and its floor at once, in two processes of one thread each (a 2-core CPU)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="run the GLUE fine-tunings as this many parallel processes (the gpu protocol always does: "
-                             "default one per CPU core on a GPU machine)")
+                             "default on a GPU machine one per CPU core, at most as many as the GPU's free memory holds at 2 GiB each)")
     parser.add_argument("--skip", default="", help=f"comma-separated parts to leave out: {', '.join(PARTS)}")
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop the fine-tunings after this many minutes and report what finished")

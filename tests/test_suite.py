@@ -351,3 +351,37 @@ def test_a_suite_stopped_at_its_deadline_reports_what_finished_and_caches_no_flo
     assert "Not measured (cut short): sst2, stsb, wnli" in summary and "Skipped (--skip): mmlu." in summary
     assert suite.main(["--model_name_or_path", str(model_dir), "--data_dir", str(data_dir), "--output_dir",
                        str(tmp_path / "bad"), "--skip", "glue"]) == 1
+
+
+def test_the_job_pool_fails_a_dead_workers_job_and_still_trains_every_other_seed(tmp_path):
+    """A worker killed mid-job (SIGKILL, as the out-of-memory killer does) fails that job with the reason and is
+    replaced; a sweep whose last rate failed still starts its other seeds at the best rate that finished. (With
+    multiprocessing.Pool the killed worker's job never came back and the pool waited forever; the failed last rate
+    left the other seeds unstarted.)"""
+    import time
+
+    from fake_jobs import fake_fine_tuning
+
+    from eval.glue_jobs import fine_tune_all
+
+    settings = {"learning_rate": [1e-5, 2e-5, 3e-5], "seeds": "1,2,3", "num_train_epochs": 1}
+    started = time.time()
+    results, status = fine_tune_all(tmp_path / "model", tmp_path / "glue", settings, ["rte", "mrpc"], ("pretrained",),
+                                    tmp_path / "scratch", workers=2, deadline=time.time() + 120, runner=fake_fine_tuning)
+    assert time.time() - started < 100
+    failed = {(job["task"], job["rate"]): job["error"] for job in status["failed"]}
+    assert "killed by SIGKILL" in failed["rte", 2e-5] and "out-of-memory killer" in failed["rte", 2e-5]
+    assert failed["mrpc", 3e-5].startswith("ValueError: CUDA out of memory")
+    assert not status["unfinished"] and status["finished"] == 2 * 2 + 2 * 2  # 2 rates of each sweep, 2 more seeds each
+    assert results["pretrained"]["rte"]["hyperparameters"]["learning_rate"] == 3e-5
+    assert results["pretrained"]["mrpc"]["hyperparameters"]["learning_rate"] == 2e-5
+    assert sorted(results["pretrained"]["mrpc"]["per_seed"]) == [1, 2, 3]
+
+
+def test_the_job_pool_is_capped_by_gpu_memory():
+    from eval.glue_jobs import GPU_GIB_PER_JOB, default_workers
+
+    gib = 2**30
+    assert default_workers(gpu_free_bytes=139 * gib, cores=192) == int(139 / GPU_GIB_PER_JOB)  # not one per core
+    assert default_workers(gpu_free_bytes=139 * gib, cores=16) == 16
+    assert default_workers(gpu_free_bytes=1 * gib, cores=64) == 1  # at least one
