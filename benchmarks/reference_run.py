@@ -76,9 +76,10 @@ def git_commit():
 
 
 def launch(command, log_path, prefix=""):
-    """Start `command` in the repository root; its output goes to log_path and, line by line, to this terminal."""
+    """Start `command` in this directory (the user's relative paths mean what they meant here; the scripts are named by
+    their full path); its output goes to log_path and, line by line, to this terminal."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
     def copy():
@@ -158,7 +159,7 @@ def split_overrides(tokens, recipes):
 
 
 def pretrain_command(name, args, budget, overrides, output_dir):
-    command = [sys.executable, "recipes/pretrain_mlm.py", "--recipe", name, "--output_dir", str(output_dir),
+    command = [sys.executable, str(REPO_ROOT / "recipes" / "pretrain_mlm.py"), "--recipe", name, "--output_dir", str(output_dir),
                "--overwrite_output_dir", "true"]
     if args.smoke:
         command.append("--smoke")
@@ -172,7 +173,7 @@ def pretrain_command(name, args, budget, overrides, output_dir):
 
 
 def suite_command(model_dir, args, protocol, output_dir, minutes, jobs):
-    command = [sys.executable, "eval/suite.py", "--model_name_or_path", str(model_dir), "--data_dir", args.data_dir,
+    command = [sys.executable, str(REPO_ROOT / "eval" / "suite.py"), "--model_name_or_path", str(model_dir), "--data_dir", args.data_dir,
                "--output_dir", str(output_dir), "--protocol", protocol, "--minutes", f"{max(minutes, 0.05):.2f}"]
     for flag in ("tasks", "skip", "seeds", "floor_cache"):
         if getattr(args, flag):
@@ -183,7 +184,10 @@ def suite_command(model_dir, args, protocol, output_dir, minutes, jobs):
 
 
 def display(command):
-    return " ".join(["python"] + [shlex.quote(part) for part in command[1:]])
+    """The command as a user types it in the directory the reference run was started in (the scripts named relative
+    to it: python recipes/pretrain_mlm.py ... from the repository root)."""
+    parts = [os.path.relpath(part) if part.startswith(str(REPO_ROOT) + os.sep) else part for part in command[1:]]
+    return " ".join(["python"] + [shlex.quote(part) for part in parts])
 
 
 def recipe_record(name, model_dir, suite_dir, commands, shared, pretrain_code, suite_code):

@@ -43,16 +43,16 @@ USAGE = "usage: pretrain_mlm.py --recipe NAME [--smoke] [--key value ...]"
 
 
 def prepare_output_dir(recipe, is_main):
-    """Refuse to mix two runs in one folder; find the checkpoint to resume from. Returns it or None."""
+    """Refuse to mix two runs in one folder; find the checkpoint to resume from. Returns (it or None, whether the folder
+    holds a run that --overwrite_output_dir replaces: removed by `clear_output_dir` once the new run's data, tokenizer
+    and model have been checked, so a mistyped flag does not cost the old run)."""
     from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(recipe["output_dir"])
     saved = out / RECIPE_FILE
     resume = recipe["resume_from_checkpoint"]
     if recipe["overwrite_output_dir"] and out.exists() and not resume:
-        if is_main:
-            shutil.rmtree(out)
-        return None
+        return None, True
     if saved.exists():
         previous = yaml.safe_load(saved.read_text())
         before, now = run_identity(previous), run_identity(recipe)
@@ -66,11 +66,11 @@ def prepare_output_dir(recipe, is_main):
     if resume in (True, "latest", "last"):
         if last is None:
             raise UserError(f"--resume_from_checkpoint {resume}: {out} has no checkpoint-* folder to resume from")
-        return last
+        return last, False
     if resume:
         if not Path(resume).is_dir():
             raise UserError(f"--resume_from_checkpoint {resume}: no such checkpoint folder")
-        return str(resume)
+        return str(resume), False
     if (out / RESULTS_FILE).exists():
         raise UserError(f"{out} already holds a finished run; use another --output_dir or --overwrite_output_dir true")
     if last is not None:
@@ -78,7 +78,16 @@ def prepare_output_dir(recipe, is_main):
             f"{out} holds an unfinished run ({Path(last).name}); pass --resume_from_checkpoint latest to continue "
             f"it, or --overwrite_output_dir true to start over"
         )
-    return None
+    return None, False
+
+
+def clear_output_dir(out, is_main):
+    """The replaced run's folder removed (by the first process; the others wait for it)."""
+    from accelerate import PartialState
+
+    if is_main and out.exists():
+        shutil.rmtree(out)
+    PartialState().wait_for_everyone()
 
 
 def load_text(recipe, args):
@@ -351,7 +360,7 @@ def run(recipe):
         **({"gradient_checkpointing": True} if recipe["gradient_checkpointing"] else {}),
     )
     is_main = args.process_index == 0
-    resume = prepare_output_dir(recipe, is_main)
+    resume, replace = prepare_output_dir(recipe, is_main)
     set_seed(recipe["seed"])
 
     texts, source, filter_report = load_text(recipe, args)
@@ -425,6 +434,8 @@ def run(recipe):
     _, untrained_predictions = fill_mask_example(mlm.eval(), recipe, tokenizer)  # shown next to the trained ones
     model.train()
 
+    if replace:  # everything checked (data, tokenizer, model): the old run goes now, before the first file is written
+        clear_output_dir(out, is_main)
     budget = None
     if recipe["time_budget"] is not None:
         budget = budget_plan(recipe, model, collator, train_blocks, args, resume, is_main)

@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, SHARED_DATA
@@ -66,13 +67,15 @@ def test_reference_run_smoke_pretrains_side_by_side_measures_and_feeds_the_card(
     floor (the smoke protocol's parallel fine-tunings), OUT/results.json and summary.md, and the card read from OUT."""
     from test_suite import synthetic_data_dir
 
-    data = synthetic_data_dir(tmp_path / "data")
+    synthetic_data_dir(tmp_path / "data")
     out = tmp_path / "ref"
+    # Started from another directory with relative paths: they mean what they mean there (the children once ran in the
+    # repository root and looked for data/ and ref/ there).
     result = subprocess.run(
-        [sys.executable, "benchmarks/reference_run.py", "--recipes", "tuned-20m,quickstart", "--concurrent", "--smoke",
-         "--data_dir", str(data), "--output_dir", str(out), "--floor_cache", str(tmp_path / "floors"),
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "reference_run.py"), "--recipes", "tuned-20m,quickstart",
+         "--concurrent", "--smoke", "--data_dir", "data", "--output_dir", "ref", "--floor_cache", "floors",
          "--tasks", "sst2,stsb", "--skip", "mmlu"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
@@ -86,7 +89,9 @@ def test_reference_run_smoke_pretrains_side_by_side_measures_and_feeds_the_card(
         # two tasks at the smoke protocol's two rates, for the model and (unless the same shape's floor is cached) its floor
         assert suite["fine_tuning_jobs"]["finished"] == 2 * 2 * (1 if suite["floor_cached"] else 2)
         assert set(suite["tasks"]) == {"sst2", "stsb"} and suite["glue_average"]["pretrained"] is not None
-        assert [c.split()[1] for c in record["commands"]] == ["recipes/pretrain_mlm.py", "eval/suite.py"]
+        scripts = [Path(c.split()[1]) for c in record["commands"]]  # as typed in that directory
+        assert [(tmp_path / script).resolve() for script in scripts] == [REPO_ROOT / "recipes" / "pretrain_mlm.py",
+                                                                         REPO_ROOT / "eval" / "suite.py"]
         assert (out / name / "model" / "config.json").is_file() and (out / name / "pretrain.log").is_file()
     assert not results["recipes"]["tuned-20m"]["suite"]["floor_cached"]  # measured first
     summary = (out / "summary.md").read_text()

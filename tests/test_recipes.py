@@ -170,6 +170,20 @@ def test_output_folder_of_another_run_is_refused_and_a_finished_one_kept(tmp_pat
     assert other.returncode == 1 and "holds a different run" in other.stderr and "mlm_probability" in other.stderr
 
 
+def test_overwrite_removes_the_old_run_only_once_the_new_one_is_checked(tmp_path):
+    out = str(tmp_path / "out")
+    assert run_script(["--recipe", "quickstart", "--smoke", "--output_dir", out, "--report_to", "none"], tmp_path).returncode == 0
+    for mistake in (["--train_files", str(tmp_path / "typo-*.txt")], ["--tokenizer_name", str(tmp_path / "nothing")],
+                    ["--block_size", "100000000"]):
+        again = run_script(["--recipe", "quickstart", "--smoke", "--output_dir", out, "--overwrite_output_dir", "true",
+                            *mistake], tmp_path)
+        assert again.returncode == 1 and again.stderr.strip().splitlines()[-1].startswith("error:"), again.stderr[-1500:]
+        assert (tmp_path / "out" / "results.json").is_file() and (tmp_path / "out" / "model.safetensors").is_file()
+    replaced = run_script(["--recipe", "quickstart", "--smoke", "--output_dir", out, "--overwrite_output_dir", "true",
+                           "--mlm_probability", "0.2"], tmp_path)
+    assert replaced.returncode == 0 and "mlm_probability: 0.2" in (tmp_path / "out" / "recipe.yaml").read_text()
+
+
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
 def test_accelerate_launch_two_cpu_processes(tmp_path):
     # On a machine without GPUs, accelerate 1.x starts two gloo (CPU) DDP processes through torchrun
