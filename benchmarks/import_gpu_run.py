@@ -2,7 +2,7 @@
 folder, so the results table, the model card and the suite read it like any other run.
 
     python benchmarks/import_gpu_run.py --raw_dir ../shared/gpu-runs/2026-12-04-h200-tuned-20m \\
-        --output_dir benchmarks/results/2026-12-04-h200-tuned-20m \\
+        --output_dir benchmarks/results/2026-12-04-h200-tuned-20m --commit 8522b1f --glue_data_dir ../shared/data/glue \\
         --software torch=2.11.0+cu130,transformers=5.17.0,datasets=5.2.0 --date 2026-12-04
 
 RAW holds model/ (the saved folder with the run's own results.json and recipe.yaml) and glue_results.jsonl (one
@@ -10,6 +10,10 @@ line per eval/run_glue.py process: {"side": "model" | "floor", "task", "rc", "re
 learning-rate sweep may be one process (run_glue's own sweep) or one process per rate; either way each side keeps
 its best rate, as the suite does. The fine-tunings must follow one suite protocol (--protocol, default gpu);
 a process that did not follow it is refused. The weights stay where they are: OUT records their path.
+
+Everything written says it was imported: the commit the run's code was at (`--commit`, from the raw README), the GLUE
+data it read (`--glue_data_dir`), and that its fine-tunings were `eval/run_glue.py` processes started by hand, not an
+`eval/suite.py` run (the suite summary, the reference-run summary and the model card all say so).
 """
 
 import argparse
@@ -93,7 +97,13 @@ def main(argv=None):
     parser.add_argument("--protocol", default="gpu", help="the suite protocol the fine-tunings followed")
     parser.add_argument("--software", default="", help="name=version pairs, comma-separated, as the raw log printed them")
     parser.add_argument("--date", required=True, help="the day of the run, YYYY-MM-DD")
+    parser.add_argument("--commit", required=True, help="the commit of this repository the run's code was at (its raw README says)")
+    parser.add_argument("--glue_data_dir", required=True, help="the GLUE folder its fine-tunings read (as the raw README names it)")
     args = parser.parse_args(argv)
+    import re
+
+    if not re.fullmatch(r"[0-9a-f]{7,40}", args.commit):
+        raise UserError(f"--commit {args.commit!r}: give the run's git commit (7 to 40 hex digits)")
     from eval import suite
 
     raw = Path(args.raw_dir)
@@ -116,12 +126,14 @@ def main(argv=None):
     suite_results = {
         "suite_version": suite.SUITE_VERSION, "protocol": args.protocol, "protocol_settings": settings,
         "model": str(model_dir), "model_type": json.loads((model_dir / "config.json").read_text())["model_type"],
-        "data_dir": "GLUE dev sets (../shared/data/glue)", "perplexity_data": None, "glue_tasks": tasks,
+        "data_dir": args.glue_data_dir, "perplexity_data": None, "glue_tasks": tasks,
         "floor_key": None, "floor_cached": False, "floor_cache_file": None, "floor_perplexity_measured_now": False,
         "hardware": run.hardware, "floor_hardware": run.hardware, "command": command,
         "skipped": list(suite.PARTS), "fine_tuning_jobs": None, "not_measured": [],
         "pretrained": measured["pretrained"], "floor": measured["floor"], "table": table,
-        "imported_from": str(raw),
+        "imported_from": str(raw), "commit": args.commit,
+        "provenance": f"imported: eval/run_glue.py processes started by hand at commit {args.commit}, under protocol "
+                      f"{args.protocol}'s settings (checked), read in by benchmarks/import_gpu_run.py; not an eval/suite.py run",
     }
     suite_results["protocol_seeds_reading"] = None
     (out / run.recipe / "suite").mkdir(parents=True, exist_ok=True)
@@ -133,7 +145,7 @@ def main(argv=None):
     software = dict(part.split("=", 1) for part in args.software.split(",") if "=" in part)
     results = {
         "reference_run": 1, "date": args.date, "recipes": {run.recipe: record}, "hardware": run.hardware,
-        "software": software, "commit": None, "command": command, "wall_minutes": None, "wall_seconds": None,
+        "software": software, "commit": args.commit, "command": command, "wall_minutes": None, "wall_seconds": None,
         "smoke": run.smoke, "protocol": args.protocol, "time_budget": run.time_budget["minutes"],
         "imported_from": str(raw),
     }

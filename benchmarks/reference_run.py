@@ -67,14 +67,6 @@ def software_versions():
     return versions
 
 
-def git_commit():
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def launch(command, log_path, prefix=""):
     """Start `command` in this directory (the user's relative paths mean what they meant here; the scripts are named by
     their full path); its output goes to log_path and, line by line, to this terminal."""
@@ -209,7 +201,7 @@ def recipe_record(name, model_dir, suite_dir, commands, shared, pretrain_code, s
         suite = json.loads(suite_results.read_text())
         record["suite"] = {key: suite.get(key) for key in (
             "protocol", "protocol_settings", "table", "glue_tasks", "not_measured", "skipped", "fine_tuning_jobs",
-            "floor_cached", "floor_key", "hardware")}
+            "floor_cached", "floor_key", "hardware", "provenance")}
         record["suite"]["glue_average"] = {"floor": suite["floor"].get("glue_average"),
                                            "pretrained": suite["pretrained"].get("glue_average")}
         record["suite"]["tasks"] = {task: {"floor": row["floor"], "pretrained": row["pretrained"]}
@@ -243,7 +235,8 @@ def summary_markdown(results):
         if suite is None:
             lines += [f"Suite: not measured: {record.get('suite_error')}.", ""]
             continue
-        lines += [f"Suite protocol `{suite['protocol']}`:", "", "| measurement | random-init floor | pretrained | difference |",
+        source = (f"GLUE {suite['provenance']}" if suite.get("provenance") else f"Suite protocol `{suite['protocol']}`")
+        lines += [f"{source}:", "", "| measurement | random-init floor | pretrained | difference |",
                   "|---|---|---|---|"]
         for row in suite["table"]:
             if row["pretrained"] is not None:
@@ -345,14 +338,14 @@ def main(argv=None):
         # The suite stops its fine-tunings at --minutes and writes what finished; the wait allows it that.
         suite_codes[name] = wait(process, deadline + 60, f"the suite of {name}")
 
-    from cli.run_folder import describe_hardware
+    from cli.run_folder import describe_hardware, source_commit
 
     results = {
         "reference_run": 1, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "recipes": {name: recipe_record(name, out / name / "model", out / name / "suite", commands[name],
                                         [other for other in args.recipes if other != name] if shared else [],
                                         codes.get(name), suite_codes.get(name)) for name in args.recipes},
-        "hardware": describe_hardware(1), "software": software_versions(), "commit": git_commit(),
+        "hardware": describe_hardware(1), "software": software_versions(), "commit": source_commit(),
         "command": " ".join(["python"] + [shlex.quote(a) for a in sys.argv]) if argv is None else
         display([sys.executable, "benchmarks/reference_run.py", *argv]),
         "wall_minutes": args.wall_minutes, "wall_seconds": round(time.time() - started, 1), "smoke": args.smoke,

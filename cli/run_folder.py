@@ -70,6 +70,7 @@ class PretrainingResult:
     eval_blocks: int
     hardware: str | None = None  # written by every run since 2026-11-22; older folders lack it
     command: str | None = None
+    commit: str | None = None  # of this repository (cli.run_folder.source_commit); older folders lack it
     tokens_per_second: int | None = None
     smoke: bool = False
     validation_data: str | None = None
@@ -113,6 +114,22 @@ class PretrainingResult:
             return cls(**{key: value for key, value in data.items() if key in names})
         except TypeError as error:
             raise UserError(f"{path} was not written by recipes/pretrain_mlm.py ({error})") from None
+
+
+def source_commit():
+    """The commit of this repository the code runs at, with " (with uncommitted changes)" when the working tree differs
+    from it; None outside a git clone (an installed copy). Every result records it."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True,
+                                timeout=10).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                                 text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + (" (with uncommitted changes)" if changed else "")
 
 
 def add_sentence_transformers_files(folder, max_seq_length):

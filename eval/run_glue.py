@@ -21,7 +21,6 @@ import json
 import math
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
 from cli import checks
 from cli.errors import ArgumentParser, UserError, entry_point
 from cli.files import write_atomic
+from cli.run_folder import source_commit
 from eval.glue_data import LABEL_NAMES, TASKS, available_tasks, eval_splits, load_glue
 from eval.loading import float32_weights, load_under_new_head
 
@@ -140,13 +140,6 @@ def cap_max_seq_length(args, tokenizer, entry="--max_seq_length"):
               f"(its position embeddings and tokenizer stop there)")
         args.max_seq_length = limit
     return args.max_seq_length
-
-
-def git_commit():
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except Exception:
-        return None
 
 
 def load_model(args, task, seed):
@@ -320,7 +313,7 @@ def run_task(args, task, tokenizer):
         "task": task, "model": args.model_name_or_path, "saved_model": saved, "random_init": args.random_init, "lora_r": args.lora_r,
         "data": args.data_dir or "nyu-mll/glue", "train_examples": len(encoded["train"]),
         "eval_examples": {s: len(encoded[s]) for s in eval_splits(task)}, "metric_source": metric_source,
-        "per_seed": per_seed, "summary": summary, "seconds": round(time.time() - started, 1), "commit": git_commit(),
+        "per_seed": per_seed, "summary": summary, "seconds": round(time.time() - started, 1), "commit": source_commit(),
         "hyperparameters": {**{k: getattr(args, k) for k in HYPERPARAMETERS}, "learning_rate": learning_rate},
         **({"learning_rate_sweep": sweep} if sweep else {}),
     }

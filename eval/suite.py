@@ -328,15 +328,20 @@ def protocol_seeds_reading(results):
 
 
 def summary_markdown(results):
-    lines = [f"Suite v{SUITE_VERSION}, protocol `{results['protocol']}`, model `{results['model']}`", "",
+    header = f"Suite v{SUITE_VERSION}, protocol `{results['protocol']}`, model `{results['model']}`"
+    if results.get("provenance"):  # not measured by this program (benchmarks/import_gpu_run.py)
+        header = f"Protocol `{results['protocol']}`, model `{results['model']}`: {results['provenance']}"
+    lines = [header, "",
              "| measurement | random-init floor | pretrained | difference |", "|---|---|---|---|"]
     for row in results["table"]:
         if row["pretrained"] is None:
             lines.append(f"| {row['what']} | - | - | {NOT_A_MASKED_LM} |")
         else:
             lines.append(f"| {row['what']} | {row['floor']:.2f} | {row['pretrained']:.2f} | {row['difference']:+.2f} |")
-    seeds = results["protocol_settings"]["seeds"]
-    lines += ["", f"GLUE: dev sets, median of seeds {seeds}; settings {json.dumps(results['protocol_settings'])}."]
+    ran = sorted({int(seed) for result in results["pretrained"]["glue"].values() for seed in result["per_seed"]})
+    seeds = (f"median of seeds {','.join(map(str, ran))}" if len(ran) > 1 else
+             f"one seed ({ran[0]}): no median, no spread between seeds" if ran else "no seed finished")
+    lines += ["", f"GLUE: dev sets, {seeds}; settings {json.dumps(results['protocol_settings'])}."]
     reading = results.get("protocol_seeds_reading")
     if reading:
         parts = [f"{task} {v['floor']:.2f} -> {v['pretrained']:.2f} ({v['pretrained'] - v['floor']:+.2f})"
@@ -350,7 +355,7 @@ def summary_markdown(results):
     chosen = chosen_rates(results)
     if chosen:
         lines.append("Learning rate chosen per task on the first seed (pretrained / floor): " + ", ".join(chosen) + ".")
-    if results["pretrained"]["glue"]:
+    if len(ran) > 1:
         lines.append("Seeds' spread of each task's score, max - min (pretrained / floor): "
                      + ", ".join(seed_spreads(results)) + ".")
     jobs = results.get("fine_tuning_jobs")
@@ -376,7 +381,7 @@ def summary_markdown(results):
               f"{'; its perplexity measured now, at this masking rate' if results.get('floor_perplexity_measured_now') else ''}. "
               f"Time: model {results['pretrained']['seconds']:.0f} s, floor {results['floor']['seconds']:.0f} s "
               f"({'earlier' if results['floor_cached'] else 'now'}).",
-              f"Command: `{results['command']}`", ""]
+              f"Command: `{results['command']}`" + (f" at commit {results['commit']}" if results.get("commit") else ""), ""]
     return "\n".join(lines)
 
 
@@ -426,7 +431,7 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     from transformers import AutoConfig
 
     import modeling  # noqa: F401  registers the SmallEncoder family
-    from cli.run_folder import cache_root, describe_hardware
+    from cli.run_folder import cache_root, describe_hardware, source_commit
     from data_prep.tokenizer import load_tokenizer
     from eval.glue_data import TASKS
     from eval.perplexity import eval_blocks
@@ -555,6 +560,7 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
         "floor_key": key, "floor_cached": floor_cached, "floor_cache_file": str(floor_file),
         "floor_perplexity_measured_now": floor_perplexity_now,
         "hardware": hardware, "floor_hardware": floor_hardware, "command": " ".join(["python"] + [shlex.quote(a) for a in sys.argv]),
+        "commit": source_commit(),
         "skipped": sorted(skip), "fine_tuning_jobs": status,
         "not_measured": [t for t in present if t not in measured],
         "pretrained": model, "floor": floor, "table": table,

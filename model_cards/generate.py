@@ -94,6 +94,11 @@ def glue_command(result):
     return "eval/run_glue.py " + " ".join(flags)
 
 
+def seeds_wording(result):
+    seeds = sorted(map(str, result["per_seed"]))
+    return f"median of seeds {','.join(seeds)}" if len(seeds) > 1 else f"seed {seeds[0]}"
+
+
 def suite_results(suite):
     """(model-index results, markdown rows) from eval/suite.py's results.json."""
     model, protocol = suite["pretrained"], suite["protocol"]
@@ -101,7 +106,7 @@ def suite_results(suite):
     for task, result in model["glue"].items():
         index.append({"task": {"type": "text-classification", "name": "GLUE"},
                       "dataset": {"type": "nyu-mll/glue", "name": f"GLUE {GLUE_NAMES.get(task, task)}", "config": task, "split": "validation"},
-                      "metrics": [{"type": metric, "value": round(values["median"], 4), "name": f"{metric} (median of seeds, suite protocol {protocol})"}
+                      "metrics": [{"type": metric, "value": round(values["median"], 4), "name": f"{metric} ({seeds_wording(result)}, {'imported, ' if suite.get('provenance') else ''}suite protocol {protocol})"}
                                   for metric, values in result["summary"].items()]})
     if "stsb_zero_shot" in model:
         index.append({"task": {"type": "sentence-similarity", "name": "STS-B zero-shot"},
@@ -112,6 +117,9 @@ def suite_results(suite):
                       "dataset": {"type": "cais/mmlu", "name": "MMLU", "split": "validation"},
                       "metrics": [{"type": "accuracy", "value": round(model["mmlu"]["accuracy"], 4), "name": f"0-shot accuracy ({model['mmlu']['total']} questions)"}]})
     command = f"eval/suite.py --protocol {protocol} (suite v{suite['suite_version']})"
+    if suite.get("provenance"):  # imported from a hand run (benchmarks/import_gpu_run.py), not a suite run
+        command = (f"imported: eval/run_glue.py started by hand under protocol {protocol}'s settings, commit "
+                   f"{suite.get('commit') or 'unknown'}")
     rows = [(row["what"], "not applicable (a replaced-token-detection discriminator has no masked-LM head)"
              if row["pretrained"] is None else
              f"{row['pretrained']:.2f} (random-init floor {row['floor']:.2f}, difference {row['difference']:+.2f})", command)
@@ -235,7 +243,8 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
         if run.hardware:
             lines.append(f"| hardware | {run.hardware} |")
     command = (run and run.command) or f"python recipes/pretrain_mlm.py --recipe {recipe.get('recipe', '?')}" + (" --smoke" if smoke else "")
-    lines += ["", f"Reproduce: `{command}` (the exact resolved settings are in `recipe.yaml` beside the weights).", ""]
+    at = f" at commit {run.commit}" if run and run.commit else ""
+    lines += ["", f"Reproduce: `{command}`{at} (the exact resolved settings are in `recipe.yaml` beside the weights).", ""]
     if (model_dir / "training_log.json").exists():
         lines += ["![loss curve](loss_curve.png)", ""]
     lines += ["## Results", ""]
@@ -288,7 +297,8 @@ def reference_run(run_dir, recipe=None):
         model_dir = run_dir / name / "model"
     suite = run_dir / name / "suite" / "results.json"
     if results.get("imported_from"):
-        notes = [f"Measured on {results['hardware']}, {results['date'][:10]}, by processes started by hand before "
+        notes = [f"Imported, not measured by eval/suite.py: measured on {results['hardware']}, {results['date'][:10]} "
+                 f"(commit {(results.get('commit') or 'unknown')[:7]}), by processes started by hand before "
                  f"benchmarks/reference_run.py existed; their raw outputs ({results['imported_from']}) were read in with "
                  f"`{results['command']}`"]
     else:

@@ -36,6 +36,7 @@ from cli.run_folder import (
     add_sentence_transformers_files,
     cache_root,
     describe_hardware,
+    source_commit,
 )
 from recipes.recipe import available_recipes, load_recipe, parse_overrides, run_identity
 
@@ -524,9 +525,10 @@ def run(recipe):
         recipe=recipe["recipe"], smoke=recipe["smoke_run"],
         parameters=count_parameters(model.discriminator if rtd else model),
         data=source,
-        validation_data=recipe.get("validation_files") or f"{recipe['validation_split_percentage']}% held out of the training data",
+        validation_data=validation_source(recipe),
         hardware=describe_hardware(args.world_size), bf16=bool(args.bf16),
         command=" ".join(["accelerate launch" if args.world_size > 1 else "python"] + [shlex.quote(a) for a in sys.argv]),
+        commit=source_commit(),
         block_size=recipe["block_size"], mlm_probability=recipe["mlm_probability"],
         train_steps=trainer.state.global_step, train_tokens=trainer.state.global_step * per_step * recipe["block_size"],
         train_seconds=round(train_seconds, 1), segments=segments,
@@ -574,6 +576,21 @@ def run(recipe):
              "generator/" if rtd else "") + ")")
     if recipe["push_to_hub"]:
         trainer.push_to_hub(commit_message=f"{recipe['recipe']} pretraining")
+
+
+def validation_source(recipe):
+    """What the held-out perplexity was measured on, as data_prep/corpus.py and data_prep/streaming.py chose it."""
+    if recipe.get("validation_files"):
+        return recipe["validation_files"]
+    hub = bool(recipe["dataset_name"]) and not recipe["train_files"]
+    if hub and recipe["dataset_name"] == "embedded":
+        return "the embedded corpus's validation file"
+    cap = recipe["max_validation_samples"]
+    if recipe["streaming"]:
+        held = f"the training stream's first {cap or 2000:,} documents, left out of training"
+        return f"the dataset's validation split (its first {cap or 2000:,} documents), or where it has none {held}" if hub else held
+    held = f"{recipe['validation_split_percentage']}% held out of the training data" + (f", at most {cap:,} documents" if cap else "")
+    return f"the dataset's validation split, or where it has none {held}" if hub else held
 
 
 def final_metrics(trainer):

@@ -87,7 +87,8 @@ CASES = [
     ("reference_run", ["--recipe", "quickstart", "--data_dir", "{data}", "--output_dir", "{out}", "--wall_minutes", "2"],
      "--wall_minutes"),
     ("reference_run", ["--recipe", "quickstart", "--data_dir", "{data}", "--output_dir", "{out}", "--stray"], "--key value"),
-    ("import_gpu_run", ["--raw_dir", "{missing}", "--output_dir", "{out}", "--date", "2026-12-04"], "model/results.json"),
+    ("import_gpu_run", ["--raw_dir", "{missing}", "--output_dir", "{out}", "--date", "2026-12-04", "--commit", "8522b1f",
+                        "--glue_data_dir", "{missing}"], "model/results.json"),
     ("results_table", ["{missing}"], "cannot read"),
     ("results_table", ["{data}"], "cannot read"),
 ]

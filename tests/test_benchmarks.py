@@ -118,7 +118,8 @@ def test_the_h200_run_imports_as_a_reference_run_with_the_figures_of_its_readme(
         pytest.skip(f"{raw} is absent (the shared folder ships beside the repository only on project machines)")
     out = tmp_path / "imported"
     result = subprocess.run([sys.executable, "benchmarks/import_gpu_run.py", "--raw_dir", str(raw), "--output_dir", str(out),
-                             "--software", "torch=2.11.0+cu130", "--date", "2026-12-04"],
+                             "--software", "torch=2.11.0+cu130", "--date", "2026-12-04", "--commit", "8522b1f",
+                             "--glue_data_dir", "../shared/data/glue"],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((out / "results.json").read_text())["recipes"]["tuned-20m"]
@@ -129,6 +130,18 @@ def test_the_h200_run_imports_as_a_reference_run_with_the_figures_of_its_readme(
     sst2 = {side: suite[side]["glue"]["sst2"]["learning_rate_sweep"] for side in ("pretrained", "floor")}
     assert sst2["pretrained"]["chosen"] == 1e-4 and sst2["floor"]["chosen"] == 3e-4  # one process per rate, swept here
     assert round(100 * sst2["floor"]["scores"]["0.001"], 2) == 49.08  # collapsed to the majority class, as reported
+    # Everything written says where the figures came from: imported, the run's commit, its data, one seed.
+    assert json.loads((out / "results.json").read_text())["commit"] == "8522b1f" and suite["data_dir"] == "../shared/data/glue"
+    summary = (out / "tuned-20m" / "suite" / "summary.md").read_text()
+    assert "imported: eval/run_glue.py processes started by hand at commit 8522b1f" in summary
+    assert "one seed (1): no median, no spread between seeds" in summary and "median of seeds" not in summary
+    assert "Seeds' spread" not in summary
+    card = subprocess.run([sys.executable, "model_cards/generate.py", "--run_dir", str(out), "--output_dir",
+                           str(tmp_path / "card")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert card.returncode == 0, card.stderr[-2000:]
+    text = (tmp_path / "card" / "README.md").read_text()
+    assert "eval/suite.py --protocol gpu" not in text and "imported: eval/run_glue.py started by hand" in text
+    assert "commit 8522b1f" in text and "median of seeds" not in text
     table = subprocess.run([sys.executable, "benchmarks/results_table.py", str(out)], cwd=REPO_ROOT, capture_output=True,
                            text=True, timeout=120)
     assert "| `tuned-20m` | 1 x NVIDIA H200, 2026-12-04 | 5 min | 20.3M | 205.7M (667,180) | 27.03 (30%) | " \
