@@ -428,11 +428,11 @@ def measure_ladder(args, tokenizer):
 def main(argv=None):
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="miniroberta")
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--block_size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=8, help="timed steps per path per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch_size", type=checks.bounded(int, 1, 65536), default=32)
+    parser.add_argument("--block_size", type=checks.bounded(int, 8, 1_048_576), default=128)
+    parser.add_argument("--steps", type=checks.bounded(int, 1, 10**6), default=8, help="timed steps per path per round")
+    parser.add_argument("--rounds", type=checks.bounded(int, 1, 1000), default=3)
+    parser.add_argument("--warmup", type=checks.bounded(int, 0, 10**5), default=2)
     parser.add_argument("--corpus", default=None, help="a .txt corpus, one document per line (default: WikiText-2 train "
                                                          "from ../shared/data, else the embedded corpus)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder or vocab.txt (default: the shape's, from ../shared/data)")
@@ -444,7 +444,7 @@ def main(argv=None):
                         help="with --compile: leave dynamo's default, which breaks the graph at the sparse selection "
                              "(the behaviour before trace_sparse_selection_when_compiled), for comparison")
     parser.add_argument("--paths", default="stock,packed,ours", help="any of stock, packed, ours, rtd")
-    parser.add_argument("--generator_size", type=float, default=0.25, help="rtd path: the generator's width as a fraction")
+    parser.add_argument("--generator_size", type=checks.bounded(float, 0.01, 1), default=0.25, help="rtd path: the generator's width as a fraction")
     parser.add_argument("--speedups_for", choices=("all", "ours"), default="all",
                         help="which paths get --fused_adamw and --compile: every path (the default: isolates what packing "
                              "and sparse prediction give) or ours only (the stock path as Hugging Face runs it)")
@@ -458,7 +458,7 @@ def main(argv=None):
     parser.add_argument("--skip_training", action="store_true", help="only the data_prep figure")
     parser.add_argument("--ladder", action="store_true", help="each lever of the GPU path in turn (see above)")
     parser.add_argument("--ladder_paths", default=",".join(LADDER), help=f"with --ladder: any of {', '.join(LADDER)}")
-    parser.add_argument("--workers", type=int, default=4, help="with --ladder: collation processes of the workers path")
+    parser.add_argument("--workers", type=checks.bounded(int, 0, 1024), default=4, help="with --ladder: collation processes of the workers path")
     parser.add_argument("--json_out", default=None, help="with --ladder: also write its table to this JSON file")
     args = parser.parse_args(argv)
     args.ladder_paths = [p for p in args.ladder_paths.split(",") if p]

@@ -256,9 +256,9 @@ def main(argv=None):
     parser.add_argument("--concurrent", action="store_true", help="pretrain the recipes at once on one GPU")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--data_dir", required=True, help="folder with glue/ (and mmlu/, wikitext-2/) for the suite")
-    parser.add_argument("--time_budget", type=float, default=None, help="minutes of pretraining per recipe (default: what the wall leaves)")
-    parser.add_argument("--wall_minutes", type=float, default=9.5, help="hard limit for the whole command (default 9.5)")
-    parser.add_argument("--suite_minutes", type=float, default=None,
+    parser.add_argument("--time_budget", type=checks.bounded(float, 1e-3, 525_600), default=None, help="minutes of pretraining per recipe (default: what the wall leaves)")
+    parser.add_argument("--wall_minutes", type=checks.bounded(float, 1e-3, 525_600), default=9.5, help="hard limit for the whole command (default 9.5)")
+    parser.add_argument("--suite_minutes", type=checks.bounded(float, 1e-3, 525_600), default=None,
                         help="the suite's expected minutes, kept free when sizing the budget (default: 4 on a GPU)")
     parser.add_argument("--train_files", default=None, help="local training text instead of the recipe's corpus (globs, comma-separated)")
     parser.add_argument("--tasks", default=None, help="GLUE tasks for the suite (default: every task under DATA/glue)")

@@ -111,8 +111,8 @@ def main(argv=None):
     parser.add_argument("--train_files", required=True)
     parser.add_argument("--validation_files", required=True)
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--copies", type=int, default=1, help="the corpus this many times over (the same files)")
-    parser.add_argument("--timeout_minutes", type=float, default=20.0, help="a variant still short of its first step "
+    parser.add_argument("--copies", type=checks.bounded(int, 1, 1000), default=1, help="the corpus this many times over (the same files)")
+    parser.add_argument("--timeout_minutes", type=checks.bounded(float, 0.1, 10_000), default=20.0, help="a variant still short of its first step "
                                                                             "then is stopped and reported as such")
     parser.add_argument("--extra", default="", help="more overrides for the training script, e.g. '--block_size 128'")
     args = parser.parse_args(argv)

@@ -55,11 +55,48 @@ def non_negative_int(value, flag):
     return value
 
 
+def in_range(value, flag, low, high, integer=False):
+    """A number between `low` and `high` (both included; an integer with integer=True); strings YAML left unparsed
+    ('1e-3') are taken for floats. Every numeric setting has one: a negative count and an absurd size are refused
+    before any work, not after it started."""
+    what = f"{'an integer' if integer else 'a number'} between {low:g} and {high:g}"
+    if integer:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{flag} must be {what}, got {value!r}")
+        number = value
+    else:
+        number = _number(value, flag, what)
+    if not low <= number <= high:
+        raise UserError(f"{flag} must be {what}, got {value!r}")
+    return number
+
+
+def bounded(kind, low, high):
+    """An argparse `type` for numbers of `kind` (int or float) between `low` and `high`."""
+    import argparse
+
+    def convert(text):
+        try:
+            number = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} between {low:g} "
+                                             f"and {high:g}, got {text!r}") from None
+        if not (math.isfinite(number) and low <= number <= high):
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text!r}")
+        return number
+
+    convert.__name__ = kind.__name__  # argparse names the type in its own messages
+    return convert
+
+
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeding take 32 bits
+
+
 def seed_list(value, flag="--seeds"):
-    """'1,2,3' -> [1, 2, 3]: one or more integers >= 0, no repeats."""
+    """'1,2,3' -> [1, 2, 3]: one or more integers between 0 and 2**32 - 1, no repeats."""
     parts = [p.strip() for p in str(value).split(",")]
-    if not parts or not all(p.isdigit() for p in parts):
-        raise UserError(f"{flag} must be comma-separated integers >= 0, e.g. 1,2,3; got {value!r}")
+    if not parts or not all(p.isdigit() and len(p) <= 10 and int(p) <= MAX_SEED for p in parts):
+        raise UserError(f"{flag} must be comma-separated integers from 0 to {MAX_SEED}, e.g. 1,2,3; got {value!r}")
     seeds = [int(p) for p in parts]
     if len(set(seeds)) != len(seeds):
         raise UserError(f"{flag} repeats a seed: {value!r}")

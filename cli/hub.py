@@ -54,9 +54,48 @@ def stay_offline():
     huggingface_hub.constants.HF_HUB_OFFLINE = True
 
 
+def check_weights(folder, flag):
+    """Open every safetensors file of a model folder (its header and size, not its tensors: milliseconds)."""
+    from safetensors import safe_open
+
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except Exception as error:  # safetensors raises its own error type, and OSError for unreadable files
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserError(f"{flag} {folder}: {file.name} is damaged or incomplete ({reason}); copy or save the model "
+                            f"again") from None
+
+
+def check_model_folder(folder, flag):
+    """A local model folder holds a readable config.json naming its model_type, JSON files that parse (the tokenizer's
+    among them), and weight files that open; else one error naming the file (no loader traceback)."""
+    import json
+
+    folder = Path(folder)
+    config = folder / "config.json"
+    if not config.is_file():
+        raise UserError(f"{flag} {folder}: not a saved model folder (no config.json in it)")
+    for path in sorted(folder.glob("*.json")):
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError, OSError) as error:
+            raise UserError(f"{flag} {folder}: {path.name} is damaged or incomplete ({str(error).splitlines()[0]}); copy "
+                            f"or save the model again") from None
+        if path == config and not (isinstance(content, dict) and content.get("model_type")):
+            raise UserError(f"{flag} {folder}: config.json names no model_type; it is not a transformers model's config")
+    check_weights(folder, flag)
+
+
 def check_source(name, flag, filename="config.json"):
-    """Refuse, in one line naming `flag`, a name that is neither a local path nor a Hub id this machine can read."""
-    if Path(str(name)).expanduser().exists():
+    """Refuse, in one line naming `flag`, a name that is neither a local path nor a Hub id this machine can read. A
+    local model folder (filename config.json) is also checked whole (check_model_folder): a damaged or truncated file,
+    or an empty folder, is refused here, by name, instead of ending the program with the loader's traceback."""
+    path = Path(str(name)).expanduser()
+    if path.exists():
+        if filename == "config.json" and path.is_dir():
+            check_model_folder(path, flag)
         return
     if looks_local(name):
         raise UserError(f"{flag} {name}: no such file or folder")

@@ -280,8 +280,9 @@ def main(argv=None):
         return 1
     try:
         print(get_demo(args.model_name_or_path).describe().replace("**", ""))
-    except DemoError as error:  # the page shows it too
-        print(f"warning: {error}", file=sys.stderr)
+    except DemoError as error:  # a model that cannot load: no page to serve (a Space shows the message on its page)
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     build_app(args.model_name_or_path).launch(server_name=args.host, server_port=args.port)
     return 0
 

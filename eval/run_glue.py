@@ -49,20 +49,20 @@ def parse_args(argv=None):
     parser.add_argument("--learning_rate", default="5e-5",
                         help="a rate, or comma-separated rates to sweep (e.g. 1e-4,3e-4,1e-3): the first seed is "
                              "fine-tuned at each, and the rate with its best dev score trains the other seeds")
-    parser.add_argument("--num_train_epochs", type=float, default=3.0)
-    parser.add_argument("--per_device_train_batch_size", type=int, default=32)
-    parser.add_argument("--per_device_eval_batch_size", type=int, default=128)
-    parser.add_argument("--max_seq_length", type=int, default=128)
-    parser.add_argument("--weight_decay", type=float, default=0.01)
-    parser.add_argument("--warmup_ratio", type=float, default=0.06)
-    parser.add_argument("--max_train_samples", type=int, default=None)
-    parser.add_argument("--max_eval_samples", type=int, default=None)
+    parser.add_argument("--num_train_epochs", type=checks.bounded(float, 1e-3, 1000), default=3.0)
+    parser.add_argument("--per_device_train_batch_size", type=checks.bounded(int, 1, 65536), default=32)
+    parser.add_argument("--per_device_eval_batch_size", type=checks.bounded(int, 1, 65536), default=128)
+    parser.add_argument("--max_seq_length", type=checks.bounded(int, 2, 1_048_576), default=128)
+    parser.add_argument("--weight_decay", type=checks.bounded(float, 0, 100), default=0.01)
+    parser.add_argument("--warmup_ratio", type=checks.bounded(float, 0, 0.999), default=0.06)
+    parser.add_argument("--max_train_samples", type=checks.bounded(int, 1, 10**10), default=None)
+    parser.add_argument("--max_eval_samples", type=checks.bounded(int, 1, 10**10), default=None)
     parser.add_argument("--group_by_length", action="store_true",
                         help="batch training examples of similar length together (less padding, so less compute; the "
                              "suite's cpu protocol uses it)")
     parser.add_argument("--seeds", default="42", help="comma-separated seeds, e.g. 1,2,3")
-    parser.add_argument("--lora_r", type=int, default=0, help="fine-tune a LoRA adapter of this rank (peft) instead of all weights")
-    parser.add_argument("--lora_alpha", type=int, default=16)
+    parser.add_argument("--lora_r", type=checks.bounded(int, 0, 65536), default=0, help="fine-tune a LoRA adapter of this rank (peft) instead of all weights")
+    parser.add_argument("--lora_alpha", type=checks.bounded(int, 1, 65536), default=16)
     parser.add_argument("--random_init", action="store_true", help="same architecture, random weights (no pretraining)")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the seeds an interrupted run finished in this --output_dir with the same model and settings")

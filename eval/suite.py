@@ -55,6 +55,7 @@ _installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clo
 if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
     sys.path.insert(0, str(REPO_ROOT))
 
+from cli import checks
 from cli.errors import ArgumentParser, UserError, entry_point
 from cli.files import write_atomic
 
@@ -473,6 +474,9 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
         if missing:
             raise UserError(f"--tasks {','.join(missing)}: no train and dev files under {Path(data_dir) / 'glue'}")
         present = list(tasks)
+    if not present:  # GLUE is the suite: without a task it would measure nothing and write a table of nothing
+        raise UserError(f"no GLUE task under {Path(data_dir) / 'glue'} (folders like SST-2/ holding train.tsv and "
+                        f"dev.tsv); point --data_dir at the folder that holds glue/")
     mlm_probability, block_size, recorded_validation = model_facts(model_path)
     limit = getattr(config, "max_position_embeddings", 512) - (2 if config.model_type in ("roberta", "xlm-roberta") else 0)
     block_size = min(block_size or 128, limit)
@@ -593,15 +597,13 @@ def main(argv=None):
                              "with one seed; the first seed chooses the learning rate; the floor is measured with them too")
     parser.add_argument("--parallel", action="store_true",
                         help="measure the model and its floor at once, in two processes of one thread each (a 2-core CPU)")
-    parser.add_argument("--jobs", type=int, default=None,
+    parser.add_argument("--jobs", type=checks.bounded(int, 1, 4096), default=None,
                         help="run the GLUE fine-tunings as this many parallel processes (the gpu protocol always does: "
                              "default on a GPU machine one per CPU core, at most as many as the GPU's free memory holds at 2 GiB each)")
     parser.add_argument("--skip", default="", help=f"comma-separated parts to leave out: {', '.join(PARTS)}")
-    parser.add_argument("--minutes", type=float, default=None,
+    parser.add_argument("--minutes", type=checks.bounded(float, 1e-3, 525_600), default=None,
                         help="stop the fine-tunings after this many minutes and report what finished")
     args = parser.parse_args(argv)
-    from cli import checks
-
     checks.positive_int(args.jobs, "--jobs", allow_none=True)
     if args.minutes is not None:
         checks.positive_number(args.minutes, "--minutes")

@@ -184,6 +184,9 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise UserError(f"{model_dir} has no config.json; point --model_dir at a saved model folder")
+    from cli.hub import check_weights
+
+    check_weights(model_dir, "--model_dir")  # no card for a damaged model
     config = read_json(model_dir / "config.json")
     recipe = yaml.safe_load((model_dir / "recipe.yaml").read_text()) if (model_dir / "recipe.yaml").exists() else {}
     run = PretrainingResult.read(model_dir)
@@ -206,7 +209,7 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
     trust = ", trust_remote_code=True" if custom else ""
     from data_prep.tokenizer import load_tokenizer
 
-    mask = load_tokenizer(model_dir).mask_token
+    mask = load_tokenizer(str(model_dir), "--model_dir").mask_token
     parameters = run.parameters if run else None
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {name.split('/')[-1]}", ""]
     if smoke:

@@ -66,17 +66,29 @@ def stage(model_dir, target, result_files=()):
     model_dir, target = Path(model_dir), Path(target)
     if not (model_dir / "config.json").exists() or not (model_dir / "model.safetensors").exists():
         raise UserError(f"{model_dir} is not a saved model folder (needs config.json and model.safetensors)")
+    from cli.hub import check_weights
+
+    check_weights(model_dir, "--model_dir")  # a damaged weights file is never uploaded
     if target.exists() and any(target.iterdir()):
         raise UserError(f"{target} is not empty; give a new folder for the upload")
+    created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
-    for name in UPLOAD_FILES:
-        if (model_dir / name).is_file():
-            shutil.copy2(model_dir / name, target / name)
-    for name in UPLOAD_DIRS:
-        if (model_dir / name).is_dir():
-            shutil.copytree(model_dir / name, target / name)
-    if result_files or not (target / "README.md").exists():
-        generate(model_dir, result_files, output_dir=target)
+    try:
+        for name in UPLOAD_FILES:
+            if (model_dir / name).is_file():
+                shutil.copy2(model_dir / name, target / name)
+        for name in UPLOAD_DIRS:
+            if (model_dir / name).is_dir():
+                shutil.copytree(model_dir / name, target / name)
+        if result_files or not (target / "README.md").exists():
+            generate(model_dir, result_files, output_dir=target)
+    except BaseException:  # nothing half-staged is left behind (a dry run's folder, or the upload's)
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            for child in target.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        raise
     return sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
 
 

@@ -59,9 +59,13 @@ def build_mlm_config(family, tokenizer, block_size, preset=None, fields=None, vo
     return SmallEncoderConfig(**base)
 
 
+MAX_PARAMETERS = 20_000_000_000  # far beyond a small encoder; an absurd --model_config stops here, not in the allocator
+
+
 def check_model_settings(family, block_size, preset=None, fields=None, vocab_size=None):
     """The config a recipe's model settings give, built before any data is read (a stand-in vocabulary): a mistake in
-    --model_config, --model_preset or --block_size then fails in the first second instead of after the corpus."""
+    --model_config, --model_preset or --block_size then fails in the first second instead of after the corpus. The
+    model is also built on the meta device (no memory) and counted: more than MAX_PARAMETERS is refused."""
 
     class StandIn:
         pad_token_id, cls_token_id, sep_token_id, bos_token_id, eos_token_id = 0, 2, 3, None, None
@@ -69,7 +73,21 @@ def check_model_settings(family, block_size, preset=None, fields=None, vocab_siz
         def __len__(self):
             return vocab_size or 1000
 
-    return build_mlm_config(family, StandIn(), block_size, preset=preset, fields=fields, vocab_size=vocab_size)
+    config = build_mlm_config(family, StandIn(), block_size, preset=preset, fields=fields, vocab_size=vocab_size)
+    check_size(config)
+    return config
+
+
+def check_size(config):
+    """Refuse (ValueError) a config whose model would hold more than MAX_PARAMETERS, counted on the meta device."""
+    import torch
+
+    with torch.device("meta"):
+        parameters = count_parameters(build_mlm_model(config))
+    if parameters > MAX_PARAMETERS:
+        raise ValueError(f"these settings make a model of {parameters:,} parameters, more than this repository trains "
+                         f"({MAX_PARAMETERS:,}); check hidden_size, num_hidden_layers, intermediate_size and the vocabulary")
+    return parameters
 
 
 def build_mlm_model(config):

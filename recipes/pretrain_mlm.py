@@ -67,11 +67,11 @@ def prepare_output_dir(recipe, is_main):
     if resume in (True, "latest", "last"):
         if last is None:
             raise UserError(f"--resume_from_checkpoint {resume}: {out} has no checkpoint-* folder to resume from")
-        return last, False
+        return check_checkpoint(last), False
     if resume:
         if not Path(resume).is_dir():
             raise UserError(f"--resume_from_checkpoint {resume}: no such checkpoint folder")
-        return str(resume), False
+        return check_checkpoint(str(resume)), False
     if (out / RESULTS_FILE).exists():
         raise UserError(f"{out} already holds a finished run; use another --output_dir or --overwrite_output_dir true")
     if last is not None:
@@ -80,6 +80,38 @@ def prepare_output_dir(recipe, is_main):
             f"it, or --overwrite_output_dir true to start over"
         )
     return None, False
+
+
+def check_checkpoint(folder):
+    """A checkpoint folder whose every file opens (a run killed while writing, a copy cut short): the weights' headers,
+    the JSON files, and the zip archives torch saves (.pt, .pth, .bin: each member's checksum, nothing unpickled).
+    Returns the folder; a damaged file is one error line naming it and the way out, before any data is read."""
+    import zipfile
+
+    from cli.hub import check_weights
+
+    folder = Path(folder)
+    if not (folder / "trainer_state.json").is_file():
+        raise UserError(f"--resume_from_checkpoint: {folder} has no trainer_state.json (not a whole checkpoint); resume "
+                        f"from another checkpoint-* folder, or start over with --overwrite_output_dir true")
+    check_weights(folder, "--resume_from_checkpoint")
+    way_out = (f"resume from an earlier checkpoint (--resume_from_checkpoint {folder.parent / 'checkpoint-N'}), or remove "
+               f"{folder} and resume from the latest one left")
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text())
+            elif path.suffix in (".pt", ".pth", ".bin"):
+                with zipfile.ZipFile(path) as archive:
+                    bad = archive.testzip()
+                if bad is not None:
+                    raise ValueError(f"{bad} fails its checksum")
+        except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as error:
+            raise UserError(f"--resume_from_checkpoint: {path.relative_to(folder.parent)} is damaged or incomplete "
+                            f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); {way_out}") from None
+    return str(folder)
 
 
 def clear_output_dir(out, is_main):

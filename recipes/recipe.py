@@ -145,9 +145,12 @@ def recipe_path(name):
 def read_recipe_file(path, seen=()):
     """The YAML's settings over those of its `base:` recipe, if it names one (smoke blocks merge the same way)."""
     try:
-        from_file = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise UserError(f"{path} is not valid YAML: {error}") from None
+        from_file = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as error:
+        reason = " ".join(str(error).split())  # one line: YAML's messages point at the place over several
+        raise UserError(f"{path} is not a readable YAML recipe ({reason})") from None
+    if not isinstance(from_file, dict):
+        raise UserError(f"{path} holds a {type(from_file).__name__}, not a recipe's mapping of settings (key: value lines)")
     check_keys(from_file, str(path))
     base = from_file.get("base")
     if not base:
@@ -188,6 +191,33 @@ def load_recipe(name, overrides=None, smoke=False, check_sources=False):
         recipe["output_dir"] = str(Path("runs") / (path.stem + ("-smoke" if smoke else "")))
     validate(recipe, check_sources)
     return recipe
+
+
+# Every numeric setting's range (low, high, whole numbers only), checked after the messages of the checks below: a
+# negative count or an absurd size is refused before anything is read or allocated, not after the work started.
+LIMITS = {
+    "validation_split_percentage": (1e-3, 99, False), "max_train_samples": (1, 10**10, True),
+    "max_validation_samples": (1, 10**10, True), "preprocessing_num_workers": (1, 1024, True),
+    "vocab_size": (16, 4_194_304, True), "tokenizer_train_samples": (1, 10**10, True), "block_size": (8, 1_048_576, True),
+    "model_vocab_size": (16, 4_194_304, True), "generator_temperature": (1e-3, 100, False),
+    "discriminator_weight": (1e-3, 10_000, False), "per_device_train_batch_size": (1, 65_536, True),
+    "per_device_eval_batch_size": (1, 65_536, True), "gradient_accumulation_steps": (1, 65_536, True),
+    "learning_rate": (1e-9, 10, False), "weight_decay": (0, 100, False), "adam_epsilon": (0, 1, False),
+    "max_grad_norm": (0, 1e6, False), "num_train_epochs": (1e-6, 100_000, False), "max_steps": (1, 10**9, True),
+    "time_budget": (1e-3, 525_600, False), "logging_steps": (1, 10**9, True), "eval_steps": (1, 10**9, True),
+    "save_steps": (1, 10**9, True), "save_total_limit": (1, 10**6, True), "seed": (0, checks.MAX_SEED, True),
+    "dataloader_num_workers": (0, 1024, True),
+}
+# Values that mean "not set" rather than a number.
+UNSET = {"max_steps": (None, -1), "dataloader_num_workers": ("auto",)}
+
+
+def check_limits(recipe):
+    for key, (low, high, integer) in LIMITS.items():
+        value = recipe.get(key)
+        if value is None or value in UNSET.get(key, ()):
+            continue
+        checks.in_range(value, f"--{key}", low, high, integer=integer)
 
 
 def validate(recipe, check_sources=False):
@@ -258,6 +288,7 @@ def validate(recipe, check_sources=False):
     for key in ("logging_steps", "eval_steps", "save_steps", "block_size", "per_device_train_batch_size"):
         if not isinstance(recipe[key], int) or recipe[key] <= 0:
             raise UserError(f"--{key} must be a positive integer, got {recipe[key]!r}")
+    check_limits(recipe)
     if recipe["save_steps"] % recipe["logging_steps"]:
         # The non-finite-loss check runs at logging steps; saving only on them keeps bad weights out of checkpoints.
         raise UserError(f"save_steps ({recipe['save_steps']}) must be a multiple of logging_steps ({recipe['logging_steps']})")
