@@ -204,7 +204,7 @@ LIMITS = {
     "per_device_eval_batch_size": (1, 65_536, True), "gradient_accumulation_steps": (1, 65_536, True),
     "learning_rate": (1e-9, 10, False), "weight_decay": (0, 100, False), "adam_epsilon": (0, 1, False),
     "max_grad_norm": (0, 1e6, False), "num_train_epochs": (1e-6, 100_000, False), "max_steps": (1, 10**9, True),
-    "time_budget": (1e-3, 525_600, False), "logging_steps": (1, 10**9, True), "eval_steps": (1, 10**9, True),
+    "time_budget": (1e-9, 525_600, False), "logging_steps": (1, 10**9, True), "eval_steps": (1, 10**9, True),
     "save_steps": (1, 10**9, True), "save_total_limit": (1, 10**6, True), "seed": (0, checks.MAX_SEED, True),
     "dataloader_num_workers": (0, 1024, True),
 }
