@@ -59,7 +59,7 @@ def in_range(value, flag, low, high, integer=False):
     """A number between `low` and `high` (both included; an integer with integer=True); strings YAML left unparsed
     ('1e-3') are taken for floats. Every numeric setting has one: a negative count and an absurd size are refused
     before any work, not after it started."""
-    what = f"{'an integer' if integer else 'a number'} between {low:g} and {high:g}"
+    what = f"{'an integer' if integer else 'a number'} between {shown(low)} and {shown(high)}"
     if integer:
         if isinstance(value, bool) or not isinstance(value, int):
             raise UserError(f"{flag} must be {what}, got {value!r}")
@@ -71,6 +71,10 @@ def in_range(value, flag, low, high, integer=False):
     return number
 
 
+def shown(number):
+    return f"{number:,}" if float(number).is_integer() and abs(number) >= 1000 else f"{number:g}"
+
+
 def bounded(kind, low, high):
     """An argparse `type` for numbers of `kind` (int or float) between `low` and `high`."""
     import argparse
@@ -79,10 +83,10 @@ def bounded(kind, low, high):
         try:
             number = kind(text)
         except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} between {low:g} "
-                                             f"and {high:g}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} between "
+                                             f"{shown(low)} and {shown(high)}, got {text!r}") from None
         if not (math.isfinite(number) and low <= number <= high):
-            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be between {shown(low)} and {shown(high)}, got {text!r}")
         return number
 
     convert.__name__ = kind.__name__  # argparse names the type in its own messages

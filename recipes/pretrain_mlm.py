@@ -563,7 +563,7 @@ def run(recipe):
         commit=source_commit(),
         block_size=recipe["block_size"], mlm_probability=recipe["mlm_probability"],
         train_steps=trainer.state.global_step, train_tokens=trainer.state.global_step * per_step * recipe["block_size"],
-        train_seconds=round(train_seconds, 1), segments=segments,
+        train_seconds=round(train_seconds, 2), segments=segments,
         tokens_per_second=round(trainer.state.global_step * per_step * recipe["block_size"] / max(train_seconds, 1e-9)),
         eval_seconds_during_training=round(trainer.eval_seconds, 1), save_seconds=round(trainer.save_seconds, 1),
         # The step count of the plan in force: the last re-plan's, or the calibration's where none was due (a plan

@@ -160,7 +160,7 @@ class MLMTrainer(Trainer):
         until = time.perf_counter() if until is None else until
         seconds = until - (self.segment_started or until) - self.eval_seconds - self.save_seconds
         return self.earlier_segments + [{"from_step": self.segment_start_step, "to_step": self.state.global_step,
-                                         "seconds": round(seconds, 1)}]
+                                         "seconds": round(seconds, 2)}]
 
     def get_train_dataloader(self):
         """The training batches all of one shape: the last partial batch of an epoch is dropped (at most a batch less

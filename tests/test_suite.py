@@ -233,7 +233,8 @@ def test_missing_model_folder_is_one_line(tmp_path, data_dir, capsys):
     (tmp_path / "not-a-model").mkdir()  # a folder that is there but holds no model
     code = suite.main(["--model_name_or_path", str(tmp_path / "not-a-model"), "--data_dir", str(data_dir), "--output_dir",
                        str(tmp_path / "o")])
-    assert code == 1 and "cannot load a model from" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert code == 1 and "not a saved model folder (no config.json in it)" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("family", ["small_encoder", "electra"])
