@@ -259,7 +259,7 @@ def test_two_processes_with_a_time_budget_and_frequent_saves_end_together(tmp_pa
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert len(results["time_budget"]["replans"]) >= 3 and results["train_steps"] == results["time_budget"]["steps"]
-    assert results["train_seconds"] <= 0.4 * 60 * 1.5
+    assert results["train_seconds"] <= 0.4 * 60 * 1.3  # 36.2 s before the first re-plan was also due by time; 25.4 s after
 
 
 @pytest.mark.parametrize("workers", [0, 2])
