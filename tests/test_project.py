@@ -97,7 +97,14 @@ def test_the_distribution_installs_one_name_of_its_own(tmp_path):
     import sys
     import zipfile
 
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO_ROOT), "--no-deps", "--no-build-isolation",
+    source = tmp_path / "source"  # a copy of what the build reads: setuptools writes build/ beside its sources
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "small_encoders"):
+        copy = shutil.copytree if (REPO_ROOT / name).is_dir() else shutil.copy2
+        copy(REPO_ROOT / name, source / name)
+    for folder in ("cli", "eval", "demo", "recipes"):  # present, as in the clone, and left out of the wheel
+        shutil.copytree(REPO_ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
                            "-w", str(tmp_path), "-q"], capture_output=True, text=True, timeout=600)
     if done.returncode != 0 and "No module named" in done.stderr:
         pytest.skip(f"cannot build a wheel here: {done.stderr.strip().splitlines()[-1]}")
