@@ -464,11 +464,6 @@ def main(argv=None):
     args.ladder_paths = [p for p in args.ladder_paths.split(",") if p]
     if args.ladder and (not args.ladder_paths or set(args.ladder_paths) - set(LADDER)):
         raise UserError(f"--ladder_paths: choose from {', '.join(LADDER)}; got {','.join(args.ladder_paths)!r}")
-    checks.non_negative_int(args.workers, "--workers")
-    for flag in ("batch_size", "block_size", "steps", "rounds"):
-        checks.positive_int(getattr(args, flag), f"--{flag}")
-    checks.non_negative_int(args.warmup, "--warmup")
-    checks.positive_number(args.generator_size, "--generator_size")
     unknown = [p for p in args.paths.split(",") if p not in ("stock", "packed", "ours", "rtd")]
     if unknown or not args.paths:
         raise UserError(f"--paths: choose from stock, packed, ours, rtd; got {args.paths!r}")
@@ -477,7 +472,7 @@ def main(argv=None):
     except ValueError:
         raise UserError(f"--num_proc must be a number or a comma list of numbers (1,2,4), got {args.num_proc!r}") from None
     for num_proc in num_procs:
-        checks.positive_int(num_proc, "--num_proc")
+        checks.in_range(num_proc, "--num_proc", 1, 1024, integer=True)
 
     from data_prep.tokenizer import load_tokenizer
 

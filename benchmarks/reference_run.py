@@ -279,10 +279,6 @@ def main(argv=None):
         raise UserError(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(available_recipes())}")
     if len(set(args.recipes)) != len(args.recipes):
         raise UserError(f"--recipes names a recipe twice: {','.join(args.recipes)}")
-    checks.positive_number(args.wall_minutes, "--wall_minutes")
-    for flag in ("time_budget", "suite_minutes"):
-        if getattr(args, flag) is not None:
-            checks.positive_number(getattr(args, flag), f"--{flag}")
     overrides = split_overrides(overrides, args.recipes)
     if not (Path(args.data_dir) / "glue").is_dir():
         raise UserError(f"--data_dir {args.data_dir} has no glue/ folder (GLUE TSV folders: SST-2/train.tsv, ...)")

@@ -116,8 +116,6 @@ def main(argv=None):
                                                                             "then is stopped and reported as such")
     parser.add_argument("--extra", default="", help="more overrides for the training script, e.g. '--block_size 128'")
     args = parser.parse_args(argv)
-    checks.positive_int(args.copies, "--copies")
-    checks.positive_number(args.timeout_minutes, "--timeout_minutes", unit="minutes")
     variants = [v for v in args.variants.split(",") if v]
     if not variants or set(variants) - set(VARIANTS):
         raise UserError(f"--variants: choose from {', '.join(VARIANTS)}; got {args.variants!r}")

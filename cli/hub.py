@@ -54,7 +54,10 @@ def stay_offline():
     huggingface_hub.constants.HF_HUB_OFFLINE = True
 
 
-def check_weights(folder, flag):
+AGAIN = "copy or save the model again"
+
+
+def check_weights(folder, flag, way_out=AGAIN):
     """Open every safetensors file of a model folder (its header and size, not its tensors: milliseconds)."""
     from safetensors import safe_open
 
@@ -64,11 +67,10 @@ def check_weights(folder, flag):
                 handle.keys()
         except Exception as error:  # safetensors raises its own error type, and OSError for unreadable files
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise UserError(f"{flag} {folder}: {file.name} is damaged or incomplete ({reason}); copy or save the model "
-                            f"again") from None
+            raise UserError(f"{flag} {folder}: {file.name} is damaged or incomplete ({reason}); {way_out}") from None
 
 
-def check_model_folder(folder, flag):
+def check_model_folder(folder, flag, way_out=AGAIN):
     """A local model folder holds a readable config.json naming its model_type, JSON files that parse (the tokenizer's
     among them), and weight files that open; else one error naming the file (no loader traceback)."""
     import json
@@ -81,11 +83,11 @@ def check_model_folder(folder, flag):
         try:
             content = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError, OSError) as error:
-            raise UserError(f"{flag} {folder}: {path.name} is damaged or incomplete ({str(error).splitlines()[0]}); copy "
-                            f"or save the model again") from None
+            raise UserError(f"{flag} {folder}: {path.name} is damaged or incomplete ({str(error).splitlines()[0]}); "
+                            f"{way_out}") from None
         if path == config and not (isinstance(content, dict) and content.get("model_type")):
             raise UserError(f"{flag} {folder}: config.json names no model_type; it is not a transformers model's config")
-    check_weights(folder, flag)
+    check_weights(folder, flag, way_out)
 
 
 def check_source(name, flag, filename="config.json"):

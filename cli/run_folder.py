@@ -81,7 +81,8 @@ class PretrainingResult:
     time_budget: dict | None = None  # the plan in force at the end (budget_plan.json's, with its final "steps")
     objective: str = "mlm"
     eval_perplexity: float | None = None  # None with rtd: its loss is a sum, whose exponential is no perplexity
-    fill_mask_example: dict | None = None  # {"text", "top5", "untrained_top5"}
+    fill_mask_example: dict | None = None  # {"text", "top5", "untrained_top5"} (with init_from: the start's top 5)
+    init_from: str | None = None  # continued pretraining: the model the run started from
     # objective rtd only (left out of the file otherwise)
     generator_parameters: int | None = None
     generator_loss: float | None = None

@@ -11,7 +11,7 @@ block instead of reading the stream again from its start.
 
 import copy
 import hashlib
-import logging
+from contextlib import contextmanager
 from itertools import islice
 
 import numpy as np
@@ -190,13 +190,14 @@ class BlockStream(torch.utils.data.IterableDataset):
             self.position = dict(position)
 
 
-class quiet_datasets:
+@contextmanager
+def quiet_datasets():
     """`datasets`' warnings off for a moment."""
+    from datasets.utils import logging as datasets_logging
 
-    def __enter__(self):
-        self.logger = logging.getLogger("datasets")
-        self.level = self.logger.level
-        self.logger.setLevel(logging.ERROR)
-
-    def __exit__(self, *exc):
-        self.logger.setLevel(self.level)
+    verbosity = datasets_logging.get_verbosity()
+    datasets_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        datasets_logging.set_verbosity(verbosity)

@@ -85,8 +85,9 @@ def worker_setup(threads):
 _TOKENIZERS = {}
 
 
-def run_job(model_path, data_dir, settings, job, scratch):
-    """One fine-tuning in a worker: eval/run_glue.py's run_task at one rate and one seed; returns (job, result)."""
+def run_job(model_path, data_dir, settings, job, scratch, random_init=None):
+    """One fine-tuning in a worker: eval/run_glue.py's run_task at one rate and one seed; returns (job, result).
+    `random_init` None: the floor side's weights are random (with a baseline model they are that model's own)."""
     from data_prep.tokenizer import load_tokenizer
     from eval.run_glue import HYPERPARAMETERS, parse_args, run_task
 
@@ -99,7 +100,7 @@ def run_job(model_path, data_dir, settings, job, scratch):
             setattr(args, key, settings[key])
     args.learning_rate, args.seeds = job.rate, str(job.seed)
     args.num_train_epochs = task_epochs(settings, job.task)
-    args.random_init = job.side == "floor"
+    args.random_init = job.side == "floor" if random_init is None else random_init
     args.quiet = True
     return job, run_task(args, job.task, _TOKENIZERS[model_path])
 
@@ -253,8 +254,9 @@ class WorkerPool:
 
 
 def fine_tune_all(model_path, data_dir, settings, tasks, sides, scratch, workers=None, deadline=None, record=None,
-                  runner=None):
-    """Every task for every side, `workers` at a time. Returns ({side: {task: result}}, status) where status lists
+                  runner=None, baseline=None):
+    """Every task for every side, `workers` at a time; with `baseline` (a model folder or Hub id) the floor side is
+    that model fine-tuned from its own weights instead of `model_path`'s architecture from random ones. Returns ({side: {task: result}}, status) where status lists
     the jobs that did not finish ("unfinished": stopped at the deadline; "failed": with their error, a worker that died
     included). `runner` stands in for run_job (tests)."""
     workers = workers or default_workers()
@@ -271,7 +273,10 @@ def fine_tune_all(model_path, data_dir, settings, tasks, sides, scratch, workers
 
     def submit(job):
         submitted.append(job)
-        pool.submit(job, (str(model_path), str(data_dir), settings, job, str(scratch)))
+        if baseline is not None and job.side == "floor":
+            pool.submit(job, (str(baseline), str(data_dir), settings, job, str(scratch), False))
+        else:
+            pool.submit(job, (str(model_path), str(data_dir), settings, job, str(scratch)))
 
     def start_other_seeds(job):
         """Once a task's first-seed sweep has ended (each rate finished or failed), its best rate trains the other

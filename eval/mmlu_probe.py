@@ -178,9 +178,6 @@ def main(argv=None):
     parser.add_argument("--max_questions_per_subject", type=checks.bounded(int, 1, 10**9), default=None)
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args(argv)
-    checks.non_negative_int(args.k_shot, "--k_shot")
-    checks.positive_int(args.batch_size, "--batch_size")
-    checks.positive_int(args.max_questions_per_subject, "--max_questions_per_subject", allow_none=True)
     from eval.perplexity import load_model_and_tokenizer
 
     if args.data_dir:

@@ -134,11 +134,6 @@ def main(argv=None):
     parser.add_argument("--pseudo", action="store_true", help="pseudo-perplexity (one masked token at a time)")
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args(argv)
-    checks.positive_int(args.block_size, "--block_size")
-    checks.fraction(args.mlm_probability, "--mlm_probability")
-    checks.non_negative_int(args.seed, "--seed")
-    checks.positive_int(args.batch_size, "--batch_size")
-    checks.positive_int(args.max_blocks, "--max_blocks", allow_none=True)
     import torch
 
     torch.manual_seed(args.seed)

@@ -81,24 +81,13 @@ def validate_args(args):
     if isinstance(args.learning_rate, list) and args.save_model:
         raise UserError("--save_model keeps one fine-tuned model: give --learning_rate one rate (a sweep's chosen "
                         "rate is in its JSON, under learning_rate_sweep)")
-    checks.positive_number(args.num_train_epochs, "--num_train_epochs")
-    checks.non_negative_number(args.weight_decay, "--weight_decay")
-    checks.fraction(args.warmup_ratio, "--warmup_ratio", low_open=False)
-    for flag in ("per_device_train_batch_size", "per_device_eval_batch_size", "max_seq_length"):
-        checks.positive_int(getattr(args, flag), f"--{flag}")
-    for flag in ("max_train_samples", "max_eval_samples"):
-        checks.positive_int(getattr(args, flag), f"--{flag}", allow_none=True)
-    checks.non_negative_int(args.lora_r, "--lora_r")
-    checks.positive_int(args.lora_alpha, "--lora_alpha")
-    checks.seed_list(args.seeds)
+    checks.seed_list(args.seeds)  # the numeric flags were range-checked by their argparse types
 
 
 def learning_rates(value, flag="--learning_rate"):
     """A rate, or comma-separated rates to sweep, as one float or a list of floats (each > 0, no repeats)."""
-    if isinstance(value, (list, tuple)):
-        rates = [checks.positive_number(v, flag) for v in value]
-    else:
-        rates = [checks.positive_number(part.strip(), flag) for part in str(value).split(",")]
+    parts = value if isinstance(value, (list, tuple)) else [part.strip() for part in str(value).split(",")]
+    rates = [checks.in_range(checks.positive_number(part, flag), flag, 1e-9, 10) for part in parts]
     if len(set(rates)) != len(rates):
         raise UserError(f"{flag} repeats a rate: {value!r}")
     return rates[0] if len(rates) == 1 else rates

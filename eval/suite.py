@@ -119,6 +119,23 @@ def architecture_key(config, tokenizer, protocol, seeds=None):
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def baseline_side(baseline):
+    """What the suite needs of a --baseline_model: config, tokenizer (and whether it is the measured model's), whether it
+    is a discriminator. A folder is checked whole first (one error line for a damaged file)."""
+    from transformers import AutoConfig
+
+    from cli.hub import check_source
+    from data_prep.tokenizer import load_tokenizer
+
+    check_source(baseline, "--baseline_model")
+    try:
+        config = AutoConfig.from_pretrained(str(baseline), trust_remote_code=True)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot load a model from --baseline_model {baseline!r}: {str(error).splitlines()[0]}") from None
+    return {"config": config, "tokenizer": load_tokenizer(baseline, "--baseline_model"),
+            "discriminator": is_discriminator(config)}
+
+
 def glue_tasks(data_dir):
     from eval.glue_data import available_tasks
 
@@ -219,9 +236,10 @@ def zero_shot_measures(model_path, tokenizer, data_dir, settings, perplexity_blo
     return out
 
 
-def measure_with_jobs(common, scratch, discriminator, measure_floor, workers, deadline, record, skip):
+def measure_with_jobs(common, scratch, discriminator, measure_floor, workers, deadline, record, skip, reference=None):
     """(model, floor or None, status): every GLUE fine-tuning of both sides as parallel jobs (eval/glue_jobs.py) while
-    this process measures the zero-shot parts; the floor is None where it comes from the cache."""
+    this process measures the zero-shot parts; the floor is None where it comes from the cache. `reference`: the
+    baseline model's (path, tokenizer, perplexity blocks, discriminator), measured in the floor's place."""
     import threading
 
     from eval.glue_jobs import fine_tune_all
@@ -234,14 +252,21 @@ def measure_with_jobs(common, scratch, discriminator, measure_floor, workers, de
     def fine_tune():
         try:
             box["glue"] = fine_tune_all(model_path, Path(data_dir) / "glue", settings, tasks, sides, scratch, workers,
-                                        deadline, record)
+                                        deadline, record, baseline=reference[0] if reference else None)
         except BaseException as error:  # re-raised in the calling thread
             box["error"] = error
 
     thread = threading.Thread(target=fine_tune, name="glue-jobs")
     thread.start()
-    zero_shot = {side: zero_shot_measures(model_path, tokenizer, data_dir, settings, blocks, mlm_probability,
-                                          side == "floor", discriminator, skip) for side in sides}
+    zero_shot = {"pretrained": zero_shot_measures(model_path, tokenizer, data_dir, settings, blocks, mlm_probability,
+                                                  False, discriminator, skip)}
+    if measure_floor and reference:
+        path, reference_tokenizer, reference_blocks, reference_discriminator = reference
+        zero_shot["floor"] = zero_shot_measures(path, reference_tokenizer, data_dir, settings, reference_blocks,
+                                                mlm_probability, False, reference_discriminator, skip)
+    elif measure_floor:
+        zero_shot["floor"] = zero_shot_measures(model_path, tokenizer, data_dir, settings, blocks, mlm_probability,
+                                                True, discriminator, skip)
     thread.join()
     if "error" in box:
         raise box["error"]
@@ -332,8 +357,12 @@ def summary_markdown(results):
     header = f"Suite v{SUITE_VERSION}, protocol `{results['protocol']}`, model `{results['model']}`"
     if results.get("provenance"):  # not measured by this program (benchmarks/import_gpu_run.py)
         header = f"Protocol `{results['protocol']}`, model `{results['model']}`: {results['provenance']}"
-    lines = [header, "",
-             "| measurement | random-init floor | pretrained | difference |", "|---|---|---|---|"]
+    baseline = results.get("reference", {}).get("model")
+    before, after = ("start", "continued") if baseline else ("floor", "pretrained")
+    lines = [header] + ([f"Against the model it started from, `{baseline}` (start -> continued), with the same "
+                         f"protocol, seeds and held-out blocks; not against the random-init floor."] if baseline else [])
+    lines += ["", f"| measurement | {f'start (`{baseline}`)' if baseline else 'random-init floor'} | "
+                  f"{after} | difference |", "|---|---|---|---|"]
     for row in results["table"]:
         if row["pretrained"] is None:
             lines.append(f"| {row['what']} | - | - | {NOT_A_MASKED_LM} |")
@@ -351,13 +380,13 @@ def summary_markdown(results):
         if average["floor"] is not None:
             parts.append(f"GLUE average {average['floor']:.2f} -> {average['pretrained']:.2f} "
                          f"({average['pretrained'] - average['floor']:+.2f})")
-        lines.append(f"The protocol's own seeds ({reading['seeds']}) alone, from the same runs (floor -> pretrained): "
+        lines.append(f"The protocol's own seeds ({reading['seeds']}) alone, from the same runs ({before} -> {after}): "
                      + ", ".join(parts) + ".")
     chosen = chosen_rates(results)
     if chosen:
-        lines.append("Learning rate chosen per task on the first seed (pretrained / floor): " + ", ".join(chosen) + ".")
+        lines.append(f"Learning rate chosen per task on the first seed ({after} / {before}): " + ", ".join(chosen) + ".")
     if len(ran) > 1:
-        lines.append("Seeds' spread of each task's score, max - min (pretrained / floor): "
+        lines.append(f"Seeds' spread of each task's score, max - min ({after} / {before}): "
                      + ", ".join(seed_spreads(results)) + ".")
     jobs = results.get("fine_tuning_jobs")
     if jobs:
@@ -377,11 +406,16 @@ def summary_markdown(results):
     where = f", measured on {floor_hardware}" if floor_hardware else ""
     if floor_hardware and floor_hardware != results["hardware"]:
         where += f"; the model on {results['hardware']}"
-    lines += [
+    if baseline:
+        lines.append(f"Start model measured now, on {results['hardware']}. Time: continued {results['pretrained']['seconds']:.0f} s, "
+                     f"start {results['floor']['seconds']:.0f} s.")
+    else:
+        lines.append(
               f"Floor {'from the cache' if results['floor_cached'] else 'measured now'} ({results['floor_key']}{where})"
               f"{'; its perplexity measured now, at this masking rate' if results.get('floor_perplexity_measured_now') else ''}. "
               f"Time: model {results['pretrained']['seconds']:.0f} s, floor {results['floor']['seconds']:.0f} s "
-              f"({'earlier' if results['floor_cached'] else 'now'}).",
+              f"({'earlier' if results['floor_cached'] else 'now'}).")
+    lines += [
               f"Command: `{results['command']}`" + (f" at commit {results['commit']}" if results.get("commit") else ""), ""]
     return "\n".join(lines)
 
@@ -400,15 +434,20 @@ def floor_process_setup():
     multiprocessing.current_process().name = "MainProcess"
 
 
-def measure_side_by_side(common, scratch, discriminator):
+def measure_side_by_side(common, scratch, discriminator, reference_common=None, reference_discriminator=False):
     """(model, floor) measured at once in two processes of one thread each: on a 2-core machine about half the wall
-    time of one after the other, with the same figures (each fine-tuning run is seeded)."""
+    time of one after the other, with the same figures (each fine-tuning run is seeded). With `reference_common` the
+    floor's place is taken by that (baseline) model, with its own weights."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                              initializer=floor_process_setup) as pool:
-        floor = pool.submit(measure, *common, scratch / "floor", random_init=True, discriminator=discriminator)
+        if reference_common:
+            floor = pool.submit(measure, *reference_common, scratch / "baseline", random_init=False,
+                                discriminator=reference_discriminator)
+        else:
+            floor = pool.submit(measure, *common, scratch / "floor", random_init=True, discriminator=discriminator)
         import torch
 
         threads = torch.get_num_threads()
@@ -421,12 +460,14 @@ def measure_side_by_side(common, scratch, discriminator):
 
 
 def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None, perplexity_files=None, tasks=None,
-              parallel=False, seeds=None, jobs=None, deadline=None, skip=()):
+              parallel=False, seeds=None, jobs=None, deadline=None, skip=(), baseline=None):
     """Measure the model and its floor; write OUT/results.json and OUT/summary.md; return the results. `seeds`
     ('1,2,3,4,5'): the GLUE seeds instead of the protocol's (the first one chooses the learning rate). `jobs`: GLUE
     fine-tunings as that many parallel processes (the gpu and smoke protocols always run them so: the default is a
     process per CPU core on a GPU machine, capped by its free memory). `deadline` (a time.time()): stop the fine-tunings then and report what
-    finished. `skip`: parts of PARTS to leave out."""
+    finished. `skip`: parts of PARTS to leave out. `baseline` (a folder or Hub id, e.g. the model a continued
+    pretraining started from): measured in the floor's place, from its own weights, with the same protocol, seeds and
+    held-out blocks; nothing is cached for it."""
     import shlex
 
     from transformers import AutoConfig
@@ -458,9 +499,15 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     except (OSError, ValueError) as error:
         raise UserError(f"cannot load a model from --model_name_or_path {model_path!r}: {str(error).splitlines()[0]}") from None
     tokenizer = load_tokenizer(model_path, "--model_name_or_path")
+    reference = baseline_side(baseline) if baseline is not None else None
+    if reference:
+        reference["same_tokenizer"] = tokenizer.backend_tokenizer.to_str() == reference["tokenizer"].backend_tokenizer.to_str()
     from eval.run_glue import readable_length
 
     limit = readable_length(config, tokenizer)
+    if reference:  # the shorter of the two: both sides fine-tune on the same inputs
+        other = readable_length(reference["config"], reference["tokenizer"])
+        limit = other if limit is None else (limit if other is None else min(limit, other))
     if limit is not None and settings["max_seq_length"] > limit:
         print(f"protocol {protocol}: GLUE inputs are cut at {limit} tokens, what {model_path} reads "
               f"(the protocol's {settings['max_seq_length']} is longer)")
@@ -478,7 +525,9 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
         raise UserError(f"no GLUE task under {Path(data_dir) / 'glue'} (folders like SST-2/ holding train.tsv and "
                         f"dev.tsv); point --data_dir at the folder that holds glue/")
     mlm_probability, block_size, recorded_validation = model_facts(model_path)
-    limit = getattr(config, "max_position_embeddings", 512) - (2 if config.model_type in ("roberta", "xlm-roberta") else 0)
+    from modeling.build import readable_positions
+
+    limit = min(readable_positions(c) or 512 for c in [config] + ([reference["config"]] if reference else []))
     block_size = min(block_size or 128, limit)
     files = perplexity_files or (recorded_validation if recorded_validation and all(
         Path(p).exists() for p in str(recorded_validation).split(",")) else None)
@@ -487,13 +536,17 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     if "perplexity" in skip:
         files = None
     blocks = eval_blocks(tokenizer, files, block_size=block_size, max_blocks=settings["perplexity_max_blocks"]) if files else None
+    if reference:
+        same = reference["same_tokenizer"]
+        reference["blocks"] = blocks if same or not files else eval_blocks(
+            reference["tokenizer"], files, block_size=block_size, max_blocks=settings["perplexity_max_blocks"])
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     key = architecture_key(config, tokenizer, protocol, seeds)
     cache = Path(floor_cache or cache_root() / "floors")
     floor_file = cache / f"{key}.json"
-    floor = json.loads(floor_file.read_text()) if floor_file.is_file() else None
+    floor = json.loads(floor_file.read_text()) if floor_file.is_file() and not reference else None
     discriminator = is_discriminator(config)
     # A floor measured for a discriminator (GLUE and STS-B only) does not serve a masked LM, which needs its perplexity.
     wanted = [part for part, there in (("stsb_zero_shot", (Path(data_dir) / "glue" / "STS-B" / "dev.tsv").is_file()),
@@ -502,31 +555,43 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     floor_cached = (floor is not None and set(present) <= set(floor["glue"]) and (blocks is None or floor.get("perplexity_data") == files)
                     and (discriminator or "not_applicable" not in floor.get("perplexity", {}))
                     and all(part in floor for part in wanted))
+    against = (f"against the model it started from, {baseline} (not the random-init floor)" if reference else
+               f"floor {'cached' if floor_cached else 'to measure'} ({key})")
     print(f"suite v{SUITE_VERSION}, protocol {protocol}: GLUE {', '.join(present) or 'none'}; perplexity on "
-          f"{files or 'nothing (no held-out text)'}; floor {'cached' if floor_cached else 'to measure'} ({key})", flush=True)
+          f"{files or 'nothing (no held-out text)'}; {against}", flush=True)
+    if reference and not reference["same_tokenizer"] and blocks is not None:
+        print(f"note: {baseline} has another tokenizer: each side's perplexity is over its own tokens of the same text "
+              f"(not directly comparable)", flush=True)
 
     scratch = output_dir / "scratch"
     if discriminator:
         print(f"{model_path} is a replaced-token-detection discriminator: perplexity and MMLU (masked-LM scoring) are "
               f"not applicable and are not measured", flush=True)
     common = (model_path, tokenizer, data_dir, settings, present, blocks, mlm_probability)
+    reference_common = (baseline, reference["tokenizer"], data_dir, settings, present, reference["blocks"],
+                        mlm_probability) if reference else None
     status = None
     if jobs or deadline is not None or protocol in JOB_PROTOCOLS:
         from eval.glue_jobs import jsonl_recorder
 
         record = jsonl_recorder(output_dir / "fine_tunings.jsonl")  # each fine-tuning as it ends
-        model, measured_floor, status = measure_with_jobs(common, scratch, discriminator, not floor_cached, jobs,
-                                                          deadline, record, skip)
+        model, measured_floor, status = measure_with_jobs(
+            common, scratch, discriminator, not floor_cached, jobs, deadline, record, skip,
+            (baseline, reference["tokenizer"], reference["blocks"], reference["discriminator"]) if reference else None)
         floor = floor if floor_cached else measured_floor
     elif parallel and not floor_cached:
-        model, floor = measure_side_by_side(common, scratch, discriminator)
+        model, floor = measure_side_by_side(common, scratch, discriminator, reference_common,
+                                            bool(reference and reference["discriminator"]))
     else:
         model = measure(*common, scratch, random_init=False, discriminator=discriminator, skip=skip)
-        if not floor_cached:
+        if reference:
+            floor = measure(*reference_common, scratch / "baseline", random_init=False,
+                            discriminator=reference["discriminator"], skip=skip)
+        elif not floor_cached:
             floor = measure(*common, scratch, random_init=True, discriminator=discriminator, skip=skip)
     hardware = describe_hardware(1)
     complete = status is None or not (status["unfinished"] or status["failed"])
-    if not floor_cached and complete and set(present) <= set(floor["glue"]):  # a floor cut short is not cached
+    if not reference and not floor_cached and complete and set(present) <= set(floor["glue"]):  # a floor cut short is not cached
         floor["perplexity_data"] = files
         floor["hardware"] = hardware
         floor_file.parent.mkdir(parents=True, exist_ok=True)
@@ -568,6 +633,8 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
         "skipped": sorted(skip), "fine_tuning_jobs": status,
         "not_measured": [t for t in present if t not in measured],
         "pretrained": model, "floor": floor, "table": table,
+        # What the "floor" side is: the random-init floor, or (--baseline_model) the model this one started from.
+        "reference": {"kind": "baseline", "model": str(baseline)} if reference else {"kind": "random-init floor"},
     }
     results["protocol_seeds_reading"] = protocol_seeds_reading(results)
     write_atomic(output_dir / "results.json", json.dumps(results, indent=1))
@@ -600,17 +667,18 @@ def main(argv=None):
     parser.add_argument("--jobs", type=checks.bounded(int, 1, 4096), default=None,
                         help="run the GLUE fine-tunings as this many parallel processes (the gpu protocol always does: "
                              "default on a GPU machine one per CPU core, at most as many as the GPU's free memory holds at 2 GiB each)")
+    parser.add_argument("--baseline_model", default=None,
+                        help="measure against this model (e.g. the one a continued pretraining started from) instead of "
+                             "the random-init floor: same protocol, same seeds; the summary reads start -> continued")
     parser.add_argument("--skip", default="", help=f"comma-separated parts to leave out: {', '.join(PARTS)}")
     parser.add_argument("--minutes", type=checks.bounded(float, 1e-3, 525_600), default=None,
                         help="stop the fine-tunings after this many minutes and report what finished")
     args = parser.parse_args(argv)
-    checks.positive_int(args.jobs, "--jobs", allow_none=True)
-    if args.minutes is not None:
-        checks.positive_number(args.minutes, "--minutes")
     deadline = time.time() + 60 * args.minutes if args.minutes else None
     results = run_suite(args.model_name_or_path, args.data_dir, args.output_dir, args.protocol, args.floor_cache,
                         args.perplexity_files, [t for t in args.tasks.split(",") if t] if args.tasks else None,
-                        args.parallel, args.seeds, args.jobs, deadline, [p for p in args.skip.split(",") if p])
+                        args.parallel, args.seeds, args.jobs, deadline, [p for p in args.skip.split(",") if p],
+                        args.baseline_model)
     print(summary_markdown(results))
     print(f"wrote {Path(args.output_dir) / 'results.json'} and {Path(args.output_dir) / 'summary.md'}")
 

@@ -90,6 +90,18 @@ def check_size(config):
     return parameters
 
 
+# Stock families whose position table starts after the padding index (RoBERTa's offset of 2).
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer")
+
+
+def readable_positions(config):
+    """How many tokens one input of this model may hold (None: no limit recorded)."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None:
+        return None
+    return positions - (2 if config.model_type in OFFSET_POSITIONS else 0)
+
+
 def build_mlm_model(config):
     if isinstance(config, SmallEncoderConfig):
         return SmallEncoderForMaskedLM(config)

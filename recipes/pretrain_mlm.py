@@ -83,33 +83,31 @@ def prepare_output_dir(recipe, is_main):
 
 
 def check_checkpoint(folder):
-    """A checkpoint folder whose every file opens (a run killed while writing, a copy cut short): the weights' headers,
-    the JSON files, and the zip archives torch saves (.pt, .pth, .bin: each member's checksum, nothing unpickled).
-    Returns the folder; a damaged file is one error line naming it and the way out, before any data is read."""
+    """A checkpoint folder whose every file opens (a run killed while writing, a copy cut short): what any model folder
+    is checked for (cli.hub.check_model_folder: the JSON files, the weights' headers; the RTD generator's folder too),
+    and the zip archives torch saves (.pt, .pth, .bin: each member's checksum, nothing unpickled). Returns the folder;
+    a damaged file is one error line naming it and the way out, before any data is read."""
     import zipfile
 
-    from cli.hub import check_weights
+    from cli.hub import check_model_folder
 
-    folder = Path(folder)
+    folder, flag = Path(folder), "--resume_from_checkpoint"
     if not (folder / "trainer_state.json").is_file():
-        raise UserError(f"--resume_from_checkpoint: {folder} has no trainer_state.json (not a whole checkpoint); resume "
-                        f"from another checkpoint-* folder, or start over with --overwrite_output_dir true")
-    check_weights(folder, "--resume_from_checkpoint")
-    way_out = (f"resume from an earlier checkpoint (--resume_from_checkpoint {folder.parent / 'checkpoint-N'}), or remove "
-               f"{folder} and resume from the latest one left")
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file():
-            continue
+        raise UserError(f"{flag}: {folder} has no trainer_state.json (not a whole checkpoint); resume from another "
+                        f"checkpoint-* folder, or start over with --overwrite_output_dir true")
+    way_out = (f"resume from an earlier checkpoint ({flag} {folder.parent / 'checkpoint-N'}), or remove {folder} and "
+               f"resume from the latest one left")
+    for model_folder in (folder, folder / "generator"):
+        if model_folder.is_dir():
+            check_model_folder(model_folder, flag, way_out)
+    for path in sorted(p for p in folder.rglob("*") if p.suffix in (".pt", ".pth", ".bin")):
         try:
-            if path.suffix == ".json":
-                json.loads(path.read_text())
-            elif path.suffix in (".pt", ".pth", ".bin"):
-                with zipfile.ZipFile(path) as archive:
-                    bad = archive.testzip()
-                if bad is not None:
-                    raise ValueError(f"{bad} fails its checksum")
-        except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as error:
-            raise UserError(f"--resume_from_checkpoint: {path.relative_to(folder.parent)} is damaged or incomplete "
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+            if bad is not None:
+                raise ValueError(f"{bad} fails its checksum")
+        except (ValueError, zipfile.BadZipFile, OSError) as error:
+            raise UserError(f"{flag} {folder}: {path.relative_to(folder)} is damaged or incomplete "
                             f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); {way_out}") from None
     return str(folder)
 
@@ -250,9 +248,9 @@ def fill_mask_example(model, recipe, tokenizer, trust_remote_code=False):
     return text, [(p["token_str"].strip(), round(p["score"], 4)) for p in fill(text, top_k=5)]
 
 
-def side_by_side(untrained, trained):
+def side_by_side(untrained, trained, before="untrained", after="trained"):
     """Two columns of (token, probability): what the model guessed before training and after."""
-    lines = [f"    {'untrained':>16}  {'':6}  {'trained':>16}"]
+    lines = [f"    {before:>16}  {'':6}  {after:>16}"]
     for (token, score), (after, after_score) in zip(untrained, trained):
         lines.append(f"    {repr(token):>16}  {score:.4f}  {repr(after):>16}  {after_score:.4f}")
     return "\n".join(lines)
@@ -356,9 +354,15 @@ def run(recipe):
         step_cap,
     )
 
-    checked = model_settings_config(recipe)  # before any data is read: a bad --model_config fails in a second
+    continued = recipe["init_from"]
+    if continued:  # the model's own config instead of the recipe's model settings, checked before any data is read
+        from recipes.continued import continued_config
+
+        checked = continued_config(recipe)
+    else:
+        checked = model_settings_config(recipe)  # before any data is read: a bad --model_config fails in a second
     positions = getattr(checked, "max_position_embeddings", None)
-    if recipe["model_family"] == "small_encoder" and positions == recipe["block_size"] and recipe["block_size"] > (
+    if not continued and recipe["model_family"] == "small_encoder" and positions == recipe["block_size"] and recipe["block_size"] > (
             {**(recipe["model_config"] or {})}.get("max_position_embeddings") or 512):
         print(f"note: --block_size {recipe['block_size']} is longer than the recipe's positions: max_position_embeddings "
               f"raised to {positions} (RoPE: a limit, no table, so nothing learned changes)")
@@ -438,33 +442,45 @@ def run(recipe):
     train_blocks = packed["sample"] if streaming else packed["train"]
     if len(train_blocks) < per_step_blocks:
         raise UserError(
-            f"the training data packs into {len(train_blocks):,} blocks of {recipe['block_size']} tokens, fewer than "
-            f"one optimizer step takes ({per_step_blocks:,}: --per_device_train_batch_size x processes x "
-            f"--gradient_accumulation_steps); give more text or a smaller --per_device_train_batch_size")
-    if recipe["model_vocab_size"] and recipe["model_vocab_size"] < len(tokenizer):
+            f"the training data packs into {len(train_blocks):,} blocks of {recipe['block_size']} tokens"
+            + (" in this process's part of the stream" if streaming else "") + f", fewer than one optimizer step takes "
+            f"({per_step_blocks:,}: --per_device_train_batch_size x "
+            + ("" if streaming else "processes x ") + "--gradient_accumulation_steps); give more text or a smaller "
+            "--per_device_train_batch_size")
+    if not continued and recipe["model_vocab_size"] and recipe["model_vocab_size"] < len(tokenizer):
         raise UserError(
             f"the tokenizer has {len(tokenizer):,} entries but model_vocab_size is {recipe['model_vocab_size']:,}: "
             f"token ids would fall outside the embedding table; raise model_vocab_size or drop it"
         )
-    config = model_settings_config(recipe, tokenizer)
-    rtd = recipe["objective"] == "rtd"
-    if rtd:
+    rtd, load_note = recipe["objective"] == "rtd", None
+    if continued:
+        from recipes.continued import load_continued_model
+
+        model, load_note = load_continued_model(recipe, checked, tokenizer)
+        mlm = model
+    elif rtd:
+        config = model_settings_config(recipe, tokenizer)
         from modeling.rtd import build_rtd_model
 
         model = build_rtd_model(config, recipe["generator_size"], recipe["discriminator_weight"],
                                 recipe["generator_temperature"], tokenizer.all_special_ids)
         mlm = model.generator  # the run's masked LM: sparse prediction and the fill-mask example are the generator's
     else:
-        model = mlm = build_mlm_model(config)
-    if recipe["sparse_prediction"]:
-        enable_sparse_prediction(mlm)
-        if compiled:
+        model = mlm = build_mlm_model(model_settings_config(recipe, tokenizer))
+    sparse = recipe["sparse_prediction"]
+    if sparse:
+        try:
+            enable_sparse_prediction(mlm)
+        except ValueError as error:  # a continued model of a family without a head the hooks know
+            sparse, load_note = False, "; ".join(filter(None, [load_note, f"sparse prediction off: {error}"]))
+        if sparse and compiled:
             trace_sparse_selection_when_compiled()
-    elif recipe["model_family"] == "small_encoder":
+    if not sparse and mlm.config.model_type == "small_encoder":
         mlm.config.sparse_prediction = False
     collator = ResumableMLMCollator(tokenizer, float(recipe["mlm_probability"]), recipe["seed"], args.process_index,
                                     sampling_seed=rtd)
-    _, untrained_predictions = fill_mask_example(mlm.eval(), recipe, tokenizer)  # shown next to the trained ones
+    # shown next to the trained ones (a continued model's guesses at its start)
+    _, untrained_predictions = fill_mask_example(mlm.eval(), recipe, tokenizer)
     model.train()
 
     if replace:  # everything checked (data, tokenizer, model): the old run goes now, before the first file is written
@@ -480,6 +496,9 @@ def run(recipe):
         header = [
             f"recipe            {recipe['recipe']}{' (smoke)' if recipe['smoke_run'] else ''}",
             *model_lines(model, rtd, recipe),
+            *([f"continued from    {continued}: its weights, config and tokenizer (the recipe's model settings, "
+               f"vocab_size and tokenizer_name are not used); peak learning rate {recipe['learning_rate']:g}, warm-up "
+               f"{recipe['warmup_ratio']:g} of the steps"] if continued else []),
             f"data              {source}",
             (f"                  train streamed: tokenized and packed on the fly ({timings['train']}), files and blocks "
              f"shuffled ({SHUFFLE_BUFFER:,} blocks at a time)" if streaming else
@@ -487,7 +506,7 @@ def run(recipe):
             f"                  validation {len(texts['validation']):,} documents -> {len(packed['validation']):,} blocks in {timings['validation']}",
             f"tokenizer         {recipe['tokenizer_name']} ({tokenizer_origin}), vocabulary {len(tokenizer):,}",
             f"block length      {recipe['block_size']}" + (" (document-isolated attention)" if recipe["document_isolation"] else ""),
-            f"masking rate      {recipe['mlm_probability']:.0%} (80/10/10), sparse prediction {'on' if recipe['sparse_prediction'] else 'off'}",
+            f"masking rate      {recipe['mlm_probability']:.0%} (80/10/10), sparse prediction {'on' if sparse else 'off'}",
             f"effective batch   {per_step} blocks = {per_step * recipe['block_size']:,} tokens per step ({args.world_size} process(es))",
             *([budget_line(budget)] if budget else []),
             f"planned           {steps:,} steps, {steps * per_step * recipe['block_size']:,} tokens"
@@ -503,8 +522,9 @@ def run(recipe):
                 if "tensorboard" in recipe["report_to"] else ""),
         ]
         print("\n".join(["=" * 72, *header, "=" * 72]), flush=True)
-        if stream_note:
-            print(f"note: {stream_note}", flush=True)
+        for note in (stream_note, load_note):
+            if note:
+                print(f"note: {note}", flush=True)
         hint = budget and few_steps_hint(budget["planned_steps"], recipe["per_device_train_batch_size"])
         if hint and not recipe["smoke_run"]:
             print(hint, flush=True)
@@ -549,12 +569,12 @@ def run(recipe):
     # Trainer pickles its arguments next to the model; the folder keeps recipe.yaml instead, and no pickle.
     (out / "training_args.bin").unlink(missing_ok=True)
     write_atomic(out / TRAINING_LOG, json.dumps(trainer.state.log_history, indent=1))
-    trust = recipe["model_family"] == "small_encoder"
+    trust = mlm.config.model_type == "small_encoder" or bool(getattr(mlm.config, "auto_map", None))
     add_sentence_transformers_files(out, recipe["block_size"])
     # The saved folder, as a Hub user loads it (with RTD, the generator: the discriminator has no MLM head).
     example, predictions = fill_mask_example(out / "generator" if rtd else out, recipe, tokenizer, trust)
     result = PretrainingResult(
-        recipe=recipe["recipe"], smoke=recipe["smoke_run"],
+        recipe=recipe["recipe"], smoke=recipe["smoke_run"], init_from=str(continued) if continued else None,
         parameters=count_parameters(model.discriminator if rtd else model),
         data=source,
         validation_data=validation_source(recipe),
@@ -601,7 +621,7 @@ def run(recipe):
         print(f"held-out MLM loss {metrics['eval_loss']:.4f}, perplexity {result.eval_perplexity:.2f} "
               f"({recipe['mlm_probability']:.0%} masking, {len(packed['validation']):,} blocks)")
     print(f"fill-mask{' (the generator, in ' + str(out / 'generator') + ')' if rtd else ''}: {example}")
-    print(side_by_side(untrained_predictions, predictions))
+    print(side_by_side(untrained_predictions, predictions, *(("start", "continued") if continued else ())))
     loader = "AutoModelForPreTraining" if rtd else "AutoModelForMaskedLM"
     print(f"saved to {out} (load with {loader}.from_pretrained({str(out)!r}{', trust_remote_code=True' if trust else ''})"
           + ("; it is the discriminator: fine-tune it with AutoModelForSequenceClassification; the generator is in "

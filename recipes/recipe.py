@@ -32,6 +32,9 @@ DEFAULTS = {
     "text_sample_by": "line",  # .txt files: one document per line, per blank-line paragraph, or per file (datasets' sample_by)
     "cosmopedia_filter": None,  # keyword arguments of data_prep.cosmopedia.filter_cosmopedia
     "preprocessing_num_workers": None,  # None: this process, the tokenizer on every core; N > 1: N worker processes
+    # continued pretraining
+    "init_from": None,  # a model folder or Hub id whose weights, config and tokenizer the run continues from
+    "continued": {},  # settings that apply with init_from, over CONTINUED_DEFAULTS (command-line values still win)
     # tokenizer
     "tokenizer_name": None,  # Hub name, local folder or vocab.txt, or train-bpe / train-wordpiece
     "vocab_size": None,  # size of a trained tokenizer
@@ -95,6 +98,11 @@ SMOKE_DEFAULTS = {
     "logging_steps": 2, "eval_steps": 4, "save_steps": 4, "per_device_train_batch_size": 8,
     "per_device_eval_batch_size": 8, "gradient_accumulation_steps": 1,
 }
+
+# What continuing a trained model's pretraining (`init_from`) changes from starting one: a lower peak learning rate and
+# a short warm-up (docs/recipes.md#continued-pretraining says why); a recipe's own `continued:` block replaces these, and
+# the command line replaces both.
+CONTINUED_DEFAULTS = {"learning_rate": 1e-4, "warmup_ratio": 0.01}
 
 # Mappings that a command-line override (and a smoke block) merges into (a key of its own replaces the recipe's; the others stay).
 MAPPING_KEYS = ("model_config", "cosmopedia_filter")
@@ -164,7 +172,8 @@ def read_recipe_file(path, seen=()):
 
 
 def load_recipe(name, overrides=None, smoke=False, check_sources=False):
-    """The resolved recipe: defaults, then recipes/NAME.yaml, then (with smoke) its smoke block, then overrides.
+    """The resolved recipe: defaults, then recipes/NAME.yaml, then (with smoke) its smoke block, then (with init_from)
+    the continued-pretraining settings, then overrides.
     `check_sources`: also refuse, at once, a tokenizer that is neither a local path nor a Hub id this machine can read
     (the training script's check, before its heavy imports and the corpus)."""
     path = recipe_path(name)
@@ -179,6 +188,11 @@ def load_recipe(name, overrides=None, smoke=False, check_sources=False):
             if isinstance(settings.get(key), dict) and isinstance(recipe.get(key), dict):
                 settings[key] = {**recipe[key], **settings[key]}
         recipe.update(settings)
+    if overrides.get("init_from") or (recipe["init_from"] and "init_from" not in overrides):
+        if not isinstance(recipe["continued"], dict):
+            raise UserError(f"{path}: continued: must be a mapping of settings (key: value lines)")
+        check_keys(recipe["continued"], f"{path} (continued)")
+        recipe.update({**CONTINUED_DEFAULTS, **recipe["continued"]})
     for key in MAPPING_KEYS:
         # `--model_config '{hidden_size: 128}'` changes one field of the recipe's model_config, not all of it; to
         # replace a mapping whole, write a recipe file with `base: NAME` and the new mapping (a file's replaces its base's).
@@ -246,6 +260,12 @@ def validate(recipe, check_sources=False):
         checks.positive_int(recipe[key], f"--{key}", allow_none=True)
     if recipe["max_steps"] is not None and recipe["max_steps"] != -1:
         checks.positive_int(recipe["max_steps"], "--max_steps")
+    if recipe["init_from"]:
+        # The model's own tokenizer: its vocabulary is what the weights were trained on.
+        if recipe["objective"] != "mlm":
+            raise UserError("--init_from continues masked-LM pretraining; --objective rtd starts its generator and "
+                            "discriminator from random weights (drop one of the two)")
+        recipe["tokenizer_name"] = str(recipe["init_from"])
     if not recipe["tokenizer_name"]:
         raise UserError("the recipe sets no tokenizer_name; pass --tokenizer_name NAME_OR_PATH")
     if recipe["document_isolation"] and recipe["model_family"] != "small_encoder":
@@ -279,7 +299,11 @@ def validate(recipe, check_sources=False):
         if recipe["lr_scheduler_type"] not in ("linear", "cosine"):
             raise UserError(f"--time_budget needs lr_scheduler_type linear or cosine (a schedule it can end with the "
                             f"budget), got {recipe['lr_scheduler_type']!r}")
-    if check_sources and recipe["tokenizer_name"] not in ("train-bpe", "train-wordpiece"):
+    if check_sources and recipe["init_from"]:
+        from cli.hub import check_source
+
+        check_source(recipe["init_from"], "--init_from")  # a local folder checked whole: config, tokenizer, weights
+    elif check_sources and recipe["tokenizer_name"] not in ("train-bpe", "train-wordpiece"):
         from cli.hub import check_source
 
         # A mistyped path, or a Hub id without network, fails here: before the heavy imports and the corpus.

@@ -60,6 +60,21 @@ def tiny_config(**overrides):
     return SmallEncoderConfig(**fields)
 
 
+def save_tiny_model(root):
+    """A tiny SmallEncoder masked LM and its in-memory WordPiece tokenizer saved in root/model (and root/vocab.txt)."""
+    import torch
+
+    from data_prep.tokenizer import wordpiece_from_vocab
+    from modeling import SmallEncoderForMaskedLM
+
+    (root / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n")
+    tokenizer = wordpiece_from_vocab(root / "vocab.txt")
+    torch.manual_seed(0)
+    SmallEncoderForMaskedLM(tiny_config(vocab_size=len(tokenizer), max_position_embeddings=128)).save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    return root / "model"
+
+
 def shared_data(*parts):
     """Path under ../shared/data, or skip the test with the reason when it is absent."""
     path = SHARED_DATA.joinpath(*parts)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from conftest import tiny_config, tiny_vocab
+from conftest import save_tiny_model
 from test_bad_input import ENTRY_POINTS
 
 from cli.errors import ArgumentParser, UserError
@@ -109,15 +109,8 @@ def test_an_absurd_model_is_refused_before_anything_is_allocated():
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A tiny saved model, GLUE and MMLU folders, text: each damaged copy is made from these."""
-    from data_prep.tokenizer import wordpiece_from_vocab
-    from modeling import SmallEncoderForMaskedLM
-
     root = tmp_path_factory.mktemp("class")
-    (root / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n")
-    tokenizer = wordpiece_from_vocab(root / "vocab.txt")
-    torch.manual_seed(0)
-    SmallEncoderForMaskedLM(tiny_config(vocab_size=len(tokenizer), max_position_embeddings=128)).save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
+    save_tiny_model(root)
     for folder, header in (("SST-2", "sentence\tlabel\n"), ("STS-B", None)):
         (root / "data" / "glue" / folder).mkdir(parents=True)
         for split in ("train", "dev"):

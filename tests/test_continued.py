@@ -1,0 +1,176 @@
+"""Continued pretraining (`--init_from`, recipes/continued.py) and the suite's `--baseline_model` comparison."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import REPO_ROOT, save_tiny_model, tiny_config, tiny_vocab
+
+from cli.errors import UserError
+from recipes.recipe import CONTINUED_DEFAULTS, load_recipe
+
+SCRIPT = str(REPO_ROOT / "recipes" / "pretrain_mlm.py")
+SUITE = str(REPO_ROOT / "eval" / "suite.py")
+LAUNCH = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+          "--dynamo_backend", "no"]
+SMOKE = ["--recipe", "domain", "--smoke", "--report_to", "none", "--logging_steps", "1", "--save_steps", "4",
+         "--eval_steps", "4"]
+
+
+def environment(tmp_path):
+    return dict(os.environ, SMALL_ENCODERS_CACHE=str(tmp_path / "cache"), HF_DATASETS_CACHE=str(tmp_path / "hf"),
+                HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+
+
+def pretrain(tmp_path, args, launcher=None):
+    done = subprocess.run((launcher or [sys.executable]) + [SCRIPT, *args], env=environment(tmp_path), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=900)
+    return done
+
+
+def losses(folder):
+    return [row["loss"] for row in json.loads((folder / "training_log.json").read_text()) if "loss" in row]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A quickstart smoke model trained for 60 steps at a high rate (its loss well below a random start's)."""
+    root = tmp_path_factory.mktemp("trained")
+    done = pretrain(root, ["--recipe", "quickstart", "--smoke", "--max_steps", "60", "--logging_steps", "1",
+                           "--save_steps", "60", "--eval_steps", "60", "--learning_rate", "3e-3", "--report_to", "none",
+                           "--output_dir", str(root / "start")])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root / "start"
+
+
+def test_continuing_changes_the_learning_rate_and_warmup_unless_told_otherwise(tmp_path):
+    recipe = load_recipe("quickstart", {"init_from": "some/model"})
+    assert (recipe["learning_rate"], recipe["warmup_ratio"]) == (CONTINUED_DEFAULTS["learning_rate"], CONTINUED_DEFAULTS["warmup_ratio"])
+    assert recipe["tokenizer_name"] == "some/model"  # the model's own tokenizer
+    assert load_recipe("quickstart", {"init_from": "some/model", "learning_rate": 5e-4})["learning_rate"] == 5e-4
+    assert load_recipe("quickstart")["learning_rate"] == 3e-3  # a run from random weights keeps the recipe's rate
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("base: quickstart\ncontinued: {learning_rate: 2.0e-5}\n")
+    assert load_recipe(str(mine), {"init_from": "some/model"})["learning_rate"] == 2e-5
+    assert load_recipe(str(mine))["learning_rate"] == 3e-3
+    with pytest.raises(UserError, match="--objective rtd starts its generator"):
+        load_recipe("quickstart", {"init_from": "some/model", "objective": "rtd"})
+    with pytest.raises(UserError, match=r"unknown setting\(s\) \['learning_rat'\]"):
+        mine.write_text("base: quickstart\ncontinued: {learning_rat: 2.0e-5}\n")
+        load_recipe(str(mine), {"init_from": "some/model"})
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
+def test_a_continued_run_starts_where_its_model_ended_in_one_and_two_processes(tmp_path, trained):
+    """The first step's loss of a run continued from a trained model is far below a random start's (6.9 = ln 1000 for
+    the smoke tokenizer's 1,000 entries), in one process and under `accelerate launch` with two (gloo); the folder
+    records what it started from and keeps the model's tokenizer."""
+    random_first = losses(trained)[0]
+    for name, launcher in (("one", None), ("two", LAUNCH)):
+        out = tmp_path / name
+        done = pretrain(tmp_path, SMOKE + ["--init_from", str(trained), "--max_steps", "4", "--output_dir", str(out)], launcher)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert f"continued from    {trained}" in done.stdout
+        assert losses(out)[0] < random_first - 1.0, (name, losses(out)[0], random_first)
+        result = json.loads((out / "results.json").read_text())
+        assert result["init_from"] == str(trained)
+        assert (out / "tokenizer.json").read_text() == (trained / "tokenizer.json").read_text()
+        assert json.loads((out / "config.json").read_text())["hidden_size"] == 64  # its shape, not the recipe's
+
+
+@pytest.mark.parametrize("family", ["roberta", "bert"])
+def test_a_stock_model_is_continued_and_saved_as_what_it_was(tmp_path, family):
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, RobertaConfig, RobertaForMaskedLM
+
+    from data_prep.tokenizer import wordpiece_from_vocab
+
+    (tmp_path / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n")
+    tokenizer = wordpiece_from_vocab(tmp_path / "vocab.txt")
+    shape = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64, pad_token_id=0)
+    torch.manual_seed(0)
+    if family == "roberta":
+        model = RobertaForMaskedLM(RobertaConfig(max_position_embeddings=66, **shape))
+    else:
+        model = BertForMaskedLM(BertConfig(max_position_embeddings=64, **shape))
+    model.save_pretrained(tmp_path / "start")
+    tokenizer.save_pretrained(tmp_path / "start")
+    out = tmp_path / "out"
+    done = pretrain(tmp_path, SMOKE + ["--init_from", str(tmp_path / "start"), "--max_steps", "4", "--output_dir", str(out)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "sparse prediction on" in done.stdout and "note:" not in done.stdout
+    assert json.loads((out / "config.json").read_text())["model_type"] == family
+    from safetensors.torch import load_file
+
+    before, after = load_file(tmp_path / "start" / "model.safetensors"), load_file(out / "model.safetensors")
+    name = next(k for k in before if "layer.0.attention" in k and k.endswith("weight"))
+    assert before[name].shape == after[name].shape and not torch.equal(before[name], after[name])  # trained further
+
+
+def test_what_cannot_be_continued_is_one_error_line_before_any_data_is_read(tmp_path):
+    from data_prep.tokenizer import wordpiece_from_vocab
+    from modeling import SmallEncoderForPreTraining
+
+    short = save_tiny_model(tmp_path)  # 128 positions; tmp_path/vocab.txt beside it
+    SmallEncoderForPreTraining(tiny_config()).save_pretrained(tmp_path / "discriminator")
+    wordpiece_from_vocab(tmp_path / "vocab.txt").save_pretrained(tmp_path / "discriminator")
+    cases = [
+        (["--init_from", str(short), "--block_size", "256"], "--block_size 256 is longer than"),
+        (["--init_from", str(tmp_path / "discriminator")], "is a replaced-token-detection discriminator"),
+        (["--init_from", str(tmp_path / "nothing")], "--init_from"),
+        (["--init_from", str(short), "--objective", "rtd"], "--objective rtd starts its generator"),
+    ]
+    for args, message in cases:
+        done = pretrain(tmp_path, SMOKE + args + ["--output_dir", str(tmp_path / "out")])
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 1 and lines[-1].startswith("error:") and message in lines[-1], (args, done.stderr[-2000:])
+        assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+
+
+def run_suite(tmp_path, model, out, *extra):
+    done = subprocess.run([sys.executable, SUITE, "--model_name_or_path", str(model), "--data_dir", str(tmp_path / "data"),
+                           "--output_dir", str(out), "--protocol", "smoke", "--skip", "mmlu", "--floor_cache",
+                           str(tmp_path / "floors"), *extra], env=environment(tmp_path), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "results.json").read_text())
+
+
+def test_the_suite_measures_a_continued_model_against_its_start(tmp_path, trained):
+    """--baseline_model takes the floor's place: the start model fine-tuned and measured from its own weights with the
+    same protocol and seeds (its side reads as the start model itself measured as the model), nothing cached; the
+    summary reads start -> continued."""
+    data = tmp_path / "data" / "glue" / "SST-2"
+    data.mkdir(parents=True)
+    rows = ["sentence\tlabel"] + [f"{'a good film' if i % 2 else 'a bad film'} number {i}\t{i % 2}" for i in range(64)]
+    for split in ("train", "dev"):
+        (data / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "data" / "wikitext-2").mkdir()
+    (tmp_path / "data" / "wikitext-2" / "valid.txt").write_text(textwrap.dedent("""\
+        The archive holds a list of file names and the size of each file in bytes .
+        Return the value of the named attribute of the object , or the default when it has none .
+        """) * 40)
+    continued = tmp_path / "continued"
+    done = pretrain(tmp_path, SMOKE + ["--init_from", str(trained), "--max_steps", "8", "--learning_rate", "1e-3",
+                                       "--output_dir", str(continued)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = run_suite(tmp_path, continued, tmp_path / "against-start", "--baseline_model", str(trained))
+    alone = run_suite(tmp_path, trained, tmp_path / "start-alone")
+    assert results["reference"] == {"kind": "baseline", "model": str(trained)}
+    assert not (tmp_path / "floors").exists() or len(list((tmp_path / "floors").iterdir())) == 1  # only `alone`'s floor
+    start, measured_alone = results["floor"], alone["pretrained"]
+    assert start["perplexity"]["perplexity"] == pytest.approx(measured_alone["perplexity"]["perplexity"])
+    assert start["glue"]["sst2"]["per_seed"] == measured_alone["glue"]["sst2"]["per_seed"]
+    assert results["pretrained"]["perplexity"]["perplexity"] != start["perplexity"]["perplexity"]
+    summary = (tmp_path / "against-start" / "summary.md").read_text()
+    assert f"| measurement | start (`{trained}`) | continued | difference |" in summary
+    assert "start -> continued" in summary and "random-init floor |" not in summary
+    done = subprocess.run([sys.executable, SUITE, "--model_name_or_path", str(continued), "--data_dir",
+                           str(tmp_path / "data"), "--output_dir", str(tmp_path / "x"), "--baseline_model",
+                           str(tmp_path / "missing")], env=environment(tmp_path), cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1 and "--baseline_model" in done.stderr.strip().splitlines()[-1]
