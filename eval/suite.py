@@ -13,6 +13,10 @@ with no pretraining at all, under the same protocol) it measures:
 - STS-B dev zero-shot (mean-pooled embeddings, cosine, Spearman x100);
 - MMLU val, 0-shot, options scored by masked-LM pseudo-log-likelihood.
 
+`--baseline_model NAME_OR_FOLDER` puts another model in the floor's place: the model this one was continued from
+(recipes/pretrain_mlm.py --init_from), measured with its own weights under the same protocol, seeds and blocks and
+never cached; the summary reads start -> continued (docs/recipes.md#continued-pretraining).
+
 The floor is cached per architecture, tokenizer and protocol (~/.cache/small-encoders/floors, or
 --floor_cache), so it is paid once; it records the machine it was measured on, and a floor reused on another
 kind of CPU is flagged (the same seeded fine-tuning rounds differently there). OUT/results.json holds

@@ -179,8 +179,30 @@ def collect_results(model_dir, extra_files):
     return index, rows
 
 
-def build_card(model_dir, result_files=(), model_name=None, notes=()):
-    """(card text, front matter dict)."""
+def onnx_usage(name, record):
+    """The card's section for the ONNX files of deploy/export.py (its export.json record), uploaded under onnx/."""
+    files = record.get("files", {})
+    int8 = "model_int8.onnx" in files
+    feeds = ", ".join(f'"{n}": np.array([{"encoded.ids" if n == "input_ids" else "encoded.type_ids" if n == "token_type_ids" else "encoded.attention_mask"}], dtype=np.int64)'
+                      for n in record.get("inputs", ["input_ids", "attention_mask"]))
+    check = record.get("check", {})
+    lines = ["## ONNX Runtime (CPU, no PyTorch)", "",
+             f"`onnx/model.onnx` is this model exported for {record.get('task')} by `deploy/export.py` of small-encoders "
+             f"({record.get('exporter')}, opset {record.get('opset')}, dynamic batch and sequence length; the largest "
+             f"difference from PyTorch on its check sentences was {check.get('max_abs_difference', float('nan')):.1e})"
+             + ("; `onnx/model_int8.onnx` is its dynamically quantised int8 copy (weights int8, activations quantised "
+                "on the fly), smaller and faster on CPUs" if int8 else "") + ". It needs `onnxruntime` and `tokenizers` only:", "",
+             "```python", "import numpy as np", "import onnxruntime as ort", "from huggingface_hub import hf_hub_download",
+             "from tokenizers import Tokenizer", "",
+             f'tokenizer = Tokenizer.from_file(hf_hub_download("{name}", "tokenizer.json"))',
+             f'session = ort.InferenceSession(hf_hub_download("{name}", "onnx/{"model_int8.onnx" if int8 else "model.onnx"}"))',
+             'encoded = tokenizer.encode("A small encoder, served on a CPU.")',
+             f"{record.get('output', 'logits')} = session.run(None, {{{feeds}}})[0]", "```", ""]
+    return lines
+
+
+def build_card(model_dir, result_files=(), model_name=None, notes=(), onnx=None):
+    """(card text, front matter dict); `onnx`: the export.json record of ONNX files uploaded with the model."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise UserError(f"{model_dir} has no config.json; point --model_dir at a saved model folder")
@@ -220,6 +242,10 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
               "## Architecture", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in architecture_rows(config, parameters)]
     lines += ["", "## Data", ""]
+    if run and run.init_from:
+        minutes = f", {run.train_seconds / 60:,.0f} minutes" if run.train_seconds else ""
+        lines.append(f"- continued pretraining: started from `{run.init_from}` (its weights, config and tokenizer), "
+                     f"then trained on the source below for {run.train_steps:,} steps, {run.train_tokens:,} tokens{minutes}")
     lines.append(f"- source: {run.data if run else recipe.get('dataset_name', 'see recipe.yaml')}")
     if recipe.get("cosmopedia_filter"):
         lines.append(f"- Cosmopedia filter settings: `{json.dumps(recipe['cosmopedia_filter'])}` (criteria in data_prep/cosmopedia.py)")
@@ -268,6 +294,8 @@ def build_card(model_dir, result_files=(), model_name=None, notes=()):
                   f'fill = pipeline("fill-mask", model="{name}"{trust})',
                   f'print(fill("The capital of France is {mask}."))',
                   "```", ""]
+    if onnx:
+        lines += onnx_usage(name, onnx)
     if custom:
         lines += ["The architecture is this repository's SmallEncoder family, so loading runs the `configuration_small_encoder.py` "
                   "and `modeling_small_encoder.py` files shipped with the weights (`trust_remote_code=True`); read them first.", ""]
@@ -313,10 +341,10 @@ def reference_run(run_dir, recipe=None):
     return model_dir, [suite] if suite.is_file() else [], notes
 
 
-def generate(model_dir, result_files=(), output_dir=None, model_name=None, notes=()):
+def generate(model_dir, result_files=(), output_dir=None, model_name=None, notes=(), onnx=None):
     """Write README.md and loss_curve.png into output_dir (default: the model folder); returns the card path."""
     output_dir = Path(output_dir or model_dir)
-    card, _ = build_card(model_dir, result_files, model_name, notes)  # every input read before anything is written
+    card, _ = build_card(model_dir, result_files, model_name, notes, onnx)  # every input read before anything is written
     output_dir.mkdir(parents=True, exist_ok=True)
     log = Path(model_dir) / "training_log.json"
     if log.exists():

@@ -4,6 +4,7 @@
     python model_cards/publish.py --model_dir runs/miniroberta-wikitext2 --repo_id you/miniroberta --private
     python model_cards/publish.py --model_dir runs/x/checkpoint-2000 --repo_id you/x --revision step-2000
     python model_cards/publish.py --model_dir runs/tuned-5m --repo_id you/tuned-5m --space_id you/tuned-5m-demo
+    python model_cards/publish.py --model_dir runs/sst2-model --repo_id you/sst2 --onnx runs/sst2-onnx --dry_run out/upload
 
 The upload holds the weights (safetensors), config, tokenizer, model card (README.md, generated if
 the folder has none), loss_curve.png, recipe.yaml / results.json / training_log.json, the
@@ -59,8 +60,34 @@ def stage_space(model_repo_id, space_id, target):
     return sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
 
 
-def stage(model_dir, target, result_files=()):
-    """Copy what would be uploaded into `target` (an empty or new folder) and return the relative paths."""
+def onnx_export_of(model_dir, onnx_dir):
+    """The export.json record of deploy/export.py's folder `onnx_dir`, checked to be an export of `model_dir`."""
+    import json
+
+    onnx_dir = Path(onnx_dir)
+    record_path = onnx_dir / "export.json"
+    if not onnx_dir.is_dir() or not (onnx_dir / "model.onnx").is_file() or not record_path.is_file():
+        raise UserError(f"--onnx {onnx_dir}: not an export folder (make one with deploy/export.py --model_dir "
+                        f"{model_dir} --output_dir {onnx_dir})")
+    from deploy.export import weights_digest
+
+    try:
+        record = json.loads(record_path.read_text())
+        source, digest = record["source"], record["weights_sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"--onnx {record_path}: not written by deploy/export.py (export it again)") from None
+    if digest != weights_digest(model_dir):
+        raise UserError(f"--onnx {onnx_dir} was exported from other weights ({source}) than --model_dir {model_dir}'s; "
+                        f"export this model (deploy/export.py --model_dir {model_dir})")
+    for name in record.get("files", {}):
+        if not (onnx_dir / name).is_file():
+            raise UserError(f"--onnx {onnx_dir}: {name} is missing (export it again)")
+    return record
+
+
+def stage(model_dir, target, result_files=(), repo_id=None, onnx_dir=None):
+    """Copy what would be uploaded into `target` (an empty or new folder) and return the relative paths; `onnx_dir`
+    (a deploy/export.py folder of this model) goes under onnx/ and the card says how to run it."""
     from model_cards.generate import generate
 
     model_dir, target = Path(model_dir), Path(target)
@@ -69,6 +96,7 @@ def stage(model_dir, target, result_files=()):
     from cli.hub import check_weights
 
     check_weights(model_dir, "--model_dir")  # a damaged weights file is never uploaded
+    onnx = onnx_export_of(model_dir, onnx_dir) if onnx_dir else None
     if target.exists() and any(target.iterdir()):
         raise UserError(f"{target} is not empty; give a new folder for the upload")
     created = not target.exists()
@@ -80,8 +108,12 @@ def stage(model_dir, target, result_files=()):
         for name in UPLOAD_DIRS:
             if (model_dir / name).is_dir():
                 shutil.copytree(model_dir / name, target / name)
-        if result_files or not (target / "README.md").exists():
-            generate(model_dir, result_files, output_dir=target)
+        if onnx:
+            (target / "onnx").mkdir()
+            for name in list(onnx["files"]) + ["export.json"]:
+                shutil.copy2(Path(onnx_dir) / name, target / "onnx" / name)
+        if result_files or onnx or not (target / "README.md").exists():
+            generate(model_dir, result_files, output_dir=target, model_name=repo_id, onnx=onnx)
     except BaseException:  # nothing half-staged is left behind (a dry run's folder, or the upload's)
         if created:
             shutil.rmtree(target, ignore_errors=True)
@@ -92,7 +124,8 @@ def stage(model_dir, target, result_files=()):
     return sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
 
 
-def publish(model_dir, repo_id, private=True, revision=None, result_files=(), commit_message=None, space_id=None):
+def publish(model_dir, repo_id, private=True, revision=None, result_files=(), commit_message=None, space_id=None,
+            onnx_dir=None):
     """Create the repo (and branch) if needed and upload the staged folder; returns the commit URL (and the
     Space's, with `space_id`)."""
     import tempfile
@@ -101,7 +134,7 @@ def publish(model_dir, repo_id, private=True, revision=None, result_files=(), co
 
     api = HfApi()
     with tempfile.TemporaryDirectory() as staging:
-        stage(model_dir, Path(staging) / "upload", result_files)
+        stage(model_dir, Path(staging) / "upload", result_files, repo_id, onnx_dir)
         api.create_repo(repo_id, private=private, exist_ok=True)
         if revision:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
@@ -127,9 +160,12 @@ def main(argv=None):
     parser.add_argument("--revision", default=None, help="branch for an intermediate checkpoint (created if missing)")
     parser.add_argument("--dry_run", default=None, metavar="DIR", help="write the exact upload into DIR and list it; upload nothing")
     parser.add_argument("--space_id", default=None, help="also publish a Gradio Space (user/name) serving the model with demo/app.py")
+    parser.add_argument("--onnx", default=None, metavar="DIR",
+                        help="also upload this model's ONNX export (deploy/export.py's folder) under onnx/, with a card "
+                             "section on running it with onnxruntime alone")
     args = parser.parse_args(argv)
     if args.dry_run:
-        files = stage(args.model_dir, args.dry_run, args.results)
+        files = stage(args.model_dir, args.dry_run, args.results, args.repo_id, args.onnx)
         print(f"dry run: {len(files)} files that would be uploaded to {args.repo_id}"
               f"{'@' + args.revision if args.revision else ''} ({'private' if args.private else 'public'}):")
         for name in files:
@@ -140,7 +176,8 @@ def main(argv=None):
             print(f"and the Space {args.space_id} (in {space_dir}): {', '.join(files)}")
         return 0
     try:
-        url = publish(args.model_dir, args.repo_id, args.private, args.revision, args.results, space_id=args.space_id)
+        url = publish(args.model_dir, args.repo_id, args.private, args.revision, args.results, space_id=args.space_id,
+                      onnx_dir=args.onnx)
     except UserError:
         raise
     except Exception as error:  # network and auth errors from the Hub client, without the token

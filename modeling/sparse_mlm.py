@@ -1,7 +1,7 @@
 """Sparse prediction for stock Hugging Face MLMs (RobertaForMaskedLM, BertForMaskedLM, ElectraForMaskedLM) during
 training.
 
-The SmallEncoder family does this inside its forward. Stock models compute the MLM head at every
+The SmallEncoder family and ModernBERT do this inside their forward (config.sparse_prediction). Stock models compute the MLM head at every
 position; these hooks make them compute it only where the label is not -100, without adding any
 parameter or buffer, so checkpoints are unchanged. The hooks live on inner modules and the model is
 still called through its own forward, so DDP/FSDP wrappers keep working.
@@ -12,7 +12,7 @@ HEAD_NAMES = ("lm_head", "cls", "generator_predictions")  # RoBERTa, BERT, ELECT
 
 def enable_sparse_prediction(model):
     """Make `model(..., labels=...)` score only labelled positions; returns the hook handles (call .remove())."""
-    if getattr(model.config, "model_type", None) == "small_encoder":
+    if getattr(model.config, "model_type", None) in ("small_encoder", "modernbert"):  # a switch of their own
         model.config.sparse_prediction = True
         return []
     head = next((getattr(model, name) for name in HEAD_NAMES if hasattr(model, name)), None)

@@ -12,7 +12,7 @@ ENTRY_POINTS = {
     "mmlu": "eval.mmlu_probe", "embeddings": "eval.embeddings", "card": "model_cards.generate", "publish": "model_cards.publish",
     "demo": "demo.app", "glue_padding": "benchmarks.glue_padding", "throughput": "benchmarks.pretrain_throughput",
     "reference_run": "benchmarks.reference_run", "import_gpu_run": "benchmarks.import_gpu_run",
-    "results_table": "benchmarks.results_table",
+    "results_table": "benchmarks.results_table", "export": "deploy.export", "bench": "deploy.bench",
 }
 
 # (entry point, arguments with {placeholders}, what the error line must say)
@@ -87,6 +87,14 @@ CASES = [
     ("reference_run", ["--recipe", "quickstart", "--data_dir", "{data}", "--output_dir", "{out}", "--stray"], "--key value"),
     ("import_gpu_run", ["--raw_dir", "{missing}", "--output_dir", "{out}", "--date", "2026-12-04", "--commit", "8522b1f",
                         "--glue_data_dir", "{missing}"], "model/results.json"),
+    ("export", ["--model_dir", "{missing}", "--output_dir", "{out}"], "no such folder"),
+    ("export", ["--model_dir", "{model}", "--output_dir", "{out}", "--task", "translation"], "--task"),
+    ("export", ["--model_dir", "{model}", "--output_dir", "{file}"], "is a file"),
+    ("export", ["--model_dir", "{model}", "--output_dir", "{data}"], "not an export"),
+    ("bench", ["--model_dir", "{model}", "--data_dir", "{binary_glue}", "--task_name", "sst2"], "not UTF-8"),
+    ("bench", ["--model_dir", "{model}", "--data_dir", "{good_glue}", "--task_name", "stsb"], "classification task"),
+    ("bench", ["--model_dir", "{model}", "--onnx", "{model}", "--data_dir", "{good_glue}"], "no model.onnx"),
+    ("bench", ["--model_dir", "{model}", "--int8", "{missing}", "--data_dir", "{good_glue}"], "no such file"),
     ("results_table", ["{missing}"], "cannot read"),
     ("results_table", ["{data}"], "cannot read"),
 ]

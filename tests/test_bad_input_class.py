@@ -143,6 +143,9 @@ READERS = {  # entry point: arguments that read a model folder M (and name no ot
     "embeddings": lambda w, m, out: ["--model_name_or_path", m, "--data_dir", f"{w}/data/glue"],
     "card": lambda w, m, out: ["--model_dir", m, "--output_dir", out],
     "publish": lambda w, m, out: ["--model_dir", m, "--repo_id", "me/model", "--dry_run", out],
+    "export": lambda w, m, out: ["--model_dir", m, "--output_dir", out],
+    "bench": lambda w, m, out: ["--model_dir", m, "--task_name", "sst2", "--data_dir", f"{w}/data/glue", "--rounds", "1",
+                                "--batch1_sentences", "2", "--skip_memory", "--output_json", f"{out}/bench.json"],
 }
 MODEL_FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json")
 
@@ -189,6 +192,12 @@ FOLDER_ARGUMENTS = [  # (entry, arguments with {empty} where a folder goes and {
     ("card", ["--model_dir", "{empty}", "--output_dir", "{out}"]),
     ("card", ["--run_dir", "{empty}", "--output_dir", "{out}"]),
     ("publish", ["--model_dir", "{empty}", "--repo_id", "me/model", "--dry_run", "{out}"]),
+    ("publish", ["--model_dir", "{w}/model", "--repo_id", "me/model", "--onnx", "{empty}", "--dry_run", "{out}"]),
+    ("export", ["--model_dir", "{empty}", "--output_dir", "{out}"]),
+    ("bench", ["--model_dir", "{empty}", "--data_dir", "{w}/data/glue"]),
+    ("bench", ["--model_dir", "{w}/model", "--data_dir", "{empty}"]),
+    ("bench", ["--model_dir", "{w}/model", "--onnx", "{empty}", "--data_dir", "{w}/data/glue"]),
+    ("bench", ["--model_dir", "{w}/model", "--int8", "{empty}", "--data_dir", "{w}/data/glue"]),
     ("demo", ["--model_name_or_path", "{empty}"]),
     ("glue_padding", ["--data_dir", "{empty}"]),
     ("reference_run", ["--recipe", "quickstart", "--smoke", "--data_dir", "{empty}", "--output_dir", "{out}"]),

@@ -67,25 +67,41 @@ def test_continuing_changes_the_learning_rate_and_warmup_unless_told_otherwise(t
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
 def test_a_continued_run_starts_where_its_model_ended_in_one_and_two_processes(tmp_path, trained):
     """The first step's loss of a run continued from a trained model is far below a random start's (6.9 = ln 1000 for
-    the smoke tokenizer's 1,000 entries), in one process and under `accelerate launch` with two (gloo); the folder
-    records what it started from and keeps the model's tokenizer."""
+    the smoke tokenizer's 1,000 entries), in one process and under `accelerate launch` with two (gloo, two collation
+    workers each); the folder records what it started from and keeps the model's tokenizer, and the card says so."""
     random_first = losses(trained)[0]
-    for name, launcher in (("one", None), ("two", LAUNCH)):
+    for name, launcher, workers in (("one", None, "0"), ("two", LAUNCH, "2")):  # two processes, two collation workers each
         out = tmp_path / name
-        done = pretrain(tmp_path, SMOKE + ["--init_from", str(trained), "--max_steps", "4", "--output_dir", str(out)], launcher)
+        done = pretrain(tmp_path, SMOKE + ["--init_from", str(trained), "--max_steps", "4", "--dataloader_num_workers",
+                                           workers, "--output_dir", str(out)], launcher)
         assert done.returncode == 0, done.stderr[-3000:]
         assert f"continued from    {trained}" in done.stdout
+        assert ("collation in 2 worker processes" if workers == "2" else "collation in the training process") in done.stdout
         assert losses(out)[0] < random_first - 1.0, (name, losses(out)[0], random_first)
         result = json.loads((out / "results.json").read_text())
         assert result["init_from"] == str(trained)
         assert (out / "tokenizer.json").read_text() == (trained / "tokenizer.json").read_text()
         assert json.loads((out / "config.json").read_text())["hidden_size"] == 64  # its shape, not the recipe's
+    from model_cards.generate import build_card
+
+    card, _ = build_card(tmp_path / "one")
+    assert f"started from `{trained}`" in card and "for 4 steps" in card
 
 
-@pytest.mark.parametrize("family", ["roberta", "bert"])
+@pytest.mark.parametrize("family", ["roberta", "bert", "electra", "modernbert"])
 def test_a_stock_model_is_continued_and_saved_as_what_it_was(tmp_path, family):
+    """RoBERTa, BERT, an ELECTRA generator and ModernBERT: continued with sparse prediction, saved as the same kind."""
     import torch
-    from transformers import BertConfig, BertForMaskedLM, RobertaConfig, RobertaForMaskedLM
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        ElectraConfig,
+        ElectraForMaskedLM,
+        ModernBertConfig,
+        ModernBertForMaskedLM,
+        RobertaConfig,
+        RobertaForMaskedLM,
+    )
 
     from data_prep.tokenizer import wordpiece_from_vocab
 
@@ -96,8 +112,14 @@ def test_a_stock_model_is_continued_and_saved_as_what_it_was(tmp_path, family):
     torch.manual_seed(0)
     if family == "roberta":
         model = RobertaForMaskedLM(RobertaConfig(max_position_embeddings=66, **shape))
-    else:
+    elif family == "bert":
         model = BertForMaskedLM(BertConfig(max_position_embeddings=64, **shape))
+    elif family == "electra":
+        model = ElectraForMaskedLM(ElectraConfig(embedding_size=16, max_position_embeddings=64, **shape))
+    else:
+        ids = {f"{name}_token_id": tokenizer.convert_tokens_to_ids(token) for name, token in
+               (("bos", "[CLS]"), ("cls", "[CLS]"), ("eos", "[SEP]"), ("sep", "[SEP]"))}
+        model = ModernBertForMaskedLM(ModernBertConfig(max_position_embeddings=64, local_attention=16, **shape, **ids))
     model.save_pretrained(tmp_path / "start")
     tokenizer.save_pretrained(tmp_path / "start")
     out = tmp_path / "out"
@@ -108,7 +130,7 @@ def test_a_stock_model_is_continued_and_saved_as_what_it_was(tmp_path, family):
     from safetensors.torch import load_file
 
     before, after = load_file(tmp_path / "start" / "model.safetensors"), load_file(out / "model.safetensors")
-    name = next(k for k in before if "layer.0.attention" in k and k.endswith("weight"))
+    name = next(k for k in before if ("layer.0.attention" in k or "layers.0.attn" in k) and k.endswith("weight"))
     assert before[name].shape == after[name].shape and not torch.equal(before[name], after[name])  # trained further
 
 

@@ -1,0 +1,311 @@
+"""Export a model folder to ONNX for CPU inference with ONNX Runtime, checked against PyTorch; optionally int8.
+
+    python deploy/export.py --model_dir runs/sst2-model --output_dir runs/sst2-onnx --int8
+    python deploy/export.py --model_dir runs/tuned-5m --output_dir runs/tuned-5m-onnx --task feature-extraction
+
+The output folder holds model.onnx (dynamic batch and sequence length; inputs input_ids and attention_mask, plus
+token_type_ids for models that read them), with --int8 model_int8.onnx (weights quantised to int8, activations
+quantised on the fly: ONNX Runtime's dynamic quantisation), the tokenizer and config.json beside them, and
+export.json (what was exported, from where, at which commit, and the measured difference from PyTorch). It runs
+with onnxruntime and tokenizers alone: no torch, no transformers, no trust_remote_code (docs/deploy.md).
+
+Exporter: torch.onnx with the dynamo exporter (torch.export, then onnxscript). optimum-onnx, the Hugging Face
+exporter, pins transformers < 4.58 and cannot be installed beside this repository's transformers 5; it also knows
+nothing of the SmallEncoder architecture, which torch.export traces like any module.
+The check: the exported model and PyTorch on the same padded batches of real sentences (the tokenizer's own,
+varied lengths); the largest absolute difference of the outputs is printed and must stay under --tolerance
+(default 1e-4 for float32; the int8 copy is compared by how often its predictions agree instead).
+"""
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
+if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from cli import checks
+from cli.errors import ArgumentParser, UserError, entry_point
+from cli.files import write_atomic
+
+TASKS = {  # task -> (Auto class name, output name)
+    "fill-mask": ("AutoModelForMaskedLM", "logits"),
+    "sequence-classification": ("AutoModelForSequenceClassification", "logits"),
+    "feature-extraction": ("AutoModel", "last_hidden_state"),
+}
+EXPORT_FILE = "export.json"
+ONNX_FILE, INT8_FILE = "model.onnx", "model_int8.onnx"
+TOLERANCE = 1e-4
+# Sentences of varied length for the check (the tokenizer pads them into one batch, so padding is checked too).
+CHECK_SENTENCES = [
+    "a gripping, beautifully acted film.",
+    "The plot is thin, the jokes fall flat, and the two hours feel like four.",
+    "It was fine.",
+    "Neither the script nor the direction gives the cast anything to do, though the photography is often striking "
+    "and the score is better than the film deserves.",
+]
+
+
+def weights_digest(model_dir):
+    """sha256 of the folder's weights file(s): what ties an export to the model it was made from, wherever it moves."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = sorted(Path(model_dir).glob("*.safetensors")) or sorted(Path(model_dir).glob("*.bin"))
+    for path in files:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(chunk)
+    return digest.hexdigest() if files else None
+
+
+def task_of(config):
+    """The task a folder was saved for, from its architectures: a classifier, a masked LM, else the bare encoder."""
+    names = " ".join(getattr(config, "architectures", None) or ())
+    if "ForSequenceClassification" in names:
+        return "sequence-classification"
+    if "ForMaskedLM" in names:
+        return "fill-mask"
+    return "feature-extraction"
+
+
+def check_output_dir(out, source, task, overwrite):
+    """An output folder is new, empty, or an earlier export of the same model and task (replaced); anything else is
+    refused in one line rather than mixed with or written over."""
+    out = Path(out)
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not out.is_dir():
+        raise UserError(f"--output_dir {out} is a file; give a folder")
+    record = out / EXPORT_FILE
+    earlier = None
+    if record.is_file():
+        try:
+            earlier = json.loads(record.read_text())
+        except ValueError:
+            earlier = None
+    same = isinstance(earlier, dict) and earlier.get("source") == str(source) and earlier.get("task") == task
+    if overwrite or same:
+        shutil.rmtree(out)
+        return
+    what = (f"another export ({earlier.get('task')} of {earlier.get('source')})" if isinstance(earlier, dict)
+            else "files that are not an export of this model")
+    raise UserError(f"--output_dir {out} already holds {what}; use another folder, or --overwrite to replace it")
+
+
+def wrap(model, output_name):
+    """The model called with its inputs by position, returning the one tensor that is exported (logits or hidden
+    states) instead of a ModelOutput."""
+    import torch
+
+    class Exported(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+            return getattr(self.model(input_ids=input_ids, attention_mask=attention_mask, **extra), output_name)
+
+    return Exported().eval()
+
+
+def load_model(model_dir, task):
+    import torch
+    import transformers
+
+    import modeling  # noqa: F401  registers the SmallEncoder family
+
+    auto = getattr(transformers, TASKS[task][0])
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = auto.from_pretrained(str(model_dir), trust_remote_code=True, dtype=torch.float32)
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"--model_dir {model_dir}: cannot load it for {task} ({str(error).strip().splitlines()[0]})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if getattr(model.config, "sparse_prediction", False):
+        model.config.sparse_prediction = False  # every position's logits, as a pipeline wants them
+    return model.eval()
+
+
+def input_names_for(tokenizer, model):
+    import inspect
+
+    names = ["input_ids", "attention_mask"]
+    accepts = inspect.signature(model.forward).parameters
+    if "token_type_ids" in tokenizer.model_input_names and "token_type_ids" in accepts:
+        names.append("token_type_ids")
+    return names
+
+
+def encode(tokenizer, sentences, names, max_length=128):
+    batch = tokenizer(sentences, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    return {name: batch[name].astype("int64") for name in names}
+
+
+@contextlib.contextmanager
+def quiet_logger(name):
+    """The named logger at ERROR for the duration (the exporter's notes on optional packages, the quantiser's advice)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def export_onnx(wrapped, sample, names, path, opset):
+    """torch.onnx's dynamo exporter with a dynamic batch and sequence axis on every input."""
+    import torch
+
+    batch, sequence = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("sequence", min=2, max=8192)
+    args = tuple(torch.from_numpy(sample[name]) for name in names)
+    shapes = {name: {0: batch, 1: sequence} for name in names}
+    import io
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()) as log, quiet_logger("torch.onnx"):
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(wrapped, args, input_names=names, output_names=["output"], dynamic_shapes=shapes,
+                                        dynamo=True, opset_version=opset, optimize=True)
+        except Exception as error:  # the exporter's own error types; its message names the operator it could not trace
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserError(f"torch.onnx could not export this model ({reason}); the exporter's log:\n{log.getvalue()[-1500:]}") from None
+    program.save(str(path), external_data=False)
+
+
+def largest_difference(session, wrapped, feeds):
+    import numpy as np
+    import torch
+
+    with torch.no_grad():
+        expected = wrapped(**{name: torch.from_numpy(value) for name, value in feeds.items()}).numpy()
+    got = session.run(None, feeds)[0]
+    return float(np.abs(got - expected).max()), got, expected
+
+
+def agreement(got, expected, task, mask):
+    """How often the int8 copy's prediction is PyTorch's: the class (a classifier), the top token (a masked LM, over
+    real tokens); for hidden states, the cosine of the vectors (mean over real tokens)."""
+    import numpy as np
+
+    if task == "sequence-classification":
+        return float((got.argmax(-1) == expected.argmax(-1)).mean())
+    real = mask.astype(bool)
+    if task == "fill-mask":
+        return float((got.argmax(-1)[real] == expected.argmax(-1)[real]).mean())
+    a, b = got[real], expected[real]
+    return float(((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)).mean())
+
+
+def session_for(path, threads=None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run(args):
+    import onnxruntime  # noqa: F401  (fails here, clearly, when the runtime is not installed)
+    from transformers import AutoConfig
+
+    from cli.hub import check_model_folder
+    from cli.run_folder import source_commit
+    from data_prep.tokenizer import load_tokenizer
+
+    model_dir = Path(args.model_dir)
+    if not model_dir.is_dir():
+        raise UserError(f"--model_dir {model_dir}: no such folder (give a saved model folder)")
+    check_model_folder(model_dir, "--model_dir")
+    import modeling  # noqa: F401
+
+    config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=True)
+    task = args.task or task_of(config)
+    if task not in TASKS:
+        raise UserError(f"--task {task}: choose one of {', '.join(TASKS)}")
+    out = Path(args.output_dir)
+    check_output_dir(out, model_dir, task, args.overwrite)
+    tokenizer = load_tokenizer(model_dir, "--model_dir")
+    model = load_model(model_dir, task)
+    names = input_names_for(tokenizer, model)
+    wrapped = wrap(model, TASKS[task][1])
+    sample = encode(tokenizer, CHECK_SENTENCES[:2], names)
+    staging = out.with_name(out.name + ".partial")  # the folder appears whole or not at all
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        started = time.time()
+        export_onnx(wrapped, sample, names, staging / ONNX_FILE, args.opset)
+        seconds = time.time() - started
+        feeds = encode(tokenizer, CHECK_SENTENCES, names)
+        difference, got, expected = largest_difference(session_for(staging / ONNX_FILE), wrapped, feeds)
+        print(f"exported {task} to {out / ONNX_FILE} in {seconds:.1f} s; largest |ONNX Runtime - PyTorch| on "
+              f"{len(CHECK_SENTENCES)} sentences (batch {feeds['input_ids'].shape}): {difference:.2e} "
+              f"(tolerance {args.tolerance:g})")
+        if not difference <= args.tolerance:
+            raise UserError(f"the exported model differs from PyTorch by {difference:.3g}, more than --tolerance "
+                            f"{args.tolerance:g}; nothing was written")
+        record = {"source": str(model_dir), "weights_sha256": weights_digest(model_dir), "task": task, "model_type": config.model_type, "inputs": names,
+                  "output": TASKS[task][1], "opset": args.opset, "exporter": "torch.onnx (dynamo)",
+                  "check": {"sentences": len(CHECK_SENTENCES), "max_abs_difference": difference,
+                            "tolerance": args.tolerance},
+                  "files": {ONNX_FILE: (staging / ONNX_FILE).stat().st_size}, "commit": source_commit(),
+                  "command": " ".join(["python"] + sys.argv)}
+        if args.int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            with quiet_logger(""):  # the root logger: the quantiser's advice to pre-process (for static quantisation)
+                quantize_dynamic(str(staging / ONNX_FILE), str(staging / INT8_FILE), weight_type=QuantType.QInt8)
+            got_int8 = session_for(staging / INT8_FILE).run(None, feeds)[0]
+            agreed = agreement(got_int8, expected, task, feeds["attention_mask"])
+            measure = "cosine of the hidden states" if task == "feature-extraction" else "predictions that agree"
+            print(f"int8 copy {out / INT8_FILE}: {(staging / INT8_FILE).stat().st_size / 2**20:.1f} MiB "
+                  f"(float32 {(staging / ONNX_FILE).stat().st_size / 2**20:.1f} MiB); {measure} with PyTorch on the "
+                  f"check sentences: {agreed:.4f} (accuracy on a dev set: deploy/bench.py)")
+            record["files"][INT8_FILE] = (staging / INT8_FILE).stat().st_size
+            record["int8"] = {"quantization": "onnxruntime dynamic, QInt8 weights", "agreement": agreed, "measure": measure}
+        tokenizer.save_pretrained(str(staging))
+        config.save_pretrained(str(staging))  # what optimum-style loaders read; the weights are in the .onnx files
+        write_atomic(staging / EXPORT_FILE, json.dumps(record, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"saved to {out}: run it with onnxruntime and the tokenizer beside it (docs/deploy.md); no torch needed")
+    return record
+
+
+@entry_point
+def main(argv=None):
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_dir", required=True, help="a saved model folder (pretrained or fine-tuned)")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--task", default=None, choices=list(TASKS),
+                        help="what the exported model outputs (default: from the folder's architecture)")
+    parser.add_argument("--int8", action="store_true", help="also write model_int8.onnx (dynamic int8 quantisation)")
+    parser.add_argument("--tolerance", type=checks.bounded(float, 0, 1e3), default=TOLERANCE,
+                        help="largest absolute difference from PyTorch the float32 export may show")
+    parser.add_argument("--opset", type=checks.bounded(int, 17, 30), default=18)
+    parser.add_argument("--overwrite", action="store_true", help="replace whatever --output_dir holds")
+    run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

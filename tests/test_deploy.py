@@ -1,0 +1,227 @@
+"""deploy/: ONNX export checked against PyTorch (a SmallEncoder with RoPE, SwiGLU and RMSNorm, stock RoBERTa and
+ELECTRA), the int8 copy, an export that runs with onnxruntime and tokenizers alone, the refusals, and the benchmark."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO_ROOT, tiny_config
+
+from deploy.export import TOLERANCE
+from deploy.export import main as export_main
+
+EXPORT = str(REPO_ROOT / "deploy" / "export.py")
+BENCH = str(REPO_ROOT / "deploy" / "bench.py")
+SENTENCES = ["the old captain saw the sea", "a ship", "she said the house was very small and the night was long"]
+
+
+def save(folder, model, tokenizer):
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def small_encoder(tmp_path, tiny_tokenizer):
+    from modeling import SmallEncoderForMaskedLM
+
+    torch.manual_seed(0)
+    config = tiny_config(position_embedding_type="rope", mlp_type="swiglu", norm_type="rmsnorm", use_bias=False)
+    return save(tmp_path / "small-encoder", SmallEncoderForMaskedLM(config), tiny_tokenizer)
+
+
+@pytest.fixture
+def classifier(tmp_path, tiny_tokenizer):
+    from modeling import SmallEncoderForSequenceClassification
+
+    torch.manual_seed(0)
+    config = tiny_config(position_embedding_type="rope", mlp_type="swiglu", norm_type="rmsnorm", num_labels=2)
+    return save(tmp_path / "classifier", SmallEncoderForSequenceClassification(config), tiny_tokenizer)
+
+
+def onnx_outputs(path, tokenizer, sentences):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    wanted = {item.name for item in session.get_inputs()}
+    batch = tokenizer(sentences, padding=True, return_tensors="np")
+    return session.run(None, {k: v.astype(np.int64) for k, v in batch.items() if k in wanted})[0], batch
+
+
+def test_a_small_encoder_exports_within_the_tolerance_at_new_shapes_and_its_int8_copy_loads(tmp_path, small_encoder):
+    """The export is checked by the script and again here at a batch size and length it was not traced at (dynamic
+    axes), padding included; the int8 copy is smaller and predicts mostly what PyTorch predicts."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    out = tmp_path / "onnx"
+    assert export_main(["--model_dir", str(small_encoder), "--output_dir", str(out), "--int8"]) in (0, None)
+    record = json.loads((out / "export.json").read_text())
+    assert record["task"] == "fill-mask" and record["check"]["max_abs_difference"] <= TOLERANCE
+    assert (out / "model_int8.onnx").stat().st_size < (out / "model.onnx").stat().st_size
+    assert not (tmp_path / "onnx.partial").exists()
+    tokenizer = AutoTokenizer.from_pretrained(out)  # the tokenizer travels with the export
+    got, batch = onnx_outputs(out / "model.onnx", tokenizer, SENTENCES)
+    assert got.shape[:2] == batch["input_ids"].shape and got.shape[0] == 3
+    model = AutoModelForMaskedLM.from_pretrained(small_encoder).eval()
+    with torch.no_grad():
+        expected = model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.numpy()
+    real = batch["attention_mask"].astype(bool)
+    assert np.abs(got - expected)[real].max() < TOLERANCE
+    int8, _ = onnx_outputs(out / "model_int8.onnx", tokenizer, SENTENCES)
+    assert int8.shape == got.shape and 0 < np.abs(int8 - got).max() < 1.0  # quantised: near, not equal
+
+
+@pytest.mark.parametrize("family", ["roberta", "electra"])
+def test_stock_classifiers_export_within_the_tolerance(tmp_path, tiny_tokenizer, family):
+    from transformers import (
+        ElectraConfig,
+        ElectraForSequenceClassification,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+    )
+
+    torch.manual_seed(0)
+    shape = dict(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                 intermediate_size=64, pad_token_id=tiny_tokenizer.pad_token_id, num_labels=3)
+    model = (RobertaForSequenceClassification(RobertaConfig(max_position_embeddings=80, **shape)) if family == "roberta"
+             else ElectraForSequenceClassification(ElectraConfig(embedding_size=16, max_position_embeddings=64, **shape)))
+    folder = save(tmp_path / family, model, tiny_tokenizer)
+    out = tmp_path / "onnx"
+    assert export_main(["--model_dir", str(folder), "--output_dir", str(out)]) in (0, None)
+    record = json.loads((out / "export.json").read_text())
+    assert record["task"] == "sequence-classification" and record["model_type"] == family
+    got, batch = onnx_outputs(out / "model.onnx", tiny_tokenizer, SENTENCES)
+    with torch.no_grad():
+        expected = model.eval()(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.numpy()
+    assert got.shape == (3, 3) and np.abs(got - expected).max() < TOLERANCE
+
+
+def test_the_export_runs_with_onnxruntime_and_tokenizers_alone(tmp_path, classifier):
+    """A Hub user's machine without torch or transformers (both made unimportable in the child) runs the export."""
+    out = tmp_path / "onnx"
+    assert export_main(["--model_dir", str(classifier), "--output_dir", str(out)]) in (0, None)
+    script = (
+        "import sys\nsys.modules['torch'] = None\nsys.modules['transformers'] = None\n"
+        "import numpy as np, onnxruntime as ort\nfrom tokenizers import Tokenizer\n"
+        f"tokenizer = Tokenizer.from_file({str(out / 'tokenizer.json')!r})\n"
+        "tokenizer.enable_padding(pad_id=0)\n"
+        f"rows = tokenizer.encode_batch({SENTENCES!r})\n"
+        f"session = ort.InferenceSession({str(out / 'model.onnx')!r})\n"
+        "feeds = {'input_ids': np.array([r.ids for r in rows], dtype=np.int64),\n"
+        "         'attention_mask': np.array([r.attention_mask for r in rows], dtype=np.int64)}\n"
+        "names = {i.name for i in session.get_inputs()}\n"
+        "if 'token_type_ids' in names: feeds['token_type_ids'] = np.array([r.type_ids for r in rows], dtype=np.int64)\n"
+        "print(session.run(None, feeds)[0].argmax(-1).tolist())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(classifier)
+    model = AutoModelForSequenceClassification.from_pretrained(classifier).eval()
+    with torch.no_grad():
+        expected = model(**tokenizer(SENTENCES, padding=True, return_tensors="pt")).logits.argmax(-1).tolist()
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == expected
+
+
+def one_error_line(arguments):
+    done = subprocess.run([sys.executable] + arguments, capture_output=True, text=True, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode in (1, 2) and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    return errors[0]
+
+
+def test_what_cannot_be_exported_is_one_error_line(tmp_path, small_encoder, classifier):
+    (tmp_path / "empty").mkdir()
+    assert "no such folder" in one_error_line([EXPORT, "--model_dir", str(tmp_path / "nosuch"), "--output_dir", str(tmp_path / "a")])
+    assert "--model_dir" in one_error_line([EXPORT, "--model_dir", str(tmp_path / "empty"), "--output_dir", str(tmp_path / "a")])
+    assert "--task" in one_error_line([EXPORT, "--model_dir", str(small_encoder), "--output_dir", str(tmp_path / "a"),
+                                       "--task", "token-classification"])
+    assert not (tmp_path / "a").exists()
+    out = tmp_path / "onnx"
+    assert export_main(["--model_dir", str(classifier), "--output_dir", str(out)]) in (0, None)
+    before = sorted(p.name for p in out.iterdir())
+    line = one_error_line([EXPORT, "--model_dir", str(small_encoder), "--output_dir", str(out)])
+    assert "already holds another export" in line and "--overwrite" in line
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing written over
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert "not an export" in one_error_line([EXPORT, "--model_dir", str(small_encoder), "--output_dir", str(tmp_path / "mine")])
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    # The same model and task again replaces its own earlier export without --overwrite.
+    assert export_main(["--model_dir", str(classifier), "--output_dir", str(out)]) in (0, None)
+    # The benchmark refuses an export that is not a classifier's.
+    masked = tmp_path / "masked-onnx"
+    assert export_main(["--model_dir", str(small_encoder), "--output_dir", str(masked)]) in (0, None)
+    assert "not sequence-classification" in one_error_line([BENCH, "--model_dir", str(classifier), "--onnx", str(masked),
+                                                            "--data_dir", str(tmp_path)])
+
+
+def test_the_benchmark_measures_every_backend_on_the_dev_set(tmp_path, classifier):
+    """Three rows (PyTorch, ONNX Runtime fp32 and int8); fp32 predicts exactly what PyTorch predicts; the accuracy is
+    the dev set's; every figure is positive."""
+    glue = tmp_path / "glue" / "SST-2"
+    glue.mkdir(parents=True)
+    rows = [f"{s}\t{i % 2}" for i, s in enumerate(SENTENCES * 12)]
+    (glue / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "onnx"
+    assert export_main(["--model_dir", str(classifier), "--output_dir", str(out), "--int8"]) in (0, None)
+    report = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, BENCH, "--model_dir", str(classifier), "--onnx", str(out), "--task_name", "sst2",
+                           "--data_dir", str(tmp_path / "glue"), "--rounds", "2", "--batch1_sentences", "5",
+                           "--batch_size", "8", "--output_json", str(report)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(report.read_text())
+    assert [row["backend"] for row in result["rows"]] == ["pytorch", "onnxruntime-fp32", "onnxruntime-int8"]
+    assert result["sentences"] == 36 and result["batch1_sentences"] == 5 and result["commit"]
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(classifier)
+    model = AutoModelForSequenceClassification.from_pretrained(classifier).eval()
+    with torch.no_grad():
+        predicted = model(**tokenizer(SENTENCES * 12, padding=True, return_tensors="pt")).logits.argmax(-1)
+    expected = float((predicted == torch.tensor([i % 2 for i in range(36)])).float().mean())
+    pytorch, fp32, int8 = result["rows"]
+    assert pytorch["accuracy"] == pytest.approx(expected) and fp32["accuracy"] == pytorch["accuracy"]
+    assert 0 <= int8["accuracy"] <= 1 and pytorch["speedup_batch32"] == 1.0
+    for row in result["rows"]:
+        for size in ("batch1", "batch8"):
+            figures = row[size]
+            assert figures["sentences_per_second"] > 0 and 0 < figures["p50_ms"] <= figures["p95_ms"]
+        assert row["peak_memory_bytes"] > 50 * 2**20  # a process that loaded a runtime
+    assert "| onnxruntime-int8 |" in done.stdout
+
+
+def test_publish_uploads_the_export_and_the_cards_snippet_runs_without_torch(tmp_path, classifier, small_encoder):
+    """`publish.py --onnx`: the files go under onnx/, the card's snippet (with the Hub download pointed at the dry-run
+    folder) runs where torch cannot be imported and gives PyTorch's prediction; an export of other weights is refused."""
+    out = tmp_path / "onnx"
+    assert export_main(["--model_dir", str(classifier), "--output_dir", str(out), "--int8"]) in (0, None)
+    from model_cards.publish import main as publish_main
+
+    upload = tmp_path / "upload"
+    assert publish_main(["--model_dir", str(classifier), "--repo_id", "me/tiny-sst2", "--onnx", str(out),
+                         "--dry_run", str(upload)]) in (0, None)
+    assert {p.name for p in (upload / "onnx").iterdir()} == {"model.onnx", "model_int8.onnx", "export.json"}
+    card = (upload / "README.md").read_text()
+    snippet = card.split("## ONNX Runtime (CPU, no PyTorch)")[1].split("```python\n")[1].split("```")[0]
+    assert 'hf_hub_download("me/tiny-sst2", "onnx/model_int8.onnx")' in snippet
+    local = (f"import sys\nsys.modules['torch'] = None\nsys.modules['transformers'] = None\n"
+             f"def hf_hub_download(repo_id, filename):\n    return {str(upload)!r} + '/' + filename\n")
+    script = local + snippet.replace("from huggingface_hub import hf_hub_download\n", "") + "\nprint(logits.tolist())\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    logits = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(classifier)
+    model = AutoModelForSequenceClassification.from_pretrained(classifier).eval()
+    with torch.no_grad():
+        expected = model(**tokenizer(["A small encoder, served on a CPU."], return_tensors="pt")).logits.numpy()
+    assert logits.shape == (1, 2) and logits.argmax(-1).tolist() == expected.argmax(-1).tolist()
+    line = one_error_line([str(REPO_ROOT / "model_cards" / "publish.py"), "--model_dir", str(small_encoder), "--repo_id",
+                           "me/x", "--onnx", str(out), "--dry_run", str(tmp_path / "other")])
+    assert "exported from other weights" in line and not (tmp_path / "other").exists()
