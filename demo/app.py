@@ -4,11 +4,15 @@ with a fine-tuned sequence-classification head, classification with the label na
     python demo/app.py --model_name_or_path runs/quickstart                 # http://127.0.0.1:7860
     python demo/app.py --model_name_or_path runs/glue-sst2-model --port 7861
     python demo/app.py --model_name_or_path you/tuned-5m                    # a Hub id
+    python demo/app.py --onnx runs/sst2-onnx                                # deploy/export.py's folder, no torch
 
 It loads stock RoBERTa / BERT / ELECTRA folders and SmallEncoder folders (their modeling code travels with
-the folder, so it is loaded with `trust_remote_code`). The same file is the app of a Hugging Face Space:
-`model_cards/publish.py --space_id ...` writes it with a `space_config.json` naming the model. A folder that
-is not a model, or a sentence without the mask token, gets a message on the page instead of a traceback.
+the folder, so it is loaded with `trust_remote_code`). With `--onnx` it serves an ONNX export instead, with
+onnxruntime and tokenizers alone (the int8 copy when the export has one; the export's one task). The same file
+is the app of a Hugging Face Space: `model_cards/publish.py --space_id ...` writes it with a `space_config.json`
+naming the model (and, with `--onnx`, the export's folder in the model's repository, so the Space needs no torch).
+A folder that is not a model, or a sentence without the mask token, gets a message on the page instead of a
+traceback.
 """
 
 import argparse
@@ -102,6 +106,10 @@ class Demo:
             self._classifier = self._load(AutoModelForSequenceClassification)
         return self._classifier
 
+    @property
+    def mask_token(self):
+        return self.tokenizer.mask_token
+
     def describe(self):
         parts = ["fill-mask" if self.has_mlm_head else None, "sentence similarity",
                  "classification" if self.has_classifier else None]
@@ -162,9 +170,151 @@ class Demo:
         return sorted(((names.get(i, f"LABEL_{i}"), p) for i, p in enumerate(probabilities)), key=lambda x: -x[1])
 
 
+ONNX_FILES = ("model_int8.onnx", "model.onnx")  # the int8 copy first: the cheaper one on a CPU
+HUB_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+class OnnxDemo:
+    """The page served from an ONNX export (deploy/export.py's folder) with onnxruntime and tokenizers alone: the
+    export's one task, fill-mask (a masked-LM export), classification (a classifier's) or sentence similarity (a
+    bare encoder's). `onnx` is the export's folder, or in a Space the folder's name in the model's Hub repository
+    (model_cards/publish.py --onnx puts it under onnx/, the tokenizer and config.json at the repository's root)."""
+
+    def __init__(self, model_name_or_path, onnx):
+        self.name = str(model_name_or_path)
+        folder = Path(onnx)
+        if not folder.is_dir():
+            if self.name == str(onnx) or Path(self.name).exists():  # a local model: its export must be local too
+                raise DemoError(f"--onnx {onnx}: no such folder (make one with deploy/export.py)")
+            folder = self._download(onnx)
+        if not (folder / "export.json").is_file():
+            raise DemoError(f"--onnx {onnx}: not an export folder (make one with deploy/export.py)")
+        try:
+            import numpy
+            import onnxruntime
+            from tokenizers import Tokenizer
+        except ImportError as error:
+            raise DemoError(f"serving an ONNX export needs onnxruntime and tokenizers ({error})") from None
+        self.np = numpy
+        self.record = json.loads((folder / "export.json").read_text())
+        self.task = self.record.get("task")
+        self.file = next((name for name in ONNX_FILES if (folder / name).is_file()), None)
+        tokenizer_file = self._beside(folder, "tokenizer.json")
+        if self.file is None or tokenizer_file is None or self._beside(folder, "config.json") is None:
+            raise DemoError(f"--onnx {onnx}: the export's model.onnx, tokenizer.json or config.json is missing")
+        self.config = json.loads(self._beside(folder, "config.json").read_text())
+        settings = self._settings(folder)
+        self.session = onnxruntime.InferenceSession(str(folder / self.file), providers=["CPUExecutionProvider"])
+        self.inputs = {item.name for item in self.session.get_inputs()}
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.mask_token = settings.get("mask_token") or "[MASK]"
+        self.max_length = min(int(settings.get("model_max_length") or 512),
+                              int(self.config.get("max_position_embeddings") or 514) - 2, 512)
+        self.tokenizer.enable_truncation(self.max_length)
+        pad = settings.get("pad_token")
+        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id(pad) or 0, pad_token=pad or "[PAD]")
+        self.has_mlm_head = self.task == "fill-mask"
+        self.has_classifier = self.task == "sequence-classification"
+
+    def _download(self, subfolder):
+        """The export's folder of a Hub repository (a Space: `name` is the model's repo id), as a local folder."""
+        try:
+            from huggingface_hub import snapshot_download
+
+            local = snapshot_download(self.name, allow_patterns=[f"{subfolder}/*", *HUB_FILES])
+        except Exception as error:  # no network, no such repository, no such folder
+            raise DemoError(f"{self.name!r}: cannot read its ONNX export {subfolder}/ ({type(error).__name__})") from None
+        return Path(local) / subfolder
+
+    @staticmethod
+    def _beside(folder, name):
+        """`name` in the export's folder, else in the folder above it (the model repository's root)."""
+        return next((p for p in (folder / name, folder.parent / name) if p.is_file()), None)
+
+    def _settings(self, folder):
+        """The tokenizer's special tokens and length from tokenizer_config.json / special_tokens_map.json."""
+        settings = {}
+        for name in ("special_tokens_map.json", "tokenizer_config.json"):
+            path = self._beside(folder, name)
+            if path is not None:
+                for key, value in json.loads(path.read_text()).items():
+                    settings[key] = value.get("content") if isinstance(value, dict) else value
+        return settings
+
+    def describe(self):
+        what = {"fill-mask": "fill-mask", "sequence-classification": "classification",
+                "feature-extraction": "sentence similarity"}.get(self.task, self.task)
+        return (f"**{self.name}**: ONNX Runtime, `{self.file}` ({self.record.get('architecture', self.task)}), "
+                f"vocabulary {self.tokenizer.get_vocab_size():,}, reads up to {self.max_length} tokens. Here: {what}.")
+
+    def _refuse(self, wanted):
+        task = {"fill-mask": "fill-mask", "classification": "sequence-classification"}.get(wanted, "feature-extraction")
+        return DemoError(f"this ONNX export serves {self.task} only; {wanted} needs an export with --task {task} "
+                         f"(deploy/export.py), or the model folder without --onnx")
+
+    def _run(self, encodings):
+        np = self.np
+        feeds = {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+                 "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)}
+        if "token_type_ids" in self.inputs:
+            feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
+        return self.session.run(None, feeds)[0], feeds["attention_mask"]
+
+    def _softmax(self, logits):
+        exp = self.np.exp(logits - logits.max())
+        return exp / exp.sum()
+
+    def fill_mask(self, text, top_k=5):
+        if not self.has_mlm_head:
+            raise self._refuse("fill-mask")
+        if not text or self.mask_token not in text:
+            raise DemoError(f"put the mask token {self.mask_token} in the sentence, e.g. `The cat sat on the {self.mask_token}.`")
+        encoding = self.tokenizer.encode(text)
+        mask_id = self.tokenizer.token_to_id(self.mask_token)
+        positions = [i for i, token in enumerate(encoding.ids) if token == mask_id]
+        if not positions:
+            raise DemoError(f"the mask token {self.mask_token} fell beyond the {self.max_length} tokens this model reads")
+        logits, _ = self._run([encoding])
+        probabilities = self._softmax(logits[0, positions[0]].astype("float64"))
+        best = self.np.argsort(-probabilities)[: int(top_k)]
+        return [(self.tokenizer.decode([int(i)]).strip(), float(probabilities[i])) for i in best]
+
+    def similarity(self, sentences):
+        if self.task != "feature-extraction":
+            raise self._refuse("sentence similarity")
+        sentences = [s.strip() for s in sentences if s.strip()]
+        if len(sentences) < 2:
+            raise DemoError("give at least two sentences, one per line")
+        if len(sentences) > MAX_SENTENCES:
+            raise DemoError(f"give at most {MAX_SENTENCES} sentences")
+        hidden, mask = self._run(self.tokenizer.encode_batch(sentences))
+        mask = mask[..., None].astype(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1)
+        pooled /= self.np.linalg.norm(pooled, axis=-1, keepdims=True)
+        return sentences, (pooled @ pooled.T).tolist()
+
+    def classify(self, text, text_pair=None):
+        if not self.has_classifier:
+            raise self._refuse("classification")
+        if not text or not text.strip():
+            raise DemoError("type a sentence to classify")
+        pair = text_pair if text_pair and text_pair.strip() else None
+        logits, _ = self._run([self.tokenizer.encode(text, pair)])
+        names = {int(k): v for k, v in (self.config.get("id2label") or {}).items()}
+        if logits.shape[-1] == 1:
+            return [(names.get(0, "score"), float(logits[0, 0]))]
+        probabilities = self._softmax(logits[0].astype("float64")).tolist()
+        return sorted(((names.get(i, f"LABEL_{i}"), p) for i, p in enumerate(probabilities)), key=lambda x: -x[1])
+
+
 @lru_cache(maxsize=4)
-def get_demo(model_name_or_path):
-    return Demo(model_name_or_path)
+def get_demo(model_name_or_path, onnx=None):
+    return OnnxDemo(model_name_or_path, onnx) if onnx else Demo(model_name_or_path)
+
+
+def demo_of(source):
+    """The page's model: `source` is a model name, or (name, onnx) for an ONNX export."""
+    return get_demo(*source) if isinstance(source, tuple) else get_demo(source)
 
 
 def table(header, rows):
@@ -181,7 +331,7 @@ def shown(function):
 
     def wrapper(model_name_or_path, *inputs):
         try:
-            return function(get_demo(model_name_or_path), *inputs)
+            return function(demo_of(model_name_or_path), *inputs)
         except DemoError as error:
             return message(error)
 
@@ -212,17 +362,17 @@ def classify_page(demo, text, text_pair):
 
 def status_page(model_name_or_path):
     try:
-        return get_demo(model_name_or_path).describe()
+        return demo_of(model_name_or_path).describe()
     except DemoError as error:
         return message(error)
 
 
-def build_app(model_name_or_path):
+def build_app(model_name_or_path, onnx=None):
     import gradio as gr
 
-    model = str(model_name_or_path)
+    model = (str(model_name_or_path), str(onnx)) if onnx else str(model_name_or_path)
     try:
-        mask = get_demo(model).tokenizer.mask_token
+        mask = demo_of(model).mask_token
     except DemoError:
         mask = "[MASK]"
     with gr.Blocks(title="small-encoders demo") as app:
@@ -253,37 +403,42 @@ def build_app(model_name_or_path):
     return app
 
 
+def space_setting(name):
+    """A setting of the Space written by model_cards/publish.py (its space_config.json), else None."""
+    return json.loads(SPACE_CONFIG.read_text()).get(name) if SPACE_CONFIG.is_file() else None
+
+
 def default_model():
-    if os.environ.get("MODEL_NAME_OR_PATH"):
-        return os.environ["MODEL_NAME_OR_PATH"]
-    if SPACE_CONFIG.is_file():  # a Space written by model_cards/publish.py
-        return json.loads(SPACE_CONFIG.read_text())["model_name_or_path"]
-    return None
+    return os.environ.get("MODEL_NAME_OR_PATH") or space_setting("model_name_or_path")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", default=default_model(),
                         help="model folder or Hub id (default: $MODEL_NAME_OR_PATH, or the Space's space_config.json)")
+    parser.add_argument("--onnx", default=space_setting("onnx"), metavar="DIR",
+                        help="serve this ONNX export (deploy/export.py's folder) with onnxruntime instead of PyTorch")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     args = parser.parse_args(argv)
+    if args.onnx and not args.model_name_or_path:
+        args.model_name_or_path = args.onnx  # a local export: its folder names the page
     if not args.model_name_or_path:
         print("error: name a model with --model_name_or_path DIR_OR_HUB_ID", file=sys.stderr)
         return 1
     if not 0 < args.port < 65536:
         print(f"error: --port must be between 1 and 65535, got {args.port}", file=sys.stderr)
         return 1
-    problem = source_problem(args.model_name_or_path)
+    problem = None if args.onnx else source_problem(args.model_name_or_path)
     if problem:  # a missing path, or a Hub id without network: nothing to show, so no page (one line, at once)
         print(f"error: {problem}", file=sys.stderr)
         return 1
     try:
-        print(get_demo(args.model_name_or_path).describe().replace("**", ""))
+        print(get_demo(args.model_name_or_path, args.onnx).describe().replace("**", "").replace("`", ""))
     except DemoError as error:  # a model that cannot load: no page to serve (a Space shows the message on its page)
         print(f"error: {error}", file=sys.stderr)
         return 1
-    build_app(args.model_name_or_path).launch(server_name=args.host, server_port=args.port)
+    build_app(args.model_name_or_path, args.onnx).launch(server_name=args.host, server_port=args.port)
     return 0
 
 

@@ -15,6 +15,9 @@ read by huggingface_hub itself: this script never prints or writes it.
 `--space_id` also writes a Gradio Space that serves the model with `demo/app.py` (fill-mask, sentence
 similarity, classification for a fine-tuned folder): app.py, requirements.txt, space_config.json (the
 model's repo id) and a README.md with the Space's metadata. With `--dry_run DIR` they go to `DIR-space`.
+`--onnx DIR` (deploy/export.py's folder of this model) uploads the export under onnx/ with a card section on
+running it with onnxruntime alone; with `--space_id` too, the Space serves that export (the int8 copy when there
+is one) with onnxruntime and tokenizers, and installs no torch.
 """
 
 import argparse
@@ -38,10 +41,14 @@ UPLOAD_FILES = (
 )
 UPLOAD_DIRS = ("1_Pooling",)
 SPACE_REQUIREMENTS = ("torch", "transformers>=5.17", "gradio>=5.0", "safetensors")
+# A Space serving the model's ONNX export (--onnx): no torch, no transformers, no trust_remote_code.
+ONNX_SPACE_REQUIREMENTS = ("onnxruntime", "tokenizers", "numpy", "huggingface_hub", "gradio>=5.0")
+ONNX_FOLDER = "onnx"  # where --onnx puts the export in the model's repository
 
 
-def stage_space(model_repo_id, space_id, target):
-    """Write the Space that serves `model_repo_id` with demo/app.py into `target`; returns the relative paths."""
+def stage_space(model_repo_id, space_id, target, onnx=False):
+    """Write the Space that serves `model_repo_id` with demo/app.py into `target` (with `onnx`, from the export under
+    onnx/ in the model's repository, with onnxruntime); returns the relative paths."""
     import json
 
     target = Path(target)
@@ -49,13 +56,16 @@ def stage_space(model_repo_id, space_id, target):
         raise UserError(f"{target} is not empty; give a new folder for the Space")
     target.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO_ROOT / "demo" / "app.py", target / "app.py")
-    (target / "space_config.json").write_text(json.dumps({"model_name_or_path": model_repo_id}))
-    (target / "requirements.txt").write_text("\n".join(SPACE_REQUIREMENTS) + "\n")
+    config = {"model_name_or_path": model_repo_id, **({"onnx": ONNX_FOLDER} if onnx else {})}
+    (target / "space_config.json").write_text(json.dumps(config))
+    requirements = ONNX_SPACE_REQUIREMENTS if onnx else SPACE_REQUIREMENTS
+    (target / "requirements.txt").write_text("\n".join(requirements) + "\n")
     title = space_id.split("/")[-1]
     (target / "README.md").write_text(
         f"---\ntitle: {title}\nsdk: gradio\napp_file: app.py\nmodels:\n- {model_repo_id}\n---\n\n"
         f"# {title}\n\nFill-mask, sentence similarity and (for a fine-tuned model) classification with "
-        f"[{model_repo_id}](https://huggingface.co/{model_repo_id}), served by `demo/app.py` of small-encoders.\n"
+        f"[{model_repo_id}](https://huggingface.co/{model_repo_id}), served by `demo/app.py` of small-encoders"
+        f"{' from its ONNX export with ONNX Runtime' if onnx else ''}.\n"
     )
     return sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
 
@@ -109,9 +119,9 @@ def stage(model_dir, target, result_files=(), repo_id=None, onnx_dir=None):
             if (model_dir / name).is_dir():
                 shutil.copytree(model_dir / name, target / name)
         if onnx:
-            (target / "onnx").mkdir()
+            (target / ONNX_FOLDER).mkdir()
             for name in list(onnx["files"]) + ["export.json"]:
-                shutil.copy2(Path(onnx_dir) / name, target / "onnx" / name)
+                shutil.copy2(Path(onnx_dir) / name, target / ONNX_FOLDER / name)
         if result_files or onnx or not (target / "README.md").exists():
             generate(model_dir, result_files, output_dir=target, model_name=repo_id, onnx=onnx)
     except BaseException:  # nothing half-staged is left behind (a dry run's folder, or the upload's)
@@ -142,7 +152,7 @@ def publish(model_dir, repo_id, private=True, revision=None, result_files=(), co
                                  commit_message=commit_message or f"Upload {Path(model_dir).name}")
         urls = [getattr(info, "commit_url", str(info))]
         if space_id:
-            stage_space(repo_id, space_id, Path(staging) / "space")
+            stage_space(repo_id, space_id, Path(staging) / "space", onnx=bool(onnx_dir))
             api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
             space = api.upload_folder(folder_path=str(Path(staging) / "space"), repo_id=space_id, repo_type="space",
                                       commit_message=f"Demo of {repo_id}")
@@ -159,7 +169,8 @@ def main(argv=None):
     parser.add_argument("--private", action="store_true", help="create the repo as private")
     parser.add_argument("--revision", default=None, help="branch for an intermediate checkpoint (created if missing)")
     parser.add_argument("--dry_run", default=None, metavar="DIR", help="write the exact upload into DIR and list it; upload nothing")
-    parser.add_argument("--space_id", default=None, help="also publish a Gradio Space (user/name) serving the model with demo/app.py")
+    parser.add_argument("--space_id", default=None, help="also publish a Gradio Space (user/name) serving the model with demo/app.py "
+                             "(with --onnx: serving the ONNX export with onnxruntime, no torch in the Space)")
     parser.add_argument("--onnx", default=None, metavar="DIR",
                         help="also upload this model's ONNX export (deploy/export.py's folder) under onnx/, with a card "
                              "section on running it with onnxruntime alone")
@@ -172,7 +183,7 @@ def main(argv=None):
             print(f"  {name}  ({(Path(args.dry_run) / name).stat().st_size:,} bytes)")
         if args.space_id:
             space_dir = Path(str(Path(args.dry_run)) + "-space")
-            files = stage_space(args.repo_id, args.space_id, space_dir)
+            files = stage_space(args.repo_id, args.space_id, space_dir, onnx=bool(args.onnx))
             print(f"and the Space {args.space_id} (in {space_dir}): {', '.join(files)}")
         return 0
     try:

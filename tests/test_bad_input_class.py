@@ -199,6 +199,7 @@ FOLDER_ARGUMENTS = [  # (entry, arguments with {empty} where a folder goes and {
     ("bench", ["--model_dir", "{w}/model", "--onnx", "{empty}", "--data_dir", "{w}/data/glue"]),
     ("bench", ["--model_dir", "{w}/model", "--int8", "{empty}", "--data_dir", "{w}/data/glue"]),
     ("demo", ["--model_name_or_path", "{empty}"]),
+    ("demo", ["--onnx", "{empty}"]),
     ("glue_padding", ["--data_dir", "{empty}"]),
     ("reference_run", ["--recipe", "quickstart", "--smoke", "--data_dir", "{empty}", "--output_dir", "{out}"]),
     ("import_gpu_run", ["--raw_dir", "{empty}", "--output_dir", "{out}", "--date", "2026-12-04", "--commit", "8522b1f",

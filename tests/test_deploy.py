@@ -225,3 +225,49 @@ def test_publish_uploads_the_export_and_the_cards_snippet_runs_without_torch(tmp
     line = one_error_line([str(REPO_ROOT / "model_cards" / "publish.py"), "--model_dir", str(small_encoder), "--repo_id",
                            "me/x", "--onnx", str(out), "--dry_run", str(tmp_path / "other")])
     assert "exported from other weights" in line and not (tmp_path / "other").exists()
+
+
+def test_the_demo_and_its_onnx_space_serve_an_export_without_torch(tmp_path, classifier, small_encoder):
+    """demo/app.py --onnx: a fill-mask export gives PyTorch's top tokens and probabilities, a classifier's int8 export
+    (staged as a Space by publish.py --space_id --onnx, read from the model repository's layout: onnx/ beside the
+    tokenizer) gives PyTorch's probabilities within int8's error, in a process where torch cannot be imported; a
+    page the export does not serve says which export would."""
+    from demo.app import Demo
+    from model_cards.publish import main as publish_main
+
+    mlm_out, cls_out, upload = tmp_path / "mlm-onnx", tmp_path / "cls-onnx", tmp_path / "upload"
+    assert export_main(["--model_dir", str(small_encoder), "--output_dir", str(mlm_out)]) in (0, None)
+    assert export_main(["--model_dir", str(classifier), "--output_dir", str(cls_out), "--int8"]) in (0, None)
+    assert publish_main(["--model_dir", str(classifier), "--repo_id", "me/tiny-sst2", "--onnx", str(cls_out),
+                         "--space_id", "me/tiny-sst2-demo", "--dry_run", str(upload)]) in (0, None)
+    space = tmp_path / "upload-space"
+    assert json.loads((space / "space_config.json").read_text()) == {"model_name_or_path": "me/tiny-sst2", "onnx": "onnx"}
+    requirements = (space / "requirements.txt").read_text().split()
+    assert "onnxruntime" in requirements and not {"torch", "transformers"} & set(requirements)
+    script = f"""
+import importlib.util, json, sys
+sys.modules['torch'] = None
+sys.modules['transformers'] = None
+spec = importlib.util.spec_from_file_location('app', {str(space / 'app.py')!r})
+app = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+space = (app.default_model(), app.space_setting('onnx'))  # the Space's own settings; its cwd holds the model repo
+print(json.dumps(dict(
+    fill=app.get_demo('mlm', {str(mlm_out)!r}).fill_mask('the ship [MASK] the sea', 5),
+    classify=app.demo_of(space).classify('the old captain saw the sea'),
+    describe=app.status_page(space),
+    refused=app.fill_mask_page(space, 'the [MASK]', 3),
+    similarity=app.similarity_page(space, 'a\\nb'))))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=upload)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = Demo(small_encoder).fill_mask("the ship [MASK] the sea", 5)
+    assert [token for token, _ in got["fill"]] == [token for token, _ in expected]
+    assert np.allclose([p for _, p in got["fill"]], [p for _, p in expected], atol=1e-4)
+    expected = dict(Demo(classifier).classify("the old captain saw the sea"))
+    assert dict(got["classify"]).keys() == expected.keys()
+    assert all(abs(p - expected[name]) < 0.05 for name, p in got["classify"])
+    assert "ONNX Runtime" in got["describe"] and "model_int8.onnx" in got["describe"]
+    assert got["refused"].startswith("**Error:** this ONNX export serves sequence-classification only")
+    assert "--task feature-extraction" in got["similarity"]
