@@ -438,10 +438,10 @@ def floor_process_setup():
     multiprocessing.current_process().name = "MainProcess"
 
 
-def measure_side_by_side(common, scratch, discriminator, reference_common=None, reference_discriminator=False):
+def measure_side_by_side(common, scratch, discriminator, reference_common=None, reference_discriminator=False, skip=()):
     """(model, floor) measured at once in two processes of one thread each: on a 2-core machine about half the wall
     time of one after the other, with the same figures (each fine-tuning run is seeded). With `reference_common` the
-    floor's place is taken by that (baseline) model, with its own weights."""
+    floor's place is taken by that (baseline) model, with its own weights. `skip`: parts of PARTS left out."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -449,15 +449,16 @@ def measure_side_by_side(common, scratch, discriminator, reference_common=None, 
                              initializer=floor_process_setup) as pool:
         if reference_common:
             floor = pool.submit(measure, *reference_common, scratch / "baseline", random_init=False,
-                                discriminator=reference_discriminator)
+                                discriminator=reference_discriminator, skip=skip)
         else:
-            floor = pool.submit(measure, *common, scratch / "floor", random_init=True, discriminator=discriminator)
+            floor = pool.submit(measure, *common, scratch / "floor", random_init=True, discriminator=discriminator,
+                                skip=skip)
         import torch
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            model = measure(*common, scratch / "model", random_init=False, discriminator=discriminator)
+            model = measure(*common, scratch / "model", random_init=False, discriminator=discriminator, skip=skip)
         finally:
             torch.set_num_threads(threads)
         return model, floor.result()
@@ -585,7 +586,7 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
         floor = floor if floor_cached else measured_floor
     elif parallel and not floor_cached:
         model, floor = measure_side_by_side(common, scratch, discriminator, reference_common,
-                                            bool(reference and reference["discriminator"]))
+                                            bool(reference and reference["discriminator"]), skip)
     else:
         model = measure(*common, scratch, random_init=False, discriminator=discriminator, skip=skip)
         if reference:

@@ -282,6 +282,13 @@ def test_parallel_suite_gives_the_figures_of_the_sequential_one(tmp_path, tiny_t
         assert one[side]["glue"]["sst2"]["per_seed"] == two[side]["glue"]["sst2"]["per_seed"]
         assert one[side]["perplexity"]["perplexity"] == pytest.approx(two[side]["perplexity"]["perplexity"], rel=1e-5)
     assert [r["difference"] for r in one["table"]] == pytest.approx([r["difference"] for r in two["table"]], rel=1e-5)
+    assert {"mmlu", "stsb_zero_shot"} <= set(two["pretrained"]) & set(two["floor"])
+    # --skip holds on the side-by-side path too (it measured the skipped parts, and the summary said skipped)
+    cut = suite.run_suite(model_dir, data_dir, tmp_path / "c", "cpu", floor_cache=tmp_path / "f3", tasks=["sst2"],
+                          parallel=True, skip=["mmlu", "stsb_zero_shot"])
+    for side in ("pretrained", "floor"):
+        assert "sst2" in cut[side]["glue"] and not {"mmlu", "stsb_zero_shot"} & set(cut[side])
+    assert not any("MMLU" in row["what"] or "STS-B" in row["what"] for row in cut["table"])
 
 
 def test_an_interrupted_suite_run_again_keeps_the_seeds_it_finished(tmp_path, tiny_tokenizer, data_dir, monkeypatch):
