@@ -105,14 +105,27 @@ def timed(backend, batches):
     return seconds, np.concatenate(logits)
 
 
-def serve_once(name, spec, threads, batches, queue):
-    """In a fresh process: load one backend, serve the batches once, report the peak resident memory (ru_maxrss)."""
+def peak_resident_bytes():
+    """This process's peak resident memory: VmHWM on Linux (its own address space's high-water mark). Not ru_maxrss:
+    Linux carries that across exec, so a spawned child would report the parent's size at the fork (every backend
+    read the same 1,156 MiB before this)."""
     import resource
 
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def serve_once(name, spec, threads, batches, queue):
+    """In a fresh process: load one backend, serve the batches once, report the peak resident memory."""
     backend = Backend(name, spec, threads)
     for batch in batches:
         backend(batch)
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # KiB on Linux
+    queue.put(peak_resident_bytes())
 
 
 def peak_memory(name, spec, threads, batches):

@@ -271,7 +271,8 @@ def run(args):
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             with quiet_logger(""):  # the root logger: the quantiser's advice to pre-process (for static quantisation)
-                quantize_dynamic(str(staging / ONNX_FILE), str(staging / INT8_FILE), weight_type=QuantType.QInt8)
+                quantize_dynamic(str(staging / ONNX_FILE), str(staging / INT8_FILE), weight_type=QuantType.QInt8,
+                                 per_channel=args.int8_scales == "channel")
             got_int8 = session_for(staging / INT8_FILE).run(None, feeds)[0]
             agreed = agreement(got_int8, expected, task, feeds["attention_mask"])
             measure = "cosine of the hidden states" if task == "feature-extraction" else "predictions that agree"
@@ -279,7 +280,8 @@ def run(args):
                   f"(float32 {(staging / ONNX_FILE).stat().st_size / 2**20:.1f} MiB); {measure} with PyTorch on the "
                   f"check sentences: {agreed:.4f} (accuracy on a dev set: deploy/bench.py)")
             record["files"][INT8_FILE] = (staging / INT8_FILE).stat().st_size
-            record["int8"] = {"quantization": "onnxruntime dynamic, QInt8 weights", "agreement": agreed, "measure": measure}
+            record["int8"] = {"quantization": f"onnxruntime dynamic, QInt8 weights, a scale per {args.int8_scales}",
+                              "agreement": agreed, "measure": measure}
         tokenizer.save_pretrained(str(staging))
         config.save_pretrained(str(staging))  # what optimum-style loaders read; the weights are in the .onnx files
         write_atomic(staging / EXPORT_FILE, json.dumps(record, indent=1))
@@ -300,6 +302,9 @@ def main(argv=None):
     parser.add_argument("--task", default=None, choices=list(TASKS),
                         help="what the exported model outputs (default: from the folder's architecture)")
     parser.add_argument("--int8", action="store_true", help="also write model_int8.onnx (dynamic int8 quantisation)")
+    parser.add_argument("--int8_scales", default="channel", choices=["channel", "tensor"],
+                        help="int8 weight scales: one per output channel (default; as fast as one per tensor on the "
+                             "project's CPU and closer to float32) or one per weight tensor (docs/performance.md#cpu-inference)")
     parser.add_argument("--tolerance", type=checks.bounded(float, 0, 1e3), default=TOLERANCE,
                         help="largest absolute difference from PyTorch the float32 export may show")
     parser.add_argument("--opset", type=checks.bounded(int, 17, 30), default=18)

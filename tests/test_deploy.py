@@ -191,7 +191,10 @@ def test_the_benchmark_measures_every_backend_on_the_dev_set(tmp_path, classifie
         for size in ("batch1", "batch8"):
             figures = row[size]
             assert figures["sentences_per_second"] > 0 and 0 < figures["p50_ms"] <= figures["p95_ms"]
-        assert row["peak_memory_bytes"] > 50 * 2**20  # a process that loaded a runtime
+        assert row["peak_memory_bytes"] > 20 * 2**20  # a process that loaded a runtime
+    # each backend's own process: PyTorch's holds torch and transformers, ONNX Runtime's neither (a figure carried
+    # over from the parent process, as ru_maxrss is across exec, would be the same for all three)
+    assert pytorch["peak_memory_bytes"] > 1.5 * int8["peak_memory_bytes"]
     assert "| onnxruntime-int8 |" in done.stdout
 
 
