@@ -79,6 +79,32 @@ class Backend:
         return self.session.run(None, {name: value for name, value in batch.items() if name in self.inputs})[0]
 
 
+def operator_shares(spec, threads, batches, top=8):
+    """{ONNX operator type: share of the kernel time} for one pass over `batches`, from ONNX Runtime's own profiler:
+    where an export's time goes (what a faster graph would have to remove)."""
+    import collections
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as folder:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(folder) / "profile")
+        session = ort.InferenceSession(str(spec), options, providers=["CPUExecutionProvider"])
+        wanted = {item.name for item in session.get_inputs()}
+        for batch in batches:
+            session.run(None, {name: value for name, value in batch.items() if name in wanted})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    spent = collections.Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            spent[event["args"]["op_name"]] += event["dur"]
+    total = sum(spent.values()) or 1
+    return {name: round(value / total, 4) for name, value in spent.most_common(top)}
+
+
 def batches_of(encoded, size, limit=None):
     """Consecutive batches of `size` rows, each cut to its longest row (dynamic padding, as a server would pad)."""
     import numpy as np
@@ -243,6 +269,8 @@ def run(args):
             row[f"batch{size}"] = {"sentences_per_second": statistics.median(throughput[name][size]),
                                    "p50_ms": 1000 * percentile(latency[name][size], 50),
                                    "p95_ms": 1000 * percentile(latency[name][size], 95)}
+        if args.profile and name != "pytorch":
+            row["operator_shares"] = operator_shares(spec, threads, batch32)
         rows.append(row)
     base = rows[0]
     for row in rows:
@@ -258,6 +286,10 @@ def run(args):
         print(f"| {row['backend']} | {one['sentences_per_second']:,.1f} | {one['p50_ms']:.1f} / {one['p95_ms']:.1f} | "
               f"{many['sentences_per_second']:,.1f} | {many['p50_ms']:.1f} / {many['p95_ms']:.1f} | "
               f"{row['speedup_batch32']:.2f}x | {100 * row['accuracy']:.2f} ({row['accuracy_change_points']:+.2f}) | {memory} |")
+    for row in rows:
+        if row.get("operator_shares"):
+            print(f"{row['backend']}, kernel time by operator (batch {size}): " + ", ".join(
+                f"{name} {100 * share:.0f}%" for name, share in row["operator_shares"].items()))
     result = {"task": args.task_name, "split": split, "sentences": len(labels), "batch1_sentences": len(batch1),
               "batch_size": size, "rounds": args.rounds, "threads": threads, "rows": rows, "machine": machine(),
               "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
@@ -288,6 +320,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=checks.bounded(int, 1, 1024), default=None)
     parser.add_argument("--skip_memory", action="store_true",
                         help="do not measure each backend's peak memory (a process of its own per backend)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where each ONNX backend's time goes, by operator type (ONNX Runtime's profiler)")
     parser.add_argument("--output_json", default=None)
     run(parser.parse_args(argv))
 

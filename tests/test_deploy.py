@@ -172,7 +172,8 @@ def test_the_benchmark_measures_every_backend_on_the_dev_set(tmp_path, classifie
     report = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, BENCH, "--model_dir", str(classifier), "--onnx", str(out), "--task_name", "sst2",
                            "--data_dir", str(tmp_path / "glue"), "--rounds", "2", "--batch1_sentences", "5",
-                           "--batch_size", "8", "--output_json", str(report)], capture_output=True, text=True, timeout=600)
+                           "--batch_size", "8", "--profile", "--output_json", str(report)], capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(report.read_text())
     assert [row["backend"] for row in result["rows"]] == ["pytorch", "onnxruntime-fp32", "onnxruntime-int8"]
@@ -196,6 +197,9 @@ def test_the_benchmark_measures_every_backend_on_the_dev_set(tmp_path, classifie
     # over from the parent process, as ru_maxrss is across exec, would be the same for all three)
     assert pytorch["peak_memory_bytes"] > 1.5 * int8["peak_memory_bytes"]
     assert "| onnxruntime-int8 |" in done.stdout
+    shares = int8["operator_shares"]  # the profile: the quantised matrix products are among its operators
+    assert "operator_shares" not in pytorch and 0.5 < sum(shares.values()) <= 1.0001
+    assert any("MatMul" in name for name in shares) and "kernel time by operator" in done.stdout
 
 
 def test_publish_uploads_the_export_and_the_cards_snippet_runs_without_torch(tmp_path, classifier, small_encoder):
