@@ -120,9 +120,12 @@ def suite_results(suite):
     if suite.get("provenance"):  # imported from a hand run (benchmarks/import_gpu_run.py), not a suite run
         command = (f"imported: eval/run_glue.py started by hand under protocol {protocol}'s settings, commit "
                    f"{suite.get('commit') or 'unknown'}")
+    reference = suite.get("reference") or {}
+    # --baseline_model: the other side is the model it started from, not the random-init floor
+    other = f"start model `{reference['model']}`" if reference.get("kind") == "baseline" else "random-init floor"
     rows = [(row["what"], "not applicable (a replaced-token-detection discriminator has no masked-LM head)"
              if row["pretrained"] is None else
-             f"{row['pretrained']:.2f} (random-init floor {row['floor']:.2f}, difference {row['difference']:+.2f})", command)
+             f"{row['pretrained']:.2f} ({other} {row['floor']:.2f}, difference {row['difference']:+.2f})", command)
             for row in suite["table"]]
     return index, rows
 
@@ -145,7 +148,7 @@ def collect_results(model_dir, extra_files):
                      f"{run.eval_blocks:,} blocks of {run.block_size})", "recipes/pretrain_mlm.py (end of training)"))
     for path in extra_files:
         result = read_json(path)
-        if "suite_version" in result:  # eval/suite.py: every measurement against the random-init floor
+        if "suite_version" in result:  # eval/suite.py: every measurement against the floor (or the start model)
             suite_index, suite_rows = suite_results(result)
             index += suite_index
             rows += suite_rows

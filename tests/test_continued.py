@@ -192,6 +192,10 @@ def test_the_suite_measures_a_continued_model_against_its_start(tmp_path, traine
     summary = (tmp_path / "against-start" / "summary.md").read_text()
     assert f"| measurement | start (`{trained}`) | continued | difference |" in summary
     assert "start -> continued" in summary and "random-init floor |" not in summary
+    from model_cards.generate import build_card
+
+    card, _ = build_card(continued, [tmp_path / "against-start" / "results.json"])  # the card names the start too
+    assert f"(start model `{trained}` " in card and "random-init floor" not in card
     done = subprocess.run([sys.executable, SUITE, "--model_name_or_path", str(continued), "--data_dir",
                            str(tmp_path / "data"), "--output_dir", str(tmp_path / "x"), "--baseline_model",
                            str(tmp_path / "missing")], env=environment(tmp_path), cwd=tmp_path, capture_output=True, text=True)
