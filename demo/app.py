@@ -244,7 +244,7 @@ class OnnxDemo:
     def describe(self):
         what = {"fill-mask": "fill-mask", "sequence-classification": "classification",
                 "feature-extraction": "sentence similarity"}.get(self.task, self.task)
-        return (f"**{self.name}**: ONNX Runtime, `{self.file}` ({self.record.get('architecture', self.task)}), "
+        return (f"**{self.name}**: ONNX Runtime, `{self.file}` (a {self.record.get('model_type', 'model')} {self.task} export), "
                 f"vocabulary {self.tokenizer.get_vocab_size():,}, reads up to {self.max_length} tokens. Here: {what}.")
 
     def _refuse(self, wanted):
