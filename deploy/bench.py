@@ -34,8 +34,8 @@ if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
 
 from cli import checks
 from cli.errors import ArgumentParser, UserError, entry_point
+from deploy.export import EXPORT_FILE, INT8_FILE, ONNX_FILE, session_for
 
-EXPORT_FILE, ONNX_FILE, INT8_FILE = "export.json", "model.onnx", "model_int8.onnx"
 BACKENDS = ("pytorch", "onnxruntime-fp32", "onnxruntime-int8")
 
 
@@ -45,30 +45,26 @@ def percentile(values, q):
 
 
 class Backend:
-    """One way of running the classifier: a callable from a dict of int64 arrays to logits (a numpy array)."""
+    """One way of running the classifier: a callable from a dict of int64 arrays to logits (a numpy array).
+    `settings`: ONNX Runtime SessionOptions attributes (its profiler, for operator_shares)."""
 
-    def __init__(self, name, spec, threads):
+    def __init__(self, name, spec, threads, **settings):
         self.name = name
         if name == "pytorch":
             import torch
-
-            torch.set_num_threads(threads)
             from transformers import AutoModelForSequenceClassification
-            from transformers.utils import logging as hf_logging
 
             import modeling  # noqa: F401  registers the SmallEncoder family
+            from eval.loading import quiet_load_reports
 
-            hf_logging.set_verbosity_error()
+            torch.set_num_threads(threads)
             self.torch = torch
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                spec, trust_remote_code=True, dtype=torch.float32).eval()
+            with quiet_load_reports():
+                self.model = AutoModelForSequenceClassification.from_pretrained(
+                    spec, trust_remote_code=True, dtype=torch.float32).eval()
             self.inputs = None
         else:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            self.session = ort.InferenceSession(str(spec), options, providers=["CPUExecutionProvider"])
+            self.session = session_for(spec, threads, **settings)
             self.inputs = {item.name for item in self.session.get_inputs()}
 
     def __call__(self, batch):
@@ -79,30 +75,23 @@ class Backend:
         return self.session.run(None, {name: value for name, value in batch.items() if name in self.inputs})[0]
 
 
-def operator_shares(spec, threads, batches, top=8):
+def operator_shares(name, spec, threads, batches, top=8):
     """{ONNX operator type: share of the kernel time} for one pass over `batches`, from ONNX Runtime's own profiler:
     where an export's time goes (what a faster graph would have to remove)."""
     import collections
     import tempfile
 
-    import onnxruntime as ort
-
     with tempfile.TemporaryDirectory() as folder:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(folder) / "profile")
-        session = ort.InferenceSession(str(spec), options, providers=["CPUExecutionProvider"])
-        wanted = {item.name for item in session.get_inputs()}
+        backend = Backend(name, spec, threads, enable_profiling=True, profile_file_prefix=str(Path(folder) / "profile"))
         for batch in batches:
-            session.run(None, {name: value for name, value in batch.items() if name in wanted})
-        events = json.loads(Path(session.end_profiling()).read_text())
+            backend(batch)
+        events = json.loads(Path(backend.session.end_profiling()).read_text())
     spent = collections.Counter()
     for event in events:
         if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
             spent[event["args"]["op_name"]] += event["dur"]
     total = sum(spent.values()) or 1
-    return {name: round(value / total, 4) for name, value in spent.most_common(top)}
+    return {op: round(value / total, 4) for op, value in spent.most_common(top)}
 
 
 def batches_of(encoded, size, limit=None):
@@ -215,15 +204,12 @@ def load_dev(args, tokenizer):
 
 
 def machine():
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "system": platform.platform()}
+    import torch
+
+    from cli.run_folder import cpu_model_name
+
+    return {"cpu": cpu_model_name() or "unknown CPU", "cores": os.cpu_count(),
+            "vector_instructions": torch.backends.cpu.get_cpu_capability(), "system": platform.platform()}
 
 
 def run(args):
@@ -270,7 +256,7 @@ def run(args):
                                    "p50_ms": 1000 * percentile(latency[name][size], 50),
                                    "p95_ms": 1000 * percentile(latency[name][size], 95)}
         if args.profile and name != "pytorch":
-            row["operator_shares"] = operator_shares(spec, threads, batch32)
+            row["operator_shares"] = operator_shares(name, spec, threads, batch32)
         rows.append(row)
     base = rows[0]
     for row in rows:

@@ -123,18 +123,14 @@ def load_model(model_dir, task):
     import transformers
 
     import modeling  # noqa: F401  registers the SmallEncoder family
+    from eval.loading import quiet_load_reports
 
     auto = getattr(transformers, TASKS[task][0])
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
     try:
-        model = auto.from_pretrained(str(model_dir), trust_remote_code=True, dtype=torch.float32)
+        with quiet_load_reports():
+            model = auto.from_pretrained(str(model_dir), trust_remote_code=True, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as error:
         raise UserError(f"--model_dir {model_dir}: cannot load it for {task} ({str(error).strip().splitlines()[0]})") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
     if getattr(model.config, "sparse_prediction", False):
         model.config.sparse_prediction = False  # every position's logits, as a pipeline wants them
     return model.eval()
@@ -212,12 +208,15 @@ def agreement(got, expected, task, mask):
     return float(((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)).mean())
 
 
-def session_for(path, threads=None):
+def session_for(path, threads=None, **settings):
+    """An ONNX Runtime CPU session; `settings` are SessionOptions attributes (enable_profiling=True, ...)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    for name, value in settings.items():
+        setattr(options, name, value)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
