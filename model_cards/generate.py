@@ -186,8 +186,9 @@ def onnx_usage(name, record):
     """The card's section for the ONNX files of deploy/export.py (its export.json record), uploaded under onnx/."""
     files = record.get("files", {})
     int8 = "model_int8.onnx" in files
-    feeds = ", ".join(f'"{n}": np.array([{"encoded.ids" if n == "input_ids" else "encoded.type_ids" if n == "token_type_ids" else "encoded.attention_mask"}], dtype=np.int64)'
-                      for n in record.get("inputs", ["input_ids", "attention_mask"]))
+    field = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}  # tokenizers' Encoding
+    feeds = ", ".join(f'"{name}": np.array([encoded.{field[name]}], dtype=np.int64)'
+                      for name in record.get("inputs", ["input_ids", "attention_mask"]))
     check = record.get("check", {})
     lines = ["## ONNX Runtime (CPU, no PyTorch)", "",
              f"`onnx/model.onnx` is this model exported for {record.get('task')} by `deploy/export.py` of small-encoders "
