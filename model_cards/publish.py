@@ -74,12 +74,13 @@ def onnx_export_of(model_dir, onnx_dir):
     """The export.json record of deploy/export.py's folder `onnx_dir`, checked to be an export of `model_dir`."""
     import json
 
+    from deploy.export import EXPORT_FILE, ONNX_FILE, weights_digest
+
     onnx_dir = Path(onnx_dir)
-    record_path = onnx_dir / "export.json"
-    if not onnx_dir.is_dir() or not (onnx_dir / "model.onnx").is_file() or not record_path.is_file():
+    record_path = onnx_dir / EXPORT_FILE
+    if not onnx_dir.is_dir() or not (onnx_dir / ONNX_FILE).is_file() or not record_path.is_file():
         raise UserError(f"--onnx {onnx_dir}: not an export folder (make one with deploy/export.py --model_dir "
                         f"{model_dir} --output_dir {onnx_dir})")
-    from deploy.export import weights_digest
 
     try:
         record = json.loads(record_path.read_text())
@@ -120,7 +121,7 @@ def stage(model_dir, target, result_files=(), repo_id=None, onnx_dir=None):
                 shutil.copytree(model_dir / name, target / name)
         if onnx:
             (target / ONNX_FOLDER).mkdir()
-            for name in list(onnx["files"]) + ["export.json"]:
+            for name in [*onnx["files"], "export.json"]:  # the model files the record lists, and the record
                 shutil.copy2(Path(onnx_dir) / name, target / ONNX_FOLDER / name)
         if result_files or onnx or not (target / "README.md").exists():
             generate(model_dir, result_files, output_dir=target, model_name=repo_id, onnx=onnx)
