@@ -554,10 +554,14 @@ def run(recipe):
         # The DataLoader's workers are forked after the tokenizer has used its threads here: its parallelism is turned
         # off in them (one core each) rather than left on in a fork, where the Rust thread pool can deadlock.
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    from recipes.training import earlier_segments
+    from recipes.training import PlanComplete, earlier_segments
 
     trainer.earlier_segments = earlier_segments(resume)
-    trainer.train(resume_from_checkpoint=resume)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except PlanComplete as done:
+        if is_main:
+            print(f"resumed at step {done.args[0]:,}, the plan's last: nothing left to train", flush=True)
     # Training time proper: evaluations and checkpoints inside train() are reported on their own. After a kill and a
     # resume, the segments before it count too (as recorded at the checkpoint resumed: work after it was redone).
     segments = trainer.segments()

@@ -157,8 +157,10 @@ class MLMTrainer(Trainer):
     def segments(self, until=None):
         """Every training segment up to now (or `until`, a perf_counter time): earlier ones from the checkpoint resumed,
         then this one, each {"from_step", "to_step", "seconds"} with evaluation and saving left out."""
+        if self.segment_started is None:  # nothing trained in this process (a resumed run whose plan was complete)
+            return list(self.earlier_segments)
         until = time.perf_counter() if until is None else until
-        seconds = until - (self.segment_started or until) - self.eval_seconds - self.save_seconds
+        seconds = until - self.segment_started - self.eval_seconds - self.save_seconds
         return self.earlier_segments + [{"from_step": self.segment_start_step, "to_step": self.state.global_step,
                                          "seconds": round(seconds, 2)}]
 
@@ -426,6 +428,11 @@ def step_cap(plan):
     return plan.get("cap_factor", 2) * plan["planned_steps"]
 
 
+class PlanComplete(Exception):
+    """Raised by TimeBudget when training resumes from a checkpoint that has already reached the plan's last step: the
+    checkpoint's weights and state are loaded and there is nothing left to train."""
+
+
 class TimeBudget(TrainerCallback):
     """Ends training after the budget's steps. At a tenth, three tenths, half, seven tenths and nine tenths of the
     plan it re-plans the step count from the Trainer's own step times (evaluation and saving left out): the training
@@ -523,6 +530,10 @@ class TimeBudget(TrainerCallback):
         self.on_replan(self.plan)
 
     def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step >= self.total:
+            # A checkpoint at the plan's last step (a run killed while it evaluated or saved at the end): the Trainer's
+            # loop would train one step more before it looks at any stop signal, so the run ends here instead.
+            raise PlanComplete(state.global_step)
         # The first step is timed from here: under torch.compile it holds the compilation (a minute and more on a
         # CPU), which is training time the budget pays; counted as one step at the mean rate, it overran the budget.
         self.last = (time.perf_counter(), self.trainer.eval_seconds + self.trainer.save_seconds)

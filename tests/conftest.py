@@ -81,3 +81,86 @@ def shared_data(*parts):
     if not path.exists():
         pytest.skip(f"{path} is absent (the shared data folder ships beside the repository only on project machines)")
     return path
+
+
+LOOPBACK = ("localhost", "127.", "::1", "0.0.0.0", "")
+
+
+def is_loopback(host):
+    return host is None or any(str(host).startswith(prefix) for prefix in LOOPBACK)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every attempt to reach another machine (a name looked up, a connection opened) is refused as offline would be,
+    and recorded: a test asserts that bad input never even tried the Hub (no retries), which holds on any machine
+    however slow, where a bound on the seconds it took does not. Loopback stays open."""
+    import socket
+
+    attempts = []
+    lookup, connect = socket.getaddrinfo, socket.socket.connect
+
+    def guarded_lookup(host, *args, **kwargs):
+        if not is_loopback(host):
+            attempts.append(("lookup", host))
+            raise socket.gaierror(f"no network in this test (looked up {host})")
+        return lookup(host, *args, **kwargs)
+
+    def guarded_connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not is_loopback(address[0]):
+            attempts.append(("connect", address[0]))
+            raise OSError(f"no network in this test (connected to {address[0]})")
+        return connect(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_lookup)
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    return attempts
+
+
+class Hung(Exception):
+    pass
+
+
+@pytest.fixture
+def hang_guard():
+    """`with hang_guard(seconds, what):` fails the test with a clear message if the block runs longer (a hang: a Hub
+    retry loop, a wait that never ends). The bound is for hangs, not speed: set it far above what a machine three
+    times slower with every core busy takes."""
+    import contextlib
+    import signal
+
+    @contextlib.contextmanager
+    def guard(seconds, what=""):
+        def stop(signum, frame):
+            raise Hung(f"{what or 'the call'} still running after {seconds} s: a hang")
+
+        previous = signal.signal(signal.SIGALRM, stop)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    return guard
+
+
+def assert_ends_within_budget(results, slowdown=3.0):
+    """What a budgeted run that really trained (a subprocess, real time) can promise on any machine: its last plan
+    spent the time left at the step time it had just measured (or gave the schedule its short decay tail when no time
+    was left), and the run ended within that plan, even if the steps after it ran up to `slowdown` times slower than
+    measured (other work starting on the machine). No count of steps or seconds that depends on the machine's speed."""
+    import math
+
+    plan = results["time_budget"]
+    budget = plan["minutes"] * 60
+    last = (plan.get("replans") or [None])[-1] or {"at_step": 0, "step_seconds": plan["step_seconds"],
+                                                   "seconds_left": budget}
+    steps_after = results["train_steps"] - last["at_step"]
+    tail = max(1, math.ceil(0.02 * plan["planned_steps"]))
+    assert results["train_steps"] == plan.get("steps", plan["planned_steps"])
+    assert 0 < steps_after <= max(tail, max(0.0, last["seconds_left"]) // last["step_seconds"]), (steps_after, last)
+    spent_at_last_plan = budget - last["seconds_left"]
+    # (one step more for what the clocks count differently: the first step's start, the last one's end)
+    assert results["train_seconds"] <= spent_at_last_plan + slowdown * (steps_after + 1) * last["step_seconds"], (
+        results["train_seconds"], plan)

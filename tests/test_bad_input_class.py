@@ -1,12 +1,12 @@
 """Bad input as a class, not a list: every numeric flag of every entry point against a negative and an absurd value,
 every numeric recipe setting likewise, every kind of model file damaged three ways against every program that reads
 it, every folder argument empty, every checkpoint file damaged, and commands with nothing to do. Each must end in one
-`error:` line, a non-zero exit, no traceback and no output folder, within seconds (in this process: nothing trains)."""
+`error:` line, a non-zero exit, no traceback and no output folder, without trying the network (in this process:
+nothing trains)."""
 
 import importlib
 import json
 import shutil
-import time
 
 import pytest
 import torch
@@ -16,6 +16,9 @@ from test_bad_input import ENTRY_POINTS
 from cli.errors import ArgumentParser, UserError
 
 NEGATIVE, ABSURD = "-7", str(10**13)
+# Each refusal takes well under a second here (2-core CPU, every core busy: under 3 s for the slowest reader). The guard
+# is for a hang (a Hub retry loop, a wait), not a speed check: far above what a machine three times slower needs.
+HANG_SECONDS = 120
 
 
 class Captured(Exception):
@@ -53,7 +56,7 @@ def one_error_line(capsys, code, expected=None):
 
 
 @pytest.mark.parametrize("entry", ARGPARSE_ENTRIES)
-def test_every_numeric_flag_refuses_a_negative_and_an_absurd_value(entry, monkeypatch, capsys):
+def test_every_numeric_flag_refuses_a_negative_and_an_absurd_value(entry, monkeypatch, capsys, no_network, hang_guard):
     parser = parser_of(entry, monkeypatch)
     required = []
     for action in parser._actions:
@@ -66,11 +69,10 @@ def test_every_numeric_flag_refuses_a_negative_and_an_absurd_value(entry, monkey
     for action in numeric:
         flag = action.option_strings[0]
         for value in (NEGATIVE, ABSURD):
-            started = time.time()
-            with pytest.raises(SystemExit) as stop:
+            with hang_guard(HANG_SECONDS, f"{entry} {flag} {value}"), pytest.raises(SystemExit) as stop:
                 parser.parse_known_args(required + [flag, value])
             one_error_line(capsys, stop.value.code, flag)
-            assert time.time() - started < 5
+    assert not no_network, no_network  # refused by the parser alone: nothing looked up, nothing loaded
 
 
 def test_no_numeric_flag_escapes_a_range():
@@ -95,15 +97,23 @@ def test_every_numeric_recipe_setting_refuses_a_negative_and_an_absurd_value(key
             load_recipe("quickstart", {key: value})
 
 
-def test_an_absurd_model_is_refused_before_anything_is_allocated():
+def test_an_absurd_model_is_refused_before_anything_is_allocated(monkeypatch):
+    from modeling import build
     from recipes.pretrain_mlm import model_settings_config
     from recipes.recipe import load_recipe
 
-    started = time.time()
+    built, build_model = [], build.build_mlm_model
+
+    def recording(config):
+        model = build_model(config)
+        built.append({parameter.device.type for parameter in model.parameters()})
+        return model
+
+    monkeypatch.setattr(build, "build_mlm_model", recording)
     recipe = load_recipe("tuned-20m", {"model_config": {"hidden_size": 10**6, "num_attention_heads": 1}})
     with pytest.raises(UserError, match="more than this repository trains"):
         model_settings_config(recipe)
-    assert time.time() - started < 30
+    assert built == [{"meta"}]  # counted once, on the meta device: no memory was allocated for its weights
 
 
 @pytest.fixture(scope="module")
@@ -159,17 +169,18 @@ def call(entry, arguments):
 
 @pytest.mark.parametrize("name", MODEL_FILES)
 @pytest.mark.parametrize("how", ["truncated", "garbage", "empty"])
-def test_a_damaged_model_file_is_one_error_line_for_every_reader(world, tmp_path, name, how, capsys, monkeypatch):
+def test_a_damaged_model_file_is_one_error_line_for_every_reader(world, tmp_path, name, how, capsys, monkeypatch,
+                                                                 no_network, hang_guard):
     monkeypatch.chdir(tmp_path)
     model = damaged(world, tmp_path, name, how)
     for entry, arguments in READERS.items():
         out = tmp_path / f"out-{entry}"
-        started = time.time()
-        code = call(entry, arguments(world, model, str(out)))
+        with hang_guard(HANG_SECONDS, entry):
+            code = call(entry, arguments(world, model, str(out)))
         line = one_error_line(capsys, code)
         assert name in line or "config" in line or "tokenizer" in line, (entry, line)
         assert not out.exists(), f"{entry} left {out} behind"
-        assert time.time() - started < 30, entry
+        assert not no_network, (entry, no_network)  # a local folder's damage is told, never retried on the Hub
 
 
 FOLDER_ARGUMENTS = [  # (entry, arguments with {empty} where a folder goes and {w} for the good world)
@@ -210,16 +221,17 @@ FOLDER_ARGUMENTS = [  # (entry, arguments with {empty} where a folder goes and {
 
 
 @pytest.mark.parametrize("entry, arguments", FOLDER_ARGUMENTS, ids=[f"{c[0]}-{i}" for i, c in enumerate(FOLDER_ARGUMENTS)])
-def test_an_empty_folder_argument_is_one_error_line(world, tmp_path, entry, arguments, capsys, monkeypatch):
+def test_an_empty_folder_argument_is_one_error_line(world, tmp_path, entry, arguments, capsys, monkeypatch, no_network,
+                                                    hang_guard):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
 
     def fill(text):
         return text.replace("{empty}", str(world / "empty")).replace("{w}", str(world)).replace("{out}", str(out))
 
-    started = time.time()
-    one_error_line(capsys, call(entry, [fill(a) for a in arguments]))
-    assert not out.exists() and time.time() - started < 30
+    with hang_guard(HANG_SECONDS, entry):
+        one_error_line(capsys, call(entry, [fill(a) for a in arguments]))
+    assert not out.exists() and not no_network, no_network
     assert not any((world / "empty").iterdir())
 
 

@@ -20,19 +20,19 @@ WRAPPER = textwrap.dedent(
     import os, runpy, signal, sys
     import torch
     from transformers import Trainer
-    mode, step, script = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    if mode == "kill":
+    mode, step, script = sys.argv[1], sys.argv[2], sys.argv[3]
+    if mode == "kill":  # after the checkpoint of step N, or the first checkpoint, or the last (the plan's last step)
         save = Trainer._save_checkpoint
         def save_then_die(self, *args, **kwargs):
             save(self, *args, **kwargs)
-            if self.state.global_step == step:
+            if step in ("first", str(self.state.global_step)) or (step == "last" and self.state.global_step >= self.state.max_steps):
                 os.kill(os.getpid(), signal.SIGKILL)
         Trainer._save_checkpoint = save_then_die
     else:
         compute_loss = Trainer.compute_loss
         def poisoned(self, *args, **kwargs):
             loss = compute_loss(self, *args, **kwargs)
-            return loss * float("nan") if self.state.global_step >= step else loss
+            return loss * float("nan") if self.state.global_step >= int(step) else loss
         Trainer.compute_loss = poisoned
     sys.argv = [script] + sys.argv[4:]
     runpy.run_path(script, run_name="__main__")

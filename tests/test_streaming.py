@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, assert_ends_within_budget
 
 from cli.errors import UserError
 from data_prep.corpus import load_corpus
@@ -151,10 +151,10 @@ def test_a_budgeted_streaming_run_plans_and_ends_on_time(tmp_path):
     assert "train streamed: tokenized and packed on the fly" in done.stdout
     results = json.loads((out / "results.json").read_text())
     plan = results["time_budget"]
-    assert plan["planned_steps"] > 20 and results["train_steps"] == plan["steps"]  # more steps than the corpus's epoch
-    # The budget is 6 s: alone on a 2-core CPU this run trained 6.0 s; a machine loaded by other work (CI) slows steps
-    # after the last re-plan, which no plan can foresee.
-    assert results["train_seconds"] <= 0.1 * 60 * 2
+    # The budget sets the length, not the corpus (a stream has none): the plan is the budget over the measured step
+    # time, and the run ends within it (relations that hold on a machine of any speed and load).
+    assert plan["planned_steps"] == int(0.1 * 60 // plan["step_seconds"]) and results["train_steps"] == plan["steps"]
+    assert_ends_within_budget(results)
 
 
 # Records the blocks each process trains on (the collator sees every batch), then runs the script.
@@ -258,8 +258,11 @@ def test_two_processes_with_a_time_budget_and_frequent_saves_end_together(tmp_pa
         pytest.fail(f"the two processes did not end together (a process waits for the other): {str(error.stdout)[-1500:]}")
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert len(results["time_budget"]["replans"]) >= 3 and results["train_steps"] == results["time_budget"]["steps"]
-    assert results["train_seconds"] <= 0.4 * 60 * 1.3  # 36.2 s before the first re-plan was also due by time; 25.4 s after
+    plan = results["time_budget"]
+    # Both processes re-planned alike (a plan of 20 steps or more is re-planned) and ended at the same step, within the
+    # budget (36.2 s of 24 before the first re-plan was also due by time; 25.4 s after, alone on the 2-core CPU).
+    assert bool(plan.get("replans")) == (plan["planned_steps"] >= 20) and results["train_steps"] == plan["steps"]
+    assert_ends_within_budget(results)
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -373,10 +373,10 @@ def test_the_job_pool_fails_a_dead_workers_job_and_still_trains_every_other_seed
     from eval.glue_jobs import fine_tune_all
 
     settings = {"learning_rate": [1e-5, 2e-5, 3e-5], "seeds": "1,2,3", "num_train_epochs": 1}
-    started = time.time()
+    # The deadline is the pool's own bound: a pool that waited for the killed job would reach it and leave jobs
+    # unfinished (asserted below), on a machine of any speed. Far above what the fake jobs need (seconds).
     results, status = fine_tune_all(tmp_path / "model", tmp_path / "glue", settings, ["rte", "mrpc"], ("pretrained",),
-                                    tmp_path / "scratch", workers=2, deadline=time.time() + 120, runner=fake_fine_tuning)
-    assert time.time() - started < 100
+                                    tmp_path / "scratch", workers=2, deadline=time.time() + 600, runner=fake_fine_tuning)
     failed = {(job["task"], job["rate"]): job["error"] for job in status["failed"]}
     assert "killed by SIGKILL" in failed["rte", 2e-5] and "out-of-memory killer" in failed["rte", 2e-5]
     assert failed["mrpc", 3e-5].startswith("ValueError: CUDA out of memory")
