@@ -11,16 +11,12 @@ the real tokens, the padded tokens, and the padded tokens as a share of the firs
 """
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
 
-from cli.errors import ArgumentParser, UserError, entry_point
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def padded_tokens(lengths, batch_size, epochs, grouped, seed=1):
@@ -42,8 +38,8 @@ def padded_tokens(lengths, batch_size, epochs, grouped, seed=1):
 
 
 def task_lengths(task, data_dir, tokenizer, cap, max_seq_length):
-    from eval.glue_data import load_glue
-    from eval.run_glue import tokenize_pairs
+    from small_encoders.eval.glue_data import load_glue
+    from small_encoders.eval.run_glue import tokenize_pairs
 
     train = load_glue(task, data_dir)["train"]
     train = train.select(range(min(cap or len(train), len(train))))
@@ -59,9 +55,9 @@ def main(argv=None):
     parser.add_argument("--protocols", default="cpu-v1,cpu", help="comma-separated eval/suite.py protocols; shares are of the first")
     args = parser.parse_args(argv)
 
-    from data_prep.tokenizer import load_tokenizer
-    from eval.glue_data import available_tasks
-    from eval.suite import PROTOCOLS
+    from small_encoders.data_prep.tokenizer import load_tokenizer
+    from small_encoders.eval.glue_data import available_tasks
+    from small_encoders.eval.suite import PROTOCOLS
 
     protocols = [p for p in args.protocols.split(",") if p]
     unknown = [p for p in protocols if p not in PROTOCOLS]

@@ -17,19 +17,13 @@ data it read (`--glue_data_dir`), and that its fine-tunings were `eval/run_glue.
 """
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from cli.errors import ArgumentParser, UserError, entry_point
-from cli.files import write_atomic
-from cli.run_folder import PretrainingResult
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
+from small_encoders.core.files import write_atomic
+from small_encoders.core.run_folder import PretrainingResult
 
 SIDES = {"model": "pretrained", "floor": "floor"}
 
@@ -47,7 +41,7 @@ def read_lines(path):
 
 def check_protocol(result, settings):
     """The settings a run_glue result trained with must be the protocol's (the rate and epochs per task aside)."""
-    from eval.glue_jobs import task_epochs
+    from small_encoders.eval.glue_jobs import task_epochs
 
     hyper = result["hyperparameters"]
     expected = {"per_device_train_batch_size": settings["per_device_train_batch_size"],
@@ -62,7 +56,7 @@ def check_protocol(result, settings):
 
 def side_results(rows, settings):
     """{side: {task: run_task-form result}}: one process per rate (or one process with its own sweep) -> the sweep."""
-    from eval.glue_jobs import assemble
+    from small_encoders.eval.glue_jobs import assemble
 
     rates = settings["learning_rate"]
     seeds = [int(s) for s in str(settings["seeds"]).split(",")]
@@ -104,7 +98,7 @@ def main(argv=None):
 
     if not re.fullmatch(r"[0-9a-f]{7,40}", args.commit):
         raise UserError(f"--commit {args.commit!r}: give the run's git commit (7 to 40 hex digits)")
-    from eval import suite
+    from small_encoders.eval import suite
 
     raw = Path(args.raw_dir)
     model_dir = raw / "model"
@@ -139,7 +133,7 @@ def main(argv=None):
     (out / run.recipe / "suite").mkdir(parents=True, exist_ok=True)
     write_atomic(out / run.recipe / "suite" / "results.json", json.dumps(suite_results, indent=1))
     write_atomic(out / run.recipe / "suite" / "summary.md", suite.summary_markdown(suite_results))
-    from benchmarks.reference_run import recipe_record, summary_markdown
+    from small_encoders.benchmarks.reference_run import recipe_record, summary_markdown
 
     record = recipe_record(run.recipe, model_dir, out / run.recipe / "suite", [run.command, command], [], 0, 0)
     software = dict(part.split("=", 1) for part in args.software.split(",") if "=" in part)

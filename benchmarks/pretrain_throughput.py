@@ -31,7 +31,6 @@ timed steps as a training loop does (the recipe's own tokens/s as trained, aroun
 
 import argparse
 import copy
-import importlib.util
 import os
 import statistics
 import sys
@@ -39,23 +38,20 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
-
 import torch
 from datasets import Dataset
 from transformers import DataCollatorForLanguageModeling
 
-from cli import checks
-from cli.errors import ArgumentParser, UserError, entry_point
-from data_prep.packing import pack_dataset
-from modeling import enable_sparse_prediction
-from modeling.build import build_mlm_config, build_mlm_model
-from modeling.rtd import build_rtd_model
-from modeling.sparse_mlm import trace_sparse_selection_when_compiled
-from recipes.recipe import load_recipe
+from small_encoders.core import checks
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
+from small_encoders.data_prep.packing import pack_dataset
+from small_encoders.modeling import enable_sparse_prediction
+from small_encoders.modeling.build import build_mlm_config, build_mlm_model
+from small_encoders.modeling.rtd import build_rtd_model
+from small_encoders.modeling.sparse_mlm import trace_sparse_selection_when_compiled
+from small_encoders.recipes.recipe import load_recipe
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 SHAPES = {
@@ -137,7 +133,7 @@ def measure_data_prep(files, tokenizer, block_size, num_proc):
     """Tokenize and pack `files` (any corpus the recipes read) into a fresh cache; returns (MB, seconds, blocks, cores busy)."""
     import datasets
 
-    from data_prep.corpus import expand_files, keep_text, load_local
+    from small_encoders.data_prep.corpus import expand_files, keep_text, load_local
 
     default_cache = datasets.config.HF_DATASETS_CACHE
     with tempfile.TemporaryDirectory() as cache:
@@ -160,7 +156,7 @@ def measure_data_prep(files, tokenizer, block_size, num_proc):
 
 def measure_collation(packed, tokenizer, rate, batch_size, repeats=20):
     """Milliseconds per batch: the stock collator against the recipe's, on packed rows as Trainer passes them."""
-    from recipes.training import ResumableMLMCollator
+    from small_encoders.recipes.training import ResumableMLMCollator
 
     rows = [{"input_ids": packed[i % len(packed)]["input_ids"]} for i in range(batch_size)]  # Trainer drops other columns
     result = {}
@@ -186,7 +182,7 @@ def measure_training(args, tokenizer):
           f"{', graph breaks allowed' if args.compile and args.allow_graph_breaks else ''}), "
           f"corpus {args.corpus}")
 
-    from recipes.training import ResumableMLMCollator
+    from small_encoders.recipes.training import ResumableMLMCollator
 
     packed, _, _ = pack_dataset(Dataset.from_dict({"text": texts}), tokenizer, args.block_size, split_name="benchmark")
     padded = padded_rows(texts, tokenizer, args.block_size)
@@ -287,7 +283,7 @@ def unfused_rmsnorm(model):
     autocast: torch's unfused path)."""
     import types
 
-    from modeling.modeling_small_encoder import SmallEncoderRMSNorm
+    from small_encoders.modeling.modeling_small_encoder import SmallEncoderRMSNorm
 
     for module in model.modules():
         if isinstance(module, SmallEncoderRMSNorm):
@@ -317,7 +313,7 @@ def worker_batches(dataset, collator, batch_size, workers):
 def measure_ladder(args, tokenizer):
     """Each lever of the GPU path in turn (cumulative), timed in alternating rounds of `--steps` steps; one sync per
     round, so the host runs ahead as in training."""
-    from recipes.training import ResumableMLMCollator
+    from small_encoders.recipes.training import ResumableMLMCollator
 
     family, preset, fields, _, rate = SHAPES[args.shape]
     texts = corpus_texts(args.corpus)
@@ -474,13 +470,13 @@ def main(argv=None):
     for num_proc in num_procs:
         checks.in_range(num_proc, "--num_proc", 1, 1024, integer=True)
 
-    from data_prep.tokenizer import load_tokenizer
+    from small_encoders.data_prep.tokenizer import load_tokenizer
 
     tokenizer_path = SHAPES[args.shape][3]
     if args.corpus is None:
         args.corpus = str(SHARED / "wikitext-2" / "train.txt")
         if not Path(args.corpus).exists():
-            from data_prep.embedded_corpus import build_embedded_corpus
+            from small_encoders.data_prep.embedded_corpus import build_embedded_corpus
 
             args.corpus = str(build_embedded_corpus()[0])
     elif not Path(args.corpus).is_file():

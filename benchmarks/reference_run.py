@@ -25,7 +25,6 @@ DATA holds glue/ (GLUE TSV folders), and optionally mmlu/ and wikitext-2/ (see e
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -36,14 +35,11 @@ import threading
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
+from small_encoders.core import checks
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
+from small_encoders.core.files import write_atomic
 
-from cli import checks
-from cli.errors import ArgumentParser, UserError, entry_point
-from cli.files import write_atomic
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Expected suite minutes per protocol, for sizing the budget (gpu: the 2026-12-04 H200 run's fourteen GLUE
 # fine-tunings of a 20M model and its floor took about 3 minutes side by side; smoke: seconds).
@@ -186,7 +182,7 @@ def recipe_record(name, model_dir, suite_dir, commands, shared, pretrain_code, s
     """What OUT/results.json says of one recipe: its pretraining figures and its suite table."""
     record = {"recipe": name, "model_dir": str(model_dir), "gpu_shared_with": shared, "commands": commands,
               "pretraining": None, "suite": None}
-    from cli.run_folder import PretrainingResult
+    from small_encoders.core.run_folder import PretrainingResult
 
     run = PretrainingResult.read(model_dir)
     if run is not None:
@@ -272,7 +268,7 @@ def main(argv=None):
     if bool(args.recipe) == bool(args.recipes):
         raise UserError("name the recipe with --recipe NAME, or several with --recipes a,b,c")
     args.recipes = [args.recipe] if args.recipe else [r.strip() for r in args.recipes.split(",") if r.strip()]
-    from recipes.recipe import available_recipes
+    from small_encoders.recipes.recipe import available_recipes
 
     unknown = [r for r in args.recipes if r not in available_recipes()]
     if unknown:
@@ -288,7 +284,7 @@ def main(argv=None):
 
     gpu = torch.cuda.is_available()
     protocol = args.protocol or ("smoke" if args.smoke else "gpu" if gpu else "cpu")
-    from eval.suite import PROTOCOLS
+    from small_encoders.eval.suite import PROTOCOLS
 
     if protocol not in PROTOCOLS:
         raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -334,7 +330,7 @@ def main(argv=None):
         # The suite stops its fine-tunings at --minutes and writes what finished; the wait allows it that.
         suite_codes[name] = wait(process, deadline + 60, f"the suite of {name}")
 
-    from cli.run_folder import describe_hardware, source_commit
+    from small_encoders.core.run_folder import describe_hardware, source_commit
 
     results = {
         "reference_run": 1, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

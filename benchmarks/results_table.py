@@ -8,17 +8,11 @@ as it prints; every figure in it is the folder's own.
 """
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from cli.errors import ArgumentParser, UserError, entry_point
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
 
 HEADER = ("| recipe | hardware, date | budget | parameters | tokens (tokens/s) | held-out perplexity | "
           "SST-2: floor -> pretrained | GLUE-5: floor -> pretrained | suite | details |")

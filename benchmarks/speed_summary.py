@@ -4,17 +4,11 @@ targets of the GPU speed work (tuned-20m at least 2,000,000 tokens/s and 3x the 
     python benchmarks/speed_summary.py runs/gpu-session/speed      # writes results.json and summary.md there
 """
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from cli.errors import ArgumentParser, UserError, entry_point
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
 
 TARGETS = {"tuned-20m": (2_000_000, 3.0), "bertmini": (None, 3.0)}  # shape: (tokens/s, times the stock path)
 

@@ -12,7 +12,6 @@ from its start to step N (how every streamed resume worked before the state was 
 """
 
 import argparse
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -21,13 +20,10 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
+from small_encoders.core import checks
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
 
-from cli import checks
-from cli.errors import ArgumentParser, UserError, entry_point
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = REPO_ROOT / "recipes" / "pretrain_mlm.py"
 # Runs the training script after one patch: "kill N" ends the process right after checkpoint N is written; "first"
@@ -36,9 +32,8 @@ WRAPPER = textwrap.dedent(
     """
     import os, runpy, signal, sys, time
     started = time.perf_counter()
-    sys.path.insert(0, sys.argv[1])
-    from recipes.training import MLMTrainer
-    mode, step, script = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    from small_encoders.recipes.training import MLMTrainer
+    mode, step, script = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     if mode == "kill":
         save = MLMTrainer._save_checkpoint
         def save_then_die(self, *args, **kwargs):
@@ -60,7 +55,7 @@ WRAPPER = textwrap.dedent(
             self.add_callback(FirstStep())
             return train(self, *args, **kwargs)
         MLMTrainer.train = timed
-    sys.argv = [script] + sys.argv[5:]
+    sys.argv = [script] + sys.argv[4:]
     runpy.run_path(script, run_name="__main__")
     """
 )
@@ -89,7 +84,7 @@ def parse_args(argv=None):
 
 
 def run(wrapper, mode, step, flags, env):
-    done = subprocess.run([sys.executable, str(wrapper), str(REPO_ROOT), mode, str(step), str(SCRIPT), *flags],
+    done = subprocess.run([sys.executable, str(wrapper), mode, str(step), str(SCRIPT), *flags],
                           capture_output=True, text=True, env=env)
     return done
 

@@ -12,7 +12,6 @@ process tree (sampled every 0.2 s), as `ps` reports it.
 """
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -21,13 +20,10 @@ import threading
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
+from small_encoders.core import checks
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
 
-from cli import checks
-from cli.errors import ArgumentParser, UserError, entry_point
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS = {
     "streaming": ["--streaming", "true"],
@@ -61,7 +57,7 @@ def tree_rss_bytes(pid):
 
 def copied_corpus(files, copies, folder):
     """`copies` links to each file under new names: a corpus `copies` times the size, read as that many files."""
-    from data_prep.corpus import expand_files
+    from small_encoders.data_prep.corpus import expand_files
 
     sources = expand_files(files, "--train_files")
     for copy in range(copies):

@@ -12,7 +12,7 @@ from pathlib import Path
 import datasets
 from datasets import DatasetDict, load_dataset, load_from_disk
 
-from cli.errors import UserError
+from small_encoders.core.errors import UserError
 
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
 BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}

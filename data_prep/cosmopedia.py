@@ -19,7 +19,7 @@ Everything is deterministic for a given input and seed.
 import hashlib
 import re
 
-from cli.errors import UserError
+from small_encoders.core.errors import UserError
 
 STOP_WORDS = frozenset(
     "the of and to a in is that it for as was with be by on not he this are or his from at which but have an "

@@ -20,7 +20,7 @@ VALIDATION_EVERY = 20  # every 20th document (by a hash of its text) goes to the
 
 def default_cache_dir():
     version = f"py{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-    from cli.run_folder import cache_root
+    from small_encoders.core.run_folder import cache_root
 
     root = cache_root()
     return root / "embedded-corpus" / version

@@ -25,7 +25,7 @@ from itertools import chain
 
 import numpy as np
 
-from cli.errors import UserError
+from small_encoders.core.errors import UserError
 
 PACKING_VERSION = 2  # bump when the block layout changes, so old caches are not reused
 BATCH = 1000

@@ -19,9 +19,9 @@ import torch
 from datasets import Dataset, load_dataset
 from datasets.distributed import split_dataset_by_node
 
-from cli.errors import UserError
-from data_prep.corpus import builder_options, expand_files, keep_text, load_local
-from data_prep.packing import BATCH, block_edges, pack_batch
+from small_encoders.core.errors import UserError
+from small_encoders.data_prep.corpus import builder_options, expand_files, keep_text, load_local
+from small_encoders.data_prep.packing import BATCH, block_edges, pack_batch
 
 SHUFFLE_BUFFER = 10_000  # blocks shuffled together: about 10 MB of token ids at block 128, several files' worth of text
 HELD_OUT = 2000  # documents held out from the head of a stream that has no validation split or files

@@ -18,7 +18,7 @@ from tokenizers import (
 )
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from cli.errors import UserError
+from small_encoders.core.errors import UserError
 
 ROBERTA_SPECIALS = dict(bos_token="<s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>", mask_token="<mask>")
 BERT_SPECIALS = dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
@@ -95,7 +95,7 @@ def wordpiece_from_vocab(vocab_file):
 def load_tokenizer(name_or_path, flag="--tokenizer_name"):
     """A fast tokenizer from a Hub name, a saved folder, or a BERT vocab.txt (file or folder holding only it).
     `flag` is the caller's option that named it, for the error message."""
-    from cli.hub import check_source
+    from small_encoders.core.hub import check_source
 
     check_source(name_or_path, flag, filename="tokenizer_config.json")
     path = Path(os.path.expanduser(str(name_or_path)))
@@ -105,7 +105,7 @@ def load_tokenizer(name_or_path, flag="--tokenizer_name"):
     if path.is_dir():
         # AutoTokenizer reads the folder's config.json first; with the SmallEncoder family registered here, a
         # SmallEncoder folder needs no remote code and transformers does not stop at its "run the custom code?" prompt.
-        import modeling  # noqa: F401
+        import small_encoders.modeling  # noqa: F401
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
     except Exception as error:

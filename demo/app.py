@@ -23,17 +23,14 @@ from functools import lru_cache
 from pathlib import Path
 
 SPACE_CONFIG = Path(__file__).with_name("space_config.json")
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if (REPO_ROOT / "cli" / "hub.py").is_file() and str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # in the repository: cli/hub.py's local-or-Hub check (a Space has app.py alone)
 
 
 def source_problem(name):
-    """Why `name` is neither a local path nor a Hub id this machine can read (cli/hub.py), or None; None too in a
-    Space, which has this file alone and the Hub at hand."""
+    """Why `name` is neither a local path nor a Hub id this machine can read (core/hub.py, where small_encoders is
+    installed), or None; None too in a Space, which has this file alone and the Hub at hand."""
     try:
-        from cli.errors import UserError
-        from cli.hub import check_source
+        from small_encoders.core.errors import UserError
+        from small_encoders.core.hub import check_source
     except ImportError:
         return None
     try:

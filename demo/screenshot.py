@@ -7,17 +7,11 @@ Needs Debian's `chromium` (or `--chromium PATH`) and the `playwright` package; n
 """
 
 import argparse
-import importlib.util
 import shutil
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from demo.app import DemoError, build_app, get_demo
+from small_encoders.demo.app import DemoError, build_app, get_demo
 
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]

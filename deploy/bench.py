@@ -17,7 +17,6 @@ versions and the commit (docs/performance.md#cpu-inference).
 """
 
 import argparse
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -27,14 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from cli import checks
-from cli.errors import ArgumentParser, UserError, entry_point
-from deploy.export import EXPORT_FILE, INT8_FILE, ONNX_FILE, session_for
+from small_encoders.core import checks
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
+from small_encoders.deploy.export import EXPORT_FILE, INT8_FILE, ONNX_FILE, session_for
 
 BACKENDS = ("pytorch", "onnxruntime-fp32", "onnxruntime-int8")
 
@@ -54,8 +48,8 @@ class Backend:
             import torch
             from transformers import AutoModelForSequenceClassification
 
-            import modeling  # noqa: F401  registers the SmallEncoder family
-            from eval.loading import quiet_load_reports
+            import small_encoders.modeling  # noqa: F401  registers the SmallEncoder family
+            from small_encoders.eval.loading import quiet_load_reports
 
             torch.set_num_threads(threads)
             self.torch = torch
@@ -157,7 +151,7 @@ def peak_memory(name, spec, threads, batches):
 
 def resolve_sources(args):
     """{backend: what it loads}: the model folder for PyTorch, the .onnx files for ONNX Runtime."""
-    from cli.hub import check_model_folder
+    from small_encoders.core.hub import check_model_folder
 
     model_dir = Path(args.model_dir)
     if not model_dir.is_dir():
@@ -189,7 +183,7 @@ def resolve_sources(args):
 def load_dev(args, tokenizer):
     import numpy as np
 
-    from eval.glue_data import TASKS, eval_splits, load_glue
+    from small_encoders.eval.glue_data import TASKS, eval_splits, load_glue
 
     if args.task_name not in TASKS or TASKS[args.task_name]["num_labels"] < 2:
         raise UserError(f"--task_name {args.task_name}: choose a GLUE classification task")
@@ -206,7 +200,7 @@ def load_dev(args, tokenizer):
 def machine():
     import torch
 
-    from cli.run_folder import cpu_model_name
+    from small_encoders.core.run_folder import cpu_model_name
 
     return {"cpu": cpu_model_name() or "unknown CPU", "cores": os.cpu_count(),
             "vector_instructions": torch.backends.cpu.get_cpu_capability(), "system": platform.platform()}
@@ -218,8 +212,8 @@ def run(args):
     import torch
     import transformers
 
-    from cli.run_folder import source_commit
-    from data_prep.tokenizer import load_tokenizer
+    from small_encoders.core.run_folder import source_commit
+    from small_encoders.data_prep.tokenizer import load_tokenizer
 
     sources = resolve_sources(args)
     tokenizer = load_tokenizer(sources["pytorch"], "--model_dir")

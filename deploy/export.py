@@ -19,7 +19,6 @@ varied lengths); the largest absolute difference of the outputs is printed and m
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import logging
 import shutil
@@ -27,14 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from cli import checks
-from cli.errors import ArgumentParser, UserError, entry_point
-from cli.files import write_atomic
+from small_encoders.core import checks
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
+from small_encoders.core.files import write_atomic
 
 TASKS = {  # task -> (Auto class name, output name)
     "fill-mask": ("AutoModelForMaskedLM", "logits"),
@@ -122,8 +116,8 @@ def load_model(model_dir, task):
     import torch
     import transformers
 
-    import modeling  # noqa: F401  registers the SmallEncoder family
-    from eval.loading import quiet_load_reports
+    import small_encoders.modeling  # noqa: F401  registers the SmallEncoder family
+    from small_encoders.eval.loading import quiet_load_reports
 
     auto = getattr(transformers, TASKS[task][0])
     try:
@@ -224,15 +218,15 @@ def run(args):
     import onnxruntime  # noqa: F401  (fails here, clearly, when the runtime is not installed)
     from transformers import AutoConfig
 
-    from cli.hub import check_model_folder
-    from cli.run_folder import source_commit
-    from data_prep.tokenizer import load_tokenizer
+    from small_encoders.core.hub import check_model_folder
+    from small_encoders.core.run_folder import source_commit
+    from small_encoders.data_prep.tokenizer import load_tokenizer
 
     model_dir = Path(args.model_dir)
     if not model_dir.is_dir():
         raise UserError(f"--model_dir {model_dir}: no such folder (give a saved model folder)")
     check_model_folder(model_dir, "--model_dir")
-    import modeling  # noqa: F401
+    import small_encoders.modeling  # noqa: F401
 
     config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=True)
     task = args.task or task_of(config)

@@ -6,19 +6,12 @@ Spearman against the gold scores), and the sentence-transformers files that let
 """
 
 import argparse
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from cli.errors import ArgumentParser, entry_point
-from cli.files import write_atomic
-from cli.run_folder import add_sentence_transformers_files  # noqa: F401  (where a saved folder gets these files)
+from small_encoders.core.errors import ArgumentParser, entry_point
+from small_encoders.core.files import write_atomic
+from small_encoders.core.run_folder import add_sentence_transformers_files  # noqa: F401  (where a saved folder gets these files)
 
 
 def mean_pooled(model, tokenizer, sentences, batch_size=64, max_length=128):
@@ -43,7 +36,7 @@ def sts_zero_shot(model, tokenizer, data_dir=None, max_length=128):
     import torch
     from scipy.stats import spearmanr
 
-    from eval.glue_data import load_glue
+    from small_encoders.eval.glue_data import load_glue
 
     dev = load_glue("stsb", data_dir, splits=["validation"])["validation"]
     max_length = min(max_length, getattr(model.config, "max_position_embeddings", 512) - 2)
@@ -60,14 +53,14 @@ def main(argv=None):
     parser.add_argument("--data_dir", default=None, help="GLUE TSV folders (STS-B/dev.tsv); default: nyu-mll/glue")
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args(argv)
-    from cli.hub import check_source
+    from small_encoders.core.hub import check_source
 
     check_source(args.model_name_or_path, "--model_name_or_path")
     from transformers import AutoModel
 
-    import modeling  # noqa: F401
-    from data_prep.tokenizer import load_tokenizer
-    from eval.loading import load_under_new_head
+    import small_encoders.modeling  # noqa: F401
+    from small_encoders.data_prep.tokenizer import load_tokenizer
+    from small_encoders.eval.loading import load_under_new_head
 
     model = load_under_new_head(AutoModel, args.model_name_or_path).eval()
     tokenizer = load_tokenizer(args.model_name_or_path, "--model_name_or_path")

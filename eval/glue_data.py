@@ -11,7 +11,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
 
-from cli.errors import UserError
+from small_encoders.core.errors import UserError
 
 NLI2 = ["entailment", "not_entailment"]
 NLI3 = ["entailment", "neutral", "contradiction"]

@@ -42,7 +42,7 @@ def task_epochs(settings, task):
 
 def expected_cost(settings, data_dir, task):
     """Training examples x epochs, to start the longest fine-tunings first (the rows of the train file, counted)."""
-    from eval.glue_data import TASKS
+    from small_encoders.eval.glue_data import TASKS
 
     path = Path(data_dir) / TASKS[task]["folder"] / "train.tsv"
     try:
@@ -88,8 +88,8 @@ _TOKENIZERS = {}
 def run_job(model_path, data_dir, settings, job, scratch, random_init=None):
     """One fine-tuning in a worker: eval/run_glue.py's run_task at one rate and one seed; returns (job, result).
     `random_init` None: the floor side's weights are random (with a baseline model they are that model's own)."""
-    from data_prep.tokenizer import load_tokenizer
-    from eval.run_glue import HYPERPARAMETERS, parse_args, run_task
+    from small_encoders.data_prep.tokenizer import load_tokenizer
+    from small_encoders.eval.run_glue import HYPERPARAMETERS, parse_args, run_task
 
     if model_path not in _TOKENIZERS:
         _TOKENIZERS[model_path] = load_tokenizer(model_path, "--model_name_or_path")
@@ -106,14 +106,14 @@ def run_job(model_path, data_dir, settings, job, scratch, random_init=None):
 
 
 def first_seed_score(result):
-    from eval.run_glue import glue_score
+    from small_encoders.eval.run_glue import glue_score
 
     return glue_score(next(iter(result["per_seed"].values())))
 
 
 def assemble(results, rates, seeds):
     """One task's result in run_task's form from its jobs' results ({(rate, seed): result}); None if none finished."""
-    from eval.run_glue import summarize_seeds
+    from small_encoders.eval.run_glue import summarize_seeds
 
     first = seeds[0]
     tried = {rate: results[rate, first] for rate in rates if (rate, first) in results}
@@ -261,7 +261,7 @@ def fine_tune_all(model_path, data_dir, settings, tasks, sides, scratch, workers
     included). `runner` stands in for run_job (tests)."""
     workers = workers or default_workers()
     rates = settings["learning_rate"] if isinstance(settings["learning_rate"], list) else [settings["learning_rate"]]
-    from cli.checks import seed_list
+    from small_encoders.core.checks import seed_list
 
     seeds = seed_list(settings["seeds"])
     order = sorted(tasks, key=lambda task: -expected_cost(settings, data_dir, task))

@@ -16,7 +16,6 @@ named SUBJECT_val.csv / SUBJECT_dev.csv as in the MMLU release, or the Hub's `ca
 
 import argparse
 import csv
-import importlib.util
 import json
 import math
 import sys
@@ -24,15 +23,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from cli import checks
-from cli.errors import ArgumentParser, UserError, entry_point
-from cli.files import write_atomic
-from data_prep.packing import block_edges
+from small_encoders.core import checks
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
+from small_encoders.core.files import write_atomic
+from small_encoders.data_prep.packing import block_edges
 
 LETTERS = "ABCD"
 
@@ -178,7 +172,7 @@ def main(argv=None):
     parser.add_argument("--max_questions_per_subject", type=checks.bounded(int, 1, 10**9), default=None)
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args(argv)
-    from eval.perplexity import load_model_and_tokenizer
+    from small_encoders.eval.perplexity import load_model_and_tokenizer
 
     if args.data_dir:
         questions = read_mmlu_folder(Path(args.data_dir) / args.split)

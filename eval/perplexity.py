@@ -11,29 +11,22 @@ every non-special token is scored with all others visible (slow: one forward pas
 """
 
 import argparse
-import importlib.util
 import json
 import math
 import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from cli import checks
-from cli.errors import ArgumentParser, UserError, entry_point
-from cli.files import write_atomic
+from small_encoders.core import checks
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
+from small_encoders.core.files import write_atomic
 
 
 def load_model_and_tokenizer(path):
     from transformers import AutoModelForMaskedLM
 
-    import modeling  # noqa: F401  registers the SmallEncoder family for local folders
-    from cli.hub import check_source
-    from data_prep.tokenizer import load_tokenizer
-    from eval.loading import float32_weights
+    import small_encoders.modeling  # noqa: F401  registers the SmallEncoder family for local folders
+    from small_encoders.core.hub import check_source
+    from small_encoders.data_prep.tokenizer import load_tokenizer
+    from small_encoders.eval.loading import float32_weights
 
     check_source(path, "--model_name_or_path")
     try:
@@ -47,8 +40,8 @@ def eval_blocks(tokenizer, files=None, dataset_name=None, dataset_config=None, s
                 block_size=128, max_blocks=None, encoding_errors="strict"):
     from datasets import load_dataset
 
-    from data_prep.corpus import expand_files, keep_text, load_local
-    from data_prep.packing import pack_dataset
+    from small_encoders.data_prep.corpus import expand_files, keep_text, load_local
+    from small_encoders.data_prep.packing import pack_dataset
 
     if files:
         texts = load_local(expand_files(files, "--files"), encoding_errors)
@@ -72,7 +65,7 @@ def masked_perplexity(model, tokenizer, blocks, mlm_probability=0.15, seed=0, ba
     import torch
     from transformers import DataCollatorForLanguageModeling
 
-    from modeling import enable_sparse_prediction
+    from small_encoders.modeling import enable_sparse_prediction
 
     handles = enable_sparse_prediction(model)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability, seed=seed)

@@ -16,7 +16,6 @@ score and the one chosen (`learning_rate_sweep`), and `hyperparameters.learning_
 """
 
 import argparse
-import importlib.util
 import json
 import math
 import shutil
@@ -25,17 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from cli import checks
-from cli.errors import ArgumentParser, UserError, entry_point
-from cli.files import write_atomic
-from cli.run_folder import source_commit
-from eval.glue_data import LABEL_NAMES, TASKS, available_tasks, eval_splits, load_glue
-from eval.loading import float32_weights, load_under_new_head
+from small_encoders.core import checks
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
+from small_encoders.core.files import write_atomic
+from small_encoders.core.run_folder import source_commit
+from small_encoders.eval.glue_data import LABEL_NAMES, TASKS, available_tasks, eval_splits, load_glue
+from small_encoders.eval.loading import float32_weights, load_under_new_head
 
 LORA_TARGETS = {"small_encoder": ["qkv", "out"], "roberta": ["query", "key", "value"], "bert": ["query", "key", "value"]}
 
@@ -97,8 +91,8 @@ def load_config(model_name_or_path, **fields):
     """The model's config (custom code allowed), with `fields` set; a bad path is a UserError naming the flag."""
     from transformers import AutoConfig
 
-    import modeling  # noqa: F401  registers the SmallEncoder family for local folders
-    from cli.hub import check_source
+    import small_encoders.modeling  # noqa: F401  registers the SmallEncoder family for local folders
+    from small_encoders.core.hub import check_source
 
     check_source(model_name_or_path, "--model_name_or_path")
     try:
@@ -216,7 +210,7 @@ def run_task(args, task, tokenizer):
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from eval.metrics import glue_metric
+    from small_encoders.eval.metrics import glue_metric
 
     spec = TASKS[task]
     data = load_glue(task, args.data_dir)
@@ -351,10 +345,10 @@ def summary_table(results):
 @entry_point
 def main(argv=None):
     args = parse_args(argv)
-    from cli.hub import check_source
+    from small_encoders.core.hub import check_source
 
     check_source(args.model_name_or_path, "--model_name_or_path")  # before the heavy imports: a typo fails at once
-    from data_prep.tokenizer import load_tokenizer
+    from small_encoders.data_prep.tokenizer import load_tokenizer
 
     if args.task_name == "all":
         if not args.data_dir:

@@ -46,7 +46,6 @@ measured with the same seeds and cached apart; summary.md also reads the protoco
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import math
 import statistics
@@ -54,14 +53,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from cli import checks
-from cli.errors import ArgumentParser, UserError, entry_point
-from cli.files import write_atomic
+from small_encoders.core import checks
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
+from small_encoders.core.files import write_atomic
 
 SUITE_VERSION = 3  # v3: the learning rate swept per task (v2: the cpu protocol resized; v1's took two hours and more)
 GLUE_SETTINGS = dict(learning_rate=[1e-4, 3e-4, 1e-3], max_seq_length=128, weight_decay=0.01, warmup_ratio=0.06,
@@ -91,7 +85,7 @@ NOT_AVERAGED = ("wnli",)
 def task_score(summary):
     """A task's one GLUE score, x100, from the medians of its metrics (eval/run_glue.py's glue_score: the GLUE
     leaderboard's mean of MRPC's F1 and accuracy, STS-B's Pearson and Spearman, MNLI's matched and mismatched)."""
-    from eval.run_glue import glue_score
+    from small_encoders.eval.run_glue import glue_score
 
     return 100 * glue_score({name: value["median"] for name, value in summary.items()})
 
@@ -128,8 +122,8 @@ def baseline_side(baseline):
     is a discriminator. A folder is checked whole first (one error line for a damaged file)."""
     from transformers import AutoConfig
 
-    from cli.hub import check_source
-    from data_prep.tokenizer import load_tokenizer
+    from small_encoders.core.hub import check_source
+    from small_encoders.data_prep.tokenizer import load_tokenizer
 
     check_source(baseline, "--baseline_model")
     try:
@@ -141,14 +135,14 @@ def baseline_side(baseline):
 
 
 def glue_tasks(data_dir):
-    from eval.glue_data import available_tasks
+    from small_encoders.eval.glue_data import available_tasks
 
     return available_tasks(Path(data_dir) / "glue") if (Path(data_dir) / "glue").is_dir() else []
 
 
 def run_glue_tasks(model_path, tokenizer, tasks, settings, data_dir, output_dir, random_init):
-    from eval.glue_jobs import task_epochs
-    from eval.run_glue import HYPERPARAMETERS, parse_args, run_task
+    from small_encoders.eval.glue_jobs import task_epochs
+    from small_encoders.eval.run_glue import HYPERPARAMETERS, parse_args, run_task
 
     results = {}
     for task in tasks:
@@ -180,7 +174,7 @@ def load_for_zero_shot(model_path, random_init, discriminator):
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
-    from eval.loading import float32_weights, quiet_load_reports
+    from small_encoders.eval.loading import float32_weights, quiet_load_reports
 
     auto = AutoModel if discriminator else AutoModelForMaskedLM
     with quiet_load_reports():
@@ -193,7 +187,7 @@ def load_for_zero_shot(model_path, random_init, discriminator):
 
 def perplexity_measure(model, tokenizer, blocks, mlm_probability):
     """Held-out MLM perplexity with the masks fixed by seed 0, and what it was measured on."""
-    from eval.perplexity import masked_perplexity
+    from small_encoders.eval.perplexity import masked_perplexity
 
     started = time.time()
     value, loss, count = masked_perplexity(model, tokenizer, blocks, mlm_probability, seed=0)
@@ -207,8 +201,8 @@ def zero_shot_measures(model_path, tokenizer, data_dir, settings, perplexity_blo
     the other two say why not), on the GPU where there is one; `skip` leaves parts out (PARTS)."""
     import torch
 
-    from eval.embeddings import sts_zero_shot
-    from eval.mmlu_probe import (
+    from small_encoders.eval.embeddings import sts_zero_shot
+    from small_encoders.eval.mmlu_probe import (
         OptionScorer,
         read_mmlu_folder,
         run_probe,
@@ -246,7 +240,7 @@ def measure_with_jobs(common, scratch, discriminator, measure_floor, workers, de
     baseline model's (path, tokenizer, perplexity blocks, discriminator), measured in the floor's place."""
     import threading
 
-    from eval.glue_jobs import fine_tune_all
+    from small_encoders.eval.glue_jobs import fine_tune_all
 
     model_path, tokenizer, data_dir, settings, tasks, blocks, mlm_probability = common
     sides = ("pretrained", "floor") if measure_floor else ("pretrained",)
@@ -329,7 +323,7 @@ def chosen_rates(results):
 def seed_spreads(results):
     """['sst2 1.15 / 2.29', ...]: per task, how far the seeds' scores lie apart (max - min, x100), pretrained / floor:
     the noise a difference in the table has to clear."""
-    from eval.run_glue import glue_score
+    from small_encoders.eval.run_glue import glue_score
 
     def spread(side, task):
         scores = [100 * glue_score(metrics) for metrics in results[side]["glue"][task]["per_seed"].values()]
@@ -342,7 +336,7 @@ def protocol_seeds_reading(results):
     """With --seeds that begin with the protocol's (1,2,3,4,5,6,7 for its 1,2,3), what the protocol alone would have
     read, from the same runs: per task and for the average, the median over the protocol's seeds only (the first seed
     chose the rate either way, and each run is seeded). None for other seeds."""
-    from eval.run_glue import summarize_seeds
+    from small_encoders.eval.run_glue import summarize_seeds
 
     own = PROTOCOLS[results["protocol"]]["seeds"].split(",")
     given = results["protocol_settings"]["seeds"].split(",")
@@ -431,7 +425,7 @@ def floor_process_setup():
 
     import torch
 
-    from eval.glue_jobs import die_with_parent
+    from small_encoders.eval.glue_jobs import die_with_parent
 
     die_with_parent()  # a suite stopped with kill takes its floor process with it
     torch.set_num_threads(1)
@@ -477,11 +471,11 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
 
     from transformers import AutoConfig
 
-    import modeling  # noqa: F401  registers the SmallEncoder family
-    from cli.run_folder import cache_root, describe_hardware, source_commit
-    from data_prep.tokenizer import load_tokenizer
-    from eval.glue_data import TASKS
-    from eval.perplexity import eval_blocks
+    import small_encoders.modeling  # noqa: F401  registers the SmallEncoder family
+    from small_encoders.core.run_folder import cache_root, describe_hardware, source_commit
+    from small_encoders.data_prep.tokenizer import load_tokenizer
+    from small_encoders.eval.glue_data import TASKS
+    from small_encoders.eval.perplexity import eval_blocks
 
     if protocol not in PROTOCOLS:
         raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -492,11 +486,11 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
         raise UserError(f"--data_dir {data_dir} is not a folder; give the folder that holds glue/, mmlu/ and wikitext-2/")
     settings = dict(PROTOCOLS[protocol])
     if seeds is not None:
-        from cli.checks import seed_list
+        from small_encoders.core.checks import seed_list
 
         seeds = ",".join(map(str, seed_list(seeds)))
         settings["seeds"] = seeds
-    from cli.hub import check_source
+    from small_encoders.core.hub import check_source
 
     check_source(model_path, "--model_name_or_path")
     try:
@@ -507,7 +501,7 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     reference = baseline_side(baseline) if baseline is not None else None
     if reference:
         reference["same_tokenizer"] = tokenizer.backend_tokenizer.to_str() == reference["tokenizer"].backend_tokenizer.to_str()
-    from eval.run_glue import readable_length
+    from small_encoders.eval.run_glue import readable_length
 
     limit = readable_length(config, tokenizer)
     if reference:  # the shorter of the two: both sides fine-tune on the same inputs
@@ -530,7 +524,7 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
         raise UserError(f"no GLUE task under {Path(data_dir) / 'glue'} (folders like SST-2/ holding train.tsv and "
                         f"dev.tsv); point --data_dir at the folder that holds glue/")
     mlm_probability, block_size, recorded_validation = model_facts(model_path)
-    from modeling.build import readable_positions
+    from small_encoders.modeling.build import readable_positions
 
     limit = min(readable_positions(c) or 512 for c in [config] + ([reference["config"]] if reference else []))
     block_size = min(block_size or 128, limit)
@@ -577,7 +571,7 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
                         mlm_probability) if reference else None
     status = None
     if jobs or deadline is not None or protocol in JOB_PROTOCOLS:
-        from eval.glue_jobs import jsonl_recorder
+        from small_encoders.eval.glue_jobs import jsonl_recorder
 
         record = jsonl_recorder(output_dir / "fine_tunings.jsonl")  # each fine-tuning as it ends
         model, measured_floor, status = measure_with_jobs(

@@ -10,7 +10,6 @@ settings, every result with the command that produced it, a usage snippet and th
 """
 
 import argparse
-import importlib.util
 import io
 import json
 import sys
@@ -18,14 +17,9 @@ from pathlib import Path
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from cli.errors import ArgumentParser, UserError, entry_point
-from cli.files import write_atomic
-from cli.run_folder import PretrainingResult
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
+from small_encoders.core.files import write_atomic
+from small_encoders.core.run_folder import PretrainingResult
 
 GLUE_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP", "mnli": "MNLI",
               "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
@@ -210,7 +204,7 @@ def build_card(model_dir, result_files=(), model_name=None, notes=(), onnx=None)
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise UserError(f"{model_dir} has no config.json; point --model_dir at a saved model folder")
-    from cli.hub import check_weights
+    from small_encoders.core.hub import check_weights
 
     check_weights(model_dir, "--model_dir")  # no card for a damaged model
     config = read_json(model_dir / "config.json")
@@ -233,7 +227,7 @@ def build_card(model_dir, result_files=(), model_name=None, notes=(), onnx=None)
         front["model-index"] = [{"name": name.split("/")[-1], "results": index}]
     smoke = bool(recipe.get("smoke_run") or (run and run.smoke))
     trust = ", trust_remote_code=True" if custom else ""
-    from data_prep.tokenizer import load_tokenizer
+    from small_encoders.data_prep.tokenizer import load_tokenizer
 
     mask = load_tokenizer(str(model_dir), "--model_dir").mask_token
     parameters = run.parameters if run else None

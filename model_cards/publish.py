@@ -21,17 +21,13 @@ is one) with onnxruntime and tokenizers, and installs no torch.
 """
 
 import argparse
-import importlib.util
 import shutil
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
+from small_encoders.core.errors import ArgumentParser, UserError, entry_point
 
-from cli.errors import ArgumentParser, UserError, entry_point
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 UPLOAD_FILES = (
     "config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -74,7 +70,7 @@ def onnx_export_of(model_dir, onnx_dir):
     """The export.json record of deploy/export.py's folder `onnx_dir`, checked to be an export of `model_dir`."""
     import json
 
-    from deploy.export import EXPORT_FILE, ONNX_FILE, weights_digest
+    from small_encoders.deploy.export import EXPORT_FILE, ONNX_FILE, weights_digest
 
     onnx_dir = Path(onnx_dir)
     record_path = onnx_dir / EXPORT_FILE
@@ -99,12 +95,12 @@ def onnx_export_of(model_dir, onnx_dir):
 def stage(model_dir, target, result_files=(), repo_id=None, onnx_dir=None):
     """Copy what would be uploaded into `target` (an empty or new folder) and return the relative paths; `onnx_dir`
     (a deploy/export.py folder of this model) goes under onnx/ and the card says how to run it."""
-    from model_cards.generate import generate
+    from small_encoders.model_cards.generate import generate
 
     model_dir, target = Path(model_dir), Path(target)
     if not (model_dir / "config.json").exists() or not (model_dir / "model.safetensors").exists():
         raise UserError(f"{model_dir} is not a saved model folder (needs config.json and model.safetensors)")
-    from cli.hub import check_weights
+    from small_encoders.core.hub import check_weights
 
     check_weights(model_dir, "--model_dir")  # a damaged weights file is never uploaded
     onnx = onnx_export_of(model_dir, onnx_dir) if onnx_dir else None

@@ -6,7 +6,7 @@ the repository). What the model cannot continue is refused in one line before an
 detection discriminator (no masked-LM head), a block longer than the model's positions.
 """
 
-from cli.errors import UserError
+from small_encoders.core.errors import UserError
 
 FLAG = "--init_from"
 # ELECTRA-style discriminators: their head scores replaced tokens; a masked LM cannot be continued from them.
@@ -16,8 +16,8 @@ def continued_config(recipe):
     the way to its generator), and so is a block longer than the model reads."""
     from transformers import AutoConfig
 
-    import modeling  # noqa: F401  registers the SmallEncoder family
-    from modeling.build import readable_positions
+    import small_encoders.modeling  # noqa: F401  registers the SmallEncoder family
+    from small_encoders.modeling.build import readable_positions
 
     source = recipe["init_from"]
     try:

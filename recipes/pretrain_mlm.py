@@ -8,7 +8,6 @@ settings; any of them can be overridden on the command line. The finished folder
 the tokenizer, recipe.yaml (the resolved recipe), training_log.json and results.json.
 """
 
-import importlib.util
 import json
 import math
 import os
@@ -18,16 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_installed = importlib.util.find_spec("cli")  # `pip install -e .` from this clone puts it on the path already
-if _installed is None or Path(_installed.origin).parents[1] != REPO_ROOT:
-    sys.path.insert(0, str(REPO_ROOT))
-
 import yaml
 
-from cli.errors import UserError, entry_point
-from cli.files import write_atomic
-from cli.run_folder import (
+from small_encoders.core.errors import UserError, entry_point
+from small_encoders.core.files import write_atomic
+from small_encoders.core.run_folder import (
     BUDGET_PLAN,
     RECIPE_FILE,
     RESULTS_FILE,
@@ -38,7 +32,7 @@ from cli.run_folder import (
     describe_hardware,
     source_commit,
 )
-from recipes.recipe import available_recipes, load_recipe, parse_overrides, run_identity
+from small_encoders.recipes.recipe import available_recipes, load_recipe, parse_overrides, run_identity
 
 USAGE = "usage: pretrain_mlm.py --recipe NAME [--smoke] [--key value ...]"
 
@@ -84,12 +78,12 @@ def prepare_output_dir(recipe, is_main):
 
 def check_checkpoint(folder):
     """A checkpoint folder whose every file opens (a run killed while writing, a copy cut short): what any model folder
-    is checked for (cli.hub.check_model_folder: the JSON files, the weights' headers; the RTD generator's folder too),
+    is checked for (core.hub.check_model_folder: the JSON files, the weights' headers; the RTD generator's folder too),
     and the zip archives torch saves (.pt, .pth, .bin: each member's checksum, nothing unpickled). Returns the folder;
     a damaged file is one error line naming it and the way out, before any data is read."""
     import zipfile
 
-    from cli.hub import check_model_folder
+    from small_encoders.core.hub import check_model_folder
 
     folder, flag = Path(folder), "--resume_from_checkpoint"
     if not (folder / "trainer_state.json").is_file():
@@ -122,8 +116,8 @@ def clear_output_dir(out, is_main):
 
 
 def load_text(recipe, args):
-    from data_prep.corpus import load_corpus
-    from data_prep.embedded_corpus import build_embedded_corpus
+    from small_encoders.data_prep.corpus import load_corpus
+    from small_encoders.data_prep.embedded_corpus import build_embedded_corpus
 
     train_files, validation_files = recipe["train_files"], recipe["validation_files"]
     dataset_name = recipe["dataset_name"]
@@ -133,7 +127,7 @@ def load_text(recipe, args):
         train_files, validation_files, dataset_name = str(train_path), str(validation_path), None
     train_filter, report = None, {}
     if recipe["cosmopedia_filter"] is not None:
-        from data_prep.cosmopedia import filter_cosmopedia
+        from small_encoders.data_prep.cosmopedia import filter_cosmopedia
 
         def train_filter(dataset):
             filtered, stats = filter_cosmopedia(dataset, seed=recipe["seed"], **recipe["cosmopedia_filter"])
@@ -141,7 +135,7 @@ def load_text(recipe, args):
             return filtered
 
     if recipe["streaming"]:
-        from data_prep.streaming import streamed_corpus
+        from small_encoders.data_prep.streaming import streamed_corpus
 
         with args.main_process_first(desc="opening the corpus stream"):
             train, validation = streamed_corpus(
@@ -190,7 +184,7 @@ def speed_settings(recipe, cuda, local_processes=1):
 def budget_plan(recipe, model, collator, train_blocks, args, resume, is_main):
     """Steps that fit `time_budget` minutes of training, from a measured step time; recorded in the run folder so a
     resumed run keeps the plan (and so its schedule) of the first start."""
-    from recipes.training import measure_step_seconds
+    from small_encoders.recipes.training import measure_step_seconds
 
     path = Path(recipe["output_dir"]) / BUDGET_PLAN
     if resume and path.exists():
@@ -259,7 +253,7 @@ def side_by_side(untrained, trained, before="untrained", after="trained"):
 def model_lines(model, rtd, recipe):
     """The header's model line(s): the class and exact parameter count; with RTD the discriminator (what is kept) and
     the generator (what shares its embeddings)."""
-    from modeling.build import count_parameters
+    from small_encoders.modeling.build import count_parameters
 
     if not rtd:
         return [f"model             {type(model).__name__}, {count_parameters(model):,} parameters"]
@@ -292,7 +286,7 @@ def native_bf16():
 def model_settings_config(recipe, tokenizer=None):
     """The recipe's model config (a stand-in vocabulary before the tokenizer exists); a setting that makes no model is
     one error line naming the flags."""
-    from modeling.build import build_mlm_config, check_model_settings
+    from small_encoders.modeling.build import build_mlm_config, check_model_settings
 
     settings = (recipe["model_family"], recipe["block_size"])
     named = dict(preset=recipe["model_preset"], fields=recipe["model_config"], vocab_size=recipe["model_vocab_size"])
@@ -315,8 +309,8 @@ def stream_tokenizer(recipe, documents, args):
     from accelerate.utils import broadcast_object_list
     from transformers import AutoTokenizer
 
-    from data_prep.streaming import SHUFFLE_BUFFER, as_dataset
-    from data_prep.tokenizer import get_tokenizer
+    from small_encoders.data_prep.streaming import SHUFFLE_BUFFER, as_dataset
+    from small_encoders.data_prep.tokenizer import get_tokenizer
 
     shared = [None, None]
     if args.process_index == 0:
@@ -341,12 +335,12 @@ def run(recipe):
     import torch
     from transformers import TrainingArguments, set_seed
 
-    from data_prep.packing import pack_dataset
-    from data_prep.tokenizer import get_tokenizer
-    from modeling import enable_sparse_prediction
-    from modeling.build import build_mlm_model, count_parameters
-    from modeling.sparse_mlm import trace_sparse_selection_when_compiled
-    from recipes.training import (
+    from small_encoders.data_prep.packing import pack_dataset
+    from small_encoders.data_prep.tokenizer import get_tokenizer
+    from small_encoders.modeling import enable_sparse_prediction
+    from small_encoders.modeling.build import build_mlm_model, count_parameters
+    from small_encoders.modeling.sparse_mlm import trace_sparse_selection_when_compiled
+    from small_encoders.recipes.training import (
         MLMTrainer,
         ResumableMLMCollator,
         RTDTrainer,
@@ -356,7 +350,7 @@ def run(recipe):
 
     continued = recipe["init_from"]
     if continued:  # the model's own config instead of the recipe's model settings, checked before any data is read
-        from recipes.continued import continued_config
+        from small_encoders.recipes.continued import continued_config
 
         checked = continued_config(recipe)
     else:
@@ -402,7 +396,7 @@ def run(recipe):
 
     texts, source, filter_report = load_text(recipe, args)
     if filter_report and is_main:
-        from data_prep.cosmopedia import format_report
+        from small_encoders.data_prep.cosmopedia import format_report
 
         print(format_report(filter_report))
     streaming = recipe["streaming"]
@@ -428,7 +422,13 @@ def run(recipe):
     per_step_blocks = recipe["per_device_train_batch_size"] * args.world_size * recipe["gradient_accumulation_steps"]
     stream_note = None
     if streaming:
-        from data_prep.streaming import SHUFFLE_BUFFER, BlockStream, as_dataset, pack_stream, process_part
+        from small_encoders.data_prep.streaming import (
+            SHUFFLE_BUFFER,
+            BlockStream,
+            as_dataset,
+            pack_stream,
+            process_part,
+        )
 
         documents, stream_note = process_part(texts["train"], recipe["seed"], args.process_index, args.world_size)
         blocks = pack_stream(documents, tokenizer, recipe["block_size"], recipe["document_isolation"])
@@ -454,13 +454,13 @@ def run(recipe):
         )
     rtd, load_note = recipe["objective"] == "rtd", None
     if continued:
-        from recipes.continued import load_continued_model
+        from small_encoders.recipes.continued import load_continued_model
 
         model, load_note = load_continued_model(recipe, checked, tokenizer)
         mlm = model
     elif rtd:
         config = model_settings_config(recipe, tokenizer)
-        from modeling.rtd import build_rtd_model
+        from small_encoders.modeling.rtd import build_rtd_model
 
         model = build_rtd_model(config, recipe["generator_size"], recipe["discriminator_weight"],
                                 recipe["generator_temperature"], tokenizer.all_special_ids)
@@ -536,7 +536,7 @@ def run(recipe):
         data_collator=collator, processing_class=tokenizer,
     )
     if budget:
-        from recipes.training import TimeBudget, budget_lr_lambda
+        from small_encoders.recipes.training import TimeBudget, budget_lr_lambda
 
         def record(plan):
             if is_main:
@@ -554,7 +554,7 @@ def run(recipe):
         # The DataLoader's workers are forked after the tokenizer has used its threads here: its parallelism is turned
         # off in them (one core each) rather than left on in a fork, where the Rust thread pool can deadlock.
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    from recipes.training import PlanComplete, earlier_segments
+    from small_encoders.recipes.training import PlanComplete, earlier_segments
 
     trainer.earlier_segments = earlier_segments(resume)
     try:

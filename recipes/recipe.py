@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from cli import checks
-from cli.errors import UserError
+from small_encoders.core import checks
+from small_encoders.core.errors import UserError
 
 RECIPES_DIR = Path(__file__).resolve().parent
 
@@ -300,11 +300,11 @@ def validate(recipe, check_sources=False):
             raise UserError(f"--time_budget needs lr_scheduler_type linear or cosine (a schedule it can end with the "
                             f"budget), got {recipe['lr_scheduler_type']!r}")
     if check_sources and recipe["init_from"]:
-        from cli.hub import check_source
+        from small_encoders.core.hub import check_source
 
         check_source(recipe["init_from"], "--init_from")  # a local folder checked whole: config, tokenizer, weights
     elif check_sources and recipe["tokenizer_name"] not in ("train-bpe", "train-wordpiece"):
-        from cli.hub import check_source
+        from small_encoders.core.hub import check_source
 
         # A mistyped path, or a Hub id without network, fails here: before the heavy imports and the corpus.
         check_source(recipe["tokenizer_name"], "--tokenizer_name", filename="tokenizer_config.json")

@@ -11,7 +11,7 @@ import torch
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from cli.errors import UserError
+from small_encoders.core.errors import UserError
 
 
 class NonFiniteLossError(UserError):
@@ -168,7 +168,7 @@ class MLMTrainer(Trainer):
         """The training batches all of one shape: the last partial batch of an epoch is dropped (at most a batch less
         than a block count's multiple), so a compiled model never meets a new shape and compiles again (it did on an
         H200: 28 s for the 10-block last batch of an epoch). Evaluation keeps every block (it runs uncompiled)."""
-        from data_prep.streaming import BlockStream
+        from small_encoders.data_prep.streaming import BlockStream
 
         if isinstance(self.train_dataset, BlockStream):
             self.stream_loader = self.stream_dataloader()
@@ -203,7 +203,7 @@ class MLMTrainer(Trainer):
         return Path(checkpoint) / f"stream_state_{self.args.process_index}.pt"
 
     def train(self, resume_from_checkpoint=None, **kwargs):
-        from data_prep.streaming import BlockStream
+        from small_encoders.data_prep.streaming import BlockStream
 
         if resume_from_checkpoint and isinstance(self.train_dataset, BlockStream):
             saved = self.stream_state_file(resume_from_checkpoint)

@@ -1,7 +1,6 @@
 """Shared fixtures: tiny configs, an in-memory WordPiece tokenizer, and the shared data folder."""
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 # where `pip install -e .` installed it (its editable finder is taken off the import machinery).
 HUB_USER = ('import sys; sys.meta_path[:] = [f for f in sys.meta_path '
             'if not getattr(f, "__module__", "").startswith("__editable__")]\n')
-sys.path.insert(0, str(REPO_ROOT))
 
 WORDS = (
     "the a of and to in is was he she it that his her for on with as at by from this which "
@@ -39,7 +37,7 @@ def tiny_vocab():
 @pytest.fixture
 def tiny_tokenizer(tmp_path):
     """A BERT-style fast tokenizer over a few dozen words, built without any download."""
-    from data_prep.tokenizer import wordpiece_from_vocab
+    from small_encoders.data_prep.tokenizer import wordpiece_from_vocab
 
     vocab_file = tmp_path / "vocab.txt"
     vocab_file.write_text("\n".join(tiny_vocab()) + "\n")
@@ -49,7 +47,7 @@ def tiny_tokenizer(tmp_path):
 
 
 def tiny_config(**overrides):
-    from modeling import SmallEncoderConfig
+    from small_encoders.modeling import SmallEncoderConfig
 
     fields = dict(
         vocab_size=len(tiny_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -64,8 +62,8 @@ def save_tiny_model(root):
     """A tiny SmallEncoder masked LM and its in-memory WordPiece tokenizer saved in root/model (and root/vocab.txt)."""
     import torch
 
-    from data_prep.tokenizer import wordpiece_from_vocab
-    from modeling import SmallEncoderForMaskedLM
+    from small_encoders.data_prep.tokenizer import wordpiece_from_vocab
+    from small_encoders.modeling import SmallEncoderForMaskedLM
 
     (root / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n")
     tokenizer = wordpiece_from_vocab(root / "vocab.txt")

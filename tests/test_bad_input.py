@@ -8,11 +8,11 @@ import json
 import pytest
 
 ENTRY_POINTS = {
-    "pretrain": "recipes.pretrain_mlm", "run_glue": "eval.run_glue", "suite": "eval.suite", "perplexity": "eval.perplexity",
-    "mmlu": "eval.mmlu_probe", "embeddings": "eval.embeddings", "card": "model_cards.generate", "publish": "model_cards.publish",
-    "demo": "demo.app", "glue_padding": "benchmarks.glue_padding", "throughput": "benchmarks.pretrain_throughput",
-    "reference_run": "benchmarks.reference_run", "import_gpu_run": "benchmarks.import_gpu_run",
-    "results_table": "benchmarks.results_table", "export": "deploy.export", "bench": "deploy.bench",
+    "pretrain": "small_encoders.recipes.pretrain_mlm", "run_glue": "small_encoders.eval.run_glue", "suite": "small_encoders.eval.suite", "perplexity": "small_encoders.eval.perplexity",
+    "mmlu": "small_encoders.eval.mmlu_probe", "embeddings": "small_encoders.eval.embeddings", "card": "small_encoders.model_cards.generate", "publish": "small_encoders.model_cards.publish",
+    "demo": "small_encoders.demo.app", "glue_padding": "small_encoders.benchmarks.glue_padding", "throughput": "small_encoders.benchmarks.pretrain_throughput",
+    "reference_run": "small_encoders.benchmarks.reference_run", "import_gpu_run": "small_encoders.benchmarks.import_gpu_run",
+    "results_table": "small_encoders.benchmarks.results_table", "export": "small_encoders.deploy.export", "bench": "small_encoders.deploy.bench",
 }
 
 # (entry point, arguments with {placeholders}, what the error line must say)
@@ -160,8 +160,8 @@ def test_bad_input_ends_in_one_error_line(entry, arguments, message, places, tmp
 
 def test_every_shipped_recipe_makes_a_model_before_any_data_is_read():
     """The early check (recipes/pretrain_mlm.py: model_settings_config) accepts every recipe and its smoke block."""
-    from recipes.pretrain_mlm import model_settings_config
-    from recipes.recipe import available_recipes, load_recipe
+    from small_encoders.recipes.pretrain_mlm import model_settings_config
+    from small_encoders.recipes.recipe import available_recipes, load_recipe
 
     for name in available_recipes():
         for smoke in (False, True):

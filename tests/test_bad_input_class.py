@@ -13,7 +13,7 @@ import torch
 from conftest import save_tiny_model
 from test_bad_input import ENTRY_POINTS
 
-from cli.errors import ArgumentParser, UserError
+from small_encoders.core.errors import ArgumentParser, UserError
 
 NEGATIVE, ABSURD = "-7", str(10**13)
 # Each refusal takes well under a second here (2-core CPU, every core busy: under 3 s for the slowest reader). The guard
@@ -76,13 +76,13 @@ def test_every_numeric_flag_refuses_a_negative_and_an_absurd_value(entry, monkey
 
 
 def test_no_numeric_flag_escapes_a_range():
-    """cli.errors.ArgumentParser refuses a bare type=int or type=float when the parser is built."""
+    """small_encoders.core.errors.ArgumentParser refuses a bare type=int or type=float when the parser is built."""
     with pytest.raises(TypeError, match="give a numeric argument its range"):
         ArgumentParser().add_argument("--steps", type=int)
 
 
 def numeric_recipe_settings():
-    from recipes.recipe import DEFAULTS, LIMITS
+    from small_encoders.recipes.recipe import DEFAULTS, LIMITS
 
     found = {key for key, value in DEFAULTS.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
     return sorted(found | set(LIMITS))
@@ -90,7 +90,7 @@ def numeric_recipe_settings():
 
 @pytest.mark.parametrize("key", numeric_recipe_settings())
 def test_every_numeric_recipe_setting_refuses_a_negative_and_an_absurd_value(key):
-    from recipes.recipe import load_recipe
+    from small_encoders.recipes.recipe import load_recipe
 
     for value in (-7, 10**13):
         with pytest.raises(UserError, match=f"--{key}"):
@@ -98,9 +98,9 @@ def test_every_numeric_recipe_setting_refuses_a_negative_and_an_absurd_value(key
 
 
 def test_an_absurd_model_is_refused_before_anything_is_allocated(monkeypatch):
-    from modeling import build
-    from recipes.pretrain_mlm import model_settings_config
-    from recipes.recipe import load_recipe
+    from small_encoders.modeling import build
+    from small_encoders.recipes.pretrain_mlm import model_settings_config
+    from small_encoders.recipes.recipe import load_recipe
 
     built, build_model = [], build.build_mlm_model
 

@@ -192,8 +192,8 @@ def test_the_ladder_before_path_runs_rmsnorm_as_it_ran_before_the_fix():
 
     import torch
 
-    from benchmarks.pretrain_throughput import unfused_rmsnorm
-    from modeling import SmallEncoderConfig, SmallEncoderForMaskedLM
+    from small_encoders.benchmarks.pretrain_throughput import unfused_rmsnorm
+    from small_encoders.modeling import SmallEncoderConfig, SmallEncoderForMaskedLM
 
     config = SmallEncoderConfig(vocab_size=60, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                 intermediate_size=48, norm_type="rmsnorm", max_position_embeddings=32)

@@ -9,8 +9,8 @@ import torch
 from conftest import assert_ends_within_budget
 from test_reliability import SMOKE, error_line, run
 
-from cli.errors import UserError
-from recipes.recipe import load_recipe
+from small_encoders.core.errors import UserError
+from small_encoders.recipes.recipe import load_recipe
 
 # Checkpoints every 4 steps, evaluation rarely: a budget run plans dozens to hundreds of tiny steps.
 BUDGET = SMOKE[:3] + ["--save_steps", "4", "--logging_steps", "2", "--eval_steps", "1000", "--time_budget"]
@@ -28,7 +28,7 @@ def test_budget_strings_that_are_numbers_are_taken():
 
 
 def test_few_planned_steps_suggest_a_smaller_batch():
-    from recipes.pretrain_mlm import FEW_STEPS, few_steps_hint
+    from small_encoders.recipes.pretrain_mlm import FEW_STEPS, few_steps_hint
 
     # bertmini's 60 CPU minutes: 177 steps of 128 blocks -> 16 blocks gives about 1,400 steps at the same step-seconds.
     assert few_steps_hint(177, 128).endswith("--per_device_train_batch_size 16")
@@ -99,7 +99,7 @@ def budget_schedule(out, steps):
     """The learning rate a budget run's final plan gives at each step, from its run folder (recipe and plan)."""
     import yaml
 
-    from recipes.training import budget_lr_lambda
+    from small_encoders.recipes.training import budget_lr_lambda
 
     recipe = yaml.safe_load((out / "recipe.yaml").read_text())
     plan = json.loads((out / "budget_plan.json").read_text())
@@ -137,7 +137,7 @@ def simulated_budget(monkeypatch, plan, step_seconds):
     Returns (steps trained, seconds spent)."""
     from types import SimpleNamespace
 
-    from recipes import training
+    from small_encoders.recipes import training
 
     clock = [0.0]
     monkeypatch.setattr(training.time, "perf_counter", lambda: clock[0])

@@ -9,8 +9,8 @@ import sys
 import pytest
 from conftest import REPO_ROOT
 
-from recipes.pretrain_mlm import planned_steps, speed_settings
-from recipes.recipe import load_recipe
+from small_encoders.recipes.pretrain_mlm import planned_steps, speed_settings
+from small_encoders.recipes.recipe import load_recipe
 
 SCRIPT = str(REPO_ROOT / "recipes" / "pretrain_mlm.py")
 # tuned-5m has no dropout (inductor draws dropout masks from its own generator, so runs with dropout differ by design),

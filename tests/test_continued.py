@@ -10,8 +10,8 @@ import textwrap
 import pytest
 from conftest import REPO_ROOT, save_tiny_model, tiny_config, tiny_vocab
 
-from cli.errors import UserError
-from recipes.recipe import CONTINUED_DEFAULTS, load_recipe
+from small_encoders.core.errors import UserError
+from small_encoders.recipes.recipe import CONTINUED_DEFAULTS, load_recipe
 
 SCRIPT = str(REPO_ROOT / "recipes" / "pretrain_mlm.py")
 SUITE = str(REPO_ROOT / "eval" / "suite.py")
@@ -82,7 +82,7 @@ def test_a_continued_run_starts_where_its_model_ended_in_one_and_two_processes(t
         assert result["init_from"] == str(trained)
         assert (out / "tokenizer.json").read_text() == (trained / "tokenizer.json").read_text()
         assert json.loads((out / "config.json").read_text())["hidden_size"] == 64  # its shape, not the recipe's
-    from model_cards.generate import build_card
+    from small_encoders.model_cards.generate import build_card
 
     card, _ = build_card(tmp_path / "one")
     assert f"started from `{trained}`" in card and "for 4 steps" in card
@@ -103,7 +103,7 @@ def test_a_stock_model_is_continued_and_saved_as_what_it_was(tmp_path, family):
         RobertaForMaskedLM,
     )
 
-    from data_prep.tokenizer import wordpiece_from_vocab
+    from small_encoders.data_prep.tokenizer import wordpiece_from_vocab
 
     (tmp_path / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n")
     tokenizer = wordpiece_from_vocab(tmp_path / "vocab.txt")
@@ -135,8 +135,8 @@ def test_a_stock_model_is_continued_and_saved_as_what_it_was(tmp_path, family):
 
 
 def test_what_cannot_be_continued_is_one_error_line_before_any_data_is_read(tmp_path):
-    from data_prep.tokenizer import wordpiece_from_vocab
-    from modeling import SmallEncoderForPreTraining
+    from small_encoders.data_prep.tokenizer import wordpiece_from_vocab
+    from small_encoders.modeling import SmallEncoderForPreTraining
 
     short = save_tiny_model(tmp_path)  # 128 positions; tmp_path/vocab.txt beside it
     SmallEncoderForPreTraining(tiny_config()).save_pretrained(tmp_path / "discriminator")
@@ -192,7 +192,7 @@ def test_the_suite_measures_a_continued_model_against_its_start(tmp_path, traine
     summary = (tmp_path / "against-start" / "summary.md").read_text()
     assert f"| measurement | start (`{trained}`) | continued | difference |" in summary
     assert "start -> continued" in summary and "random-init floor |" not in summary
-    from model_cards.generate import build_card
+    from small_encoders.model_cards.generate import build_card
 
     card, _ = build_card(continued, [tmp_path / "against-start" / "results.json"])  # the card names the start too
     assert f"(start model `{trained}` " in card and "random-init floor" not in card

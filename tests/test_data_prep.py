@@ -7,12 +7,12 @@ import pytest
 from conftest import shared_data
 from datasets import Dataset
 
-from cli.errors import UserError
-from data_prep.corpus import load_corpus
-from data_prep.cosmopedia import filter_cosmopedia, find_duplicates
-from data_prep.embedded_corpus import build_embedded_corpus
-from data_prep.packing import pack_dataset
-from data_prep.tokenizer import (
+from small_encoders.core.errors import UserError
+from small_encoders.data_prep.corpus import load_corpus
+from small_encoders.data_prep.cosmopedia import filter_cosmopedia, find_duplicates
+from small_encoders.data_prep.embedded_corpus import build_embedded_corpus
+from small_encoders.data_prep.packing import pack_dataset
+from small_encoders.data_prep.tokenizer import (
     get_tokenizer,
     load_tokenizer,
     train_bpe,
@@ -270,7 +270,7 @@ def test_recipe_collator_stacks_blocks_with_the_stock_collators_masks(tiny_token
     import torch
     from transformers import DataCollatorForLanguageModeling
 
-    from recipes.training import ResumableMLMCollator, derived_seed
+    from small_encoders.recipes.training import ResumableMLMCollator, derived_seed
 
     blocks = packed_blocks(tiny_tokenizer, ["the captain saw the whale on the sea"] * 200, 32)
     rows = [{"input_ids": blocks[i]["input_ids"]} for i in range(16)]  # as Trainer passes them: no special_tokens_mask
@@ -287,7 +287,7 @@ def test_recipe_collator_gives_the_same_batches_with_dataloader_workers(tiny_tok
     import torch
     from torch.utils.data import DataLoader
 
-    from recipes.training import ResumableMLMCollator
+    from small_encoders.recipes.training import ResumableMLMCollator
 
     blocks = packed_blocks(tiny_tokenizer, ["the captain saw the whale on the sea"] * 200, 32)
     rows = [{"input_ids": blocks[i]["input_ids"]} for i in range(40)]
@@ -307,7 +307,7 @@ def test_recipe_collator_gives_the_same_batches_with_dataloader_workers(tiny_tok
 def test_packed_blocks_take_about_two_bytes_per_token(tiny_tokenizer):
     import numpy as np
 
-    from data_prep.packing import id_dtype
+    from small_encoders.data_prep.packing import id_dtype
 
     blocks = packed_blocks(tiny_tokenizer, ["the captain saw the whale on the sea"] * 400, 64)
     tokens = len(blocks) * 64

@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT, shared_data, tiny_config
 
-from demo.app import (
+from small_encoders.demo.app import (
     Demo,
     DemoError,
     classify_page,
@@ -22,8 +22,8 @@ from demo.app import (
     get_demo,
     similarity_page,
 )
-from demo.screenshot import CHROMIUM_FLAGS
-from modeling import SmallEncoderForMaskedLM
+from small_encoders.demo.screenshot import CHROMIUM_FLAGS
+from small_encoders.modeling import SmallEncoderForMaskedLM
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -96,7 +96,7 @@ def test_messages_instead_of_tracebacks(tmp_path, small_encoder_dir):
 
 
 def test_similarity_is_the_cosine_of_mean_pooled_embeddings(small_encoder_dir):
-    from eval.embeddings import mean_pooled
+    from small_encoders.eval.embeddings import mean_pooled
 
     demo = Demo(small_encoder_dir)
     sentences = ["the ship on the sea", "a whale in the sea", "the old man said"]
@@ -123,8 +123,8 @@ def test_stock_bert_roberta_and_electra_folders(stock_dirs):
 def test_run_glue_saves_the_median_seed_with_label_names(tmp_path, small_encoder_dir):
     from transformers import AutoModelForSequenceClassification
 
-    from eval.glue_data import load_glue
-    from eval.run_glue import main
+    from small_encoders.eval.glue_data import load_glue
+    from small_encoders.eval.run_glue import main
 
     glue = shared_data("glue")
     saved = tmp_path / "sst2-model"
@@ -154,7 +154,7 @@ def test_run_glue_saves_the_median_seed_with_label_names(tmp_path, small_encoder
 
 
 def test_publish_dry_run_writes_the_space(tmp_path, small_encoder_dir):
-    from model_cards.publish import main
+    from small_encoders.model_cards.publish import main
 
     out = tmp_path / "upload"
     assert main(["--model_dir", str(small_encoder_dir), "--repo_id", "you/tiny", "--dry_run", str(out),

@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import REPO_ROOT, tiny_config
 
-from deploy.export import TOLERANCE
-from deploy.export import main as export_main
+from small_encoders.deploy.export import TOLERANCE
+from small_encoders.deploy.export import main as export_main
 
 EXPORT = str(REPO_ROOT / "deploy" / "export.py")
 BENCH = str(REPO_ROOT / "deploy" / "bench.py")
@@ -26,7 +26,7 @@ def save(folder, model, tokenizer):
 
 @pytest.fixture
 def small_encoder(tmp_path, tiny_tokenizer):
-    from modeling import SmallEncoderForMaskedLM
+    from small_encoders.modeling import SmallEncoderForMaskedLM
 
     torch.manual_seed(0)
     config = tiny_config(position_embedding_type="rope", mlp_type="swiglu", norm_type="rmsnorm", use_bias=False)
@@ -35,7 +35,7 @@ def small_encoder(tmp_path, tiny_tokenizer):
 
 @pytest.fixture
 def classifier(tmp_path, tiny_tokenizer):
-    from modeling import SmallEncoderForSequenceClassification
+    from small_encoders.modeling import SmallEncoderForSequenceClassification
 
     torch.manual_seed(0)
     config = tiny_config(position_embedding_type="rope", mlp_type="swiglu", norm_type="rmsnorm", num_labels=2)
@@ -148,7 +148,7 @@ def test_what_cannot_be_exported_is_one_error_line(tmp_path, small_encoder, clas
     """Another model's export is not written over (a missing folder, an unknown task, a file: tests/test_bad_input.py);
     files that are not an export are kept; the same model's earlier export is replaced; the benchmark refuses an
     export that is not a classifier's."""
-    from deploy.bench import main as bench_main
+    from small_encoders.deploy.bench import main as bench_main
 
     out = tmp_path / "onnx"
     assert export_main(["--model_dir", str(classifier), "--output_dir", str(out)]) in (0, None)
@@ -216,7 +216,7 @@ def test_publish_uploads_the_export_and_the_cards_snippet_runs_without_torch(tmp
     folder) runs where torch cannot be imported and gives PyTorch's prediction; an export of other weights is refused."""
     out = tmp_path / "onnx"
     assert export_main(["--model_dir", str(classifier), "--output_dir", str(out), "--int8"]) in (0, None)
-    from model_cards.publish import main as publish_main
+    from small_encoders.model_cards.publish import main as publish_main
 
     upload = tmp_path / "upload"
     assert publish_main(["--model_dir", str(classifier), "--repo_id", "me/tiny-sst2", "--onnx", str(out),
@@ -248,8 +248,8 @@ def test_the_demo_and_its_onnx_space_serve_an_export_without_torch(tmp_path, cla
     (staged as a Space by publish.py --space_id --onnx, read from the model repository's layout: onnx/ beside the
     tokenizer) gives PyTorch's probabilities within int8's error, in a process where torch cannot be imported; a
     page the export does not serve says which export would."""
-    from demo.app import Demo
-    from model_cards.publish import main as publish_main
+    from small_encoders.demo.app import Demo
+    from small_encoders.model_cards.publish import main as publish_main
 
     mlm_out, cls_out, upload = tmp_path / "mlm-onnx", tmp_path / "cls-onnx", tmp_path / "upload"
     assert export_main(["--model_dir", str(small_encoder), "--output_dir", str(mlm_out)]) in (0, None)

@@ -8,10 +8,10 @@ import torch
 from conftest import shared_data, tiny_config
 from scipy.stats import pearsonr
 
-from cli.errors import UserError
-from eval.glue_data import load_glue, read_tsv
-from eval.metrics import glue_metric, offline_glue_metric
-from modeling import SmallEncoderForMaskedLM
+from small_encoders.core.errors import UserError
+from small_encoders.eval.glue_data import load_glue, read_tsv
+from small_encoders.eval.metrics import glue_metric, offline_glue_metric
+from small_encoders.modeling import SmallEncoderForMaskedLM
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_bad_glue_files_fail_clearly(tmp_path, task, content, message):
 
 
 def test_run_glue_seeds_lora_and_random_init(tmp_path, tiny_model_dir):
-    from eval.run_glue import main
+    from small_encoders.eval.run_glue import main
 
     glue = shared_data("glue")
     common = ["--model_name_or_path", str(tiny_model_dir), "--data_dir", str(glue), "--task_name", "sst2",
@@ -99,7 +99,7 @@ def test_run_glue_seeds_lora_and_random_init(tmp_path, tiny_model_dir):
 
 
 def test_a_learning_rate_sweep_keeps_the_best_rate_of_the_first_seed_for_the_others(tmp_path, tiny_model_dir):
-    from eval.run_glue import main
+    from small_encoders.eval.run_glue import main
 
     glue = shared_data("glue")
     common = ["--model_name_or_path", str(tiny_model_dir), "--data_dir", str(glue), "--task_name", "stsb",
@@ -124,7 +124,7 @@ def test_a_learning_rate_sweep_keeps_the_best_rate_of_the_first_seed_for_the_oth
 
 
 def test_run_glue_all_writes_a_summary(tmp_path, tiny_model_dir):
-    from eval.run_glue import main
+    from small_encoders.eval.run_glue import main
 
     glue = tmp_path / "glue"
     (glue / "WNLI").mkdir(parents=True)
@@ -144,7 +144,7 @@ def test_group_by_length_trains_on_less_padding(tmp_path, tiny_model_dir, tiny_t
     from datasets import Dataset
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from eval.run_glue import sampling_strategy
+    from small_encoders.eval.run_glue import sampling_strategy
 
     rng = random.Random(0)
     rows = [{"input_ids": [2] + [rng.randrange(5, len(tiny_tokenizer)) for _ in range(rng.randrange(2, 60))] + [3],
@@ -165,7 +165,7 @@ def test_group_by_length_trains_on_less_padding(tmp_path, tiny_model_dir, tiny_t
 def test_run_glue_figures_do_not_depend_on_evaluation_padding(tmp_path, tiny_model_dir):
     """Evaluation runs longest first in padded batches; one example at a time (no padding) gives the same metrics
     (STS-B: continuous predictions, so any change in a score would show)."""
-    from eval.run_glue import main
+    from small_encoders.eval.run_glue import main
 
     common = ["--model_name_or_path", str(tiny_model_dir), "--data_dir", str(shared_data("glue")), "--task_name", "stsb",
               "--max_train_samples", "32", "--max_eval_samples", "40", "--num_train_epochs", "1", "--seeds", "1",
@@ -179,14 +179,14 @@ def test_run_glue_figures_do_not_depend_on_evaluation_padding(tmp_path, tiny_mod
 
 
 def test_run_glue_unknown_task_is_one_line(tmp_path, tiny_model_dir, capsys):
-    from eval.run_glue import main
+    from small_encoders.eval.run_glue import main
 
     assert main(["--model_name_or_path", str(tiny_model_dir), "--task_name", "sts", "--output_dir", str(tmp_path)]) == 1
     assert "unknown GLUE task 'sts'" in capsys.readouterr().err
 
 
 def test_perplexity_is_repeatable_to_the_digit(tmp_path, tiny_model_dir, capsys):
-    from eval.perplexity import main
+    from small_encoders.eval.perplexity import main
 
     text = tmp_path / "held.txt"
     text.write_text("the captain saw the whale on the sea and the ship was old\n" * 60)
@@ -203,7 +203,7 @@ def test_perplexity_is_repeatable_to_the_digit(tmp_path, tiny_model_dir, capsys)
 
 
 def test_mmlu_reader_rejects_bad_rows(tmp_path):
-    from eval.mmlu_probe import read_mmlu_folder
+    from small_encoders.eval.mmlu_probe import read_mmlu_folder
 
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x_val.csv").write_text("q,1,2,3,A\n")
@@ -218,7 +218,7 @@ def test_mmlu_reader_rejects_bad_rows(tmp_path):
 
 
 def test_mmlu_scorer_picks_the_planted_answer(tiny_tokenizer):
-    from eval.mmlu_probe import (
+    from small_encoders.eval.mmlu_probe import (
         OptionScorer,
         format_question,
         run_probe,
@@ -253,8 +253,8 @@ def test_sts_probe_and_sentence_transformers_files(tiny_model_dir):
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel
 
-    from data_prep.tokenizer import load_tokenizer
-    from eval.embeddings import add_sentence_transformers_files, sts_zero_shot
+    from small_encoders.data_prep.tokenizer import load_tokenizer
+    from small_encoders.eval.embeddings import add_sentence_transformers_files, sts_zero_shot
 
     add_sentence_transformers_files(tiny_model_dir, 64)
     assert (tiny_model_dir / "modules.json").exists()
@@ -262,7 +262,7 @@ def test_sts_probe_and_sentence_transformers_files(tiny_model_dir):
     vectors = encoder.encode(["the captain saw the whale", "the old house"])
     model = AutoModel.from_pretrained(tiny_model_dir, trust_remote_code=True).eval()
     tokenizer = load_tokenizer(tiny_model_dir)
-    from eval.embeddings import mean_pooled
+    from small_encoders.eval.embeddings import mean_pooled
 
     ours = mean_pooled(model, tokenizer, ["the captain saw the whale", "the old house"]).numpy()
     assert np.allclose(vectors, ours, atol=1e-5)  # SentenceTransformer = our mean pooling
@@ -271,8 +271,8 @@ def test_sts_probe_and_sentence_transformers_files(tiny_model_dir):
 
 
 def test_bad_glue_and_mmlu_files_exit_1_without_results(tmp_path, tiny_model_dir, capsys):
-    from eval.mmlu_probe import main as mmlu_main
-    from eval.run_glue import main as glue_main
+    from small_encoders.eval.mmlu_probe import main as mmlu_main
+    from small_encoders.eval.run_glue import main as glue_main
 
     rte = tmp_path / "glue" / "RTE"
     rte.mkdir(parents=True)
@@ -293,7 +293,7 @@ def test_run_glue_caps_the_sequence_length_at_what_the_model_reads(tmp_path, tin
     """A RoBERTa trained on 32-token blocks (34 positions) and RTE's long pairs: capped with one line, no IndexError."""
     from transformers import RobertaConfig, RobertaForMaskedLM
 
-    from eval.run_glue import main
+    from small_encoders.eval.run_glue import main
 
     folder = tmp_path / "short-roberta"
     RobertaForMaskedLM(RobertaConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=2,
@@ -329,7 +329,7 @@ def test_run_glue_caps_the_sequence_length_at_what_the_model_reads(tmp_path, tin
 def test_bad_numbers_end_in_one_line_naming_the_flag(script, args, message, tiny_model_dir, capsys):
     import importlib
 
-    main = importlib.import_module(f"eval.{script}").main
+    main = importlib.import_module(f"small_encoders.eval.{script}").main
     common = ["--model_name_or_path", str(tiny_model_dir)] + (["--task_name", "sst2"] if script == "run_glue" else [])
     try:
         code = main(common + args)
@@ -340,7 +340,7 @@ def test_bad_numbers_end_in_one_line_naming_the_flag(script, args, message, tiny
 
 
 def test_a_missing_model_names_the_scripts_own_flag(tmp_path, capsys):
-    from eval.run_glue import main
+    from small_encoders.eval.run_glue import main
 
     assert main(["--model_name_or_path", str(tmp_path / "nope"), "--task_name", "sst2"]) == 1
     err = capsys.readouterr().err
@@ -350,8 +350,8 @@ def test_a_missing_model_names_the_scripts_own_flag(tmp_path, capsys):
 def test_a_bf16_saved_model_is_fine_tuned_and_measured_in_float32(tmp_path, tiny_tokenizer):
     """transformers 5 loads a checkpoint in its saved dtype: a GPU run's bf16 folder would be fine-tuned in bf16 (no
     float32 master weights; emulated, 16x slower, on an AVX2 CPU). The model and its random-init floor get float32."""
-    from eval.run_glue import load_model, parse_args
-    from eval.suite import load_for_zero_shot
+    from small_encoders.eval.run_glue import load_model, parse_args
+    from small_encoders.eval.suite import load_for_zero_shot
 
     folder = tmp_path / "bf16-model"
     SmallEncoderForMaskedLM(tiny_config(vocab_size=len(tiny_tokenizer))).to(torch.bfloat16).save_pretrained(folder)

@@ -10,11 +10,11 @@ import pytest
 import yaml
 from conftest import HUB_USER, tiny_config
 
-from cli.errors import UserError
-from model_cards.generate import build_card
-from model_cards.publish import main as publish_main
-from model_cards.publish import stage
-from modeling import SmallEncoderForMaskedLM
+from small_encoders.core.errors import UserError
+from small_encoders.model_cards.generate import build_card
+from small_encoders.model_cards.publish import main as publish_main
+from small_encoders.model_cards.publish import stage
+from small_encoders.modeling import SmallEncoderForMaskedLM
 
 TOKEN = "hf_PLANTEDcardTokenDoNotLeak0987654321"
 
@@ -72,7 +72,7 @@ def test_card_for_stock_roberta_needs_no_remote_code(tmp_path):
     from datasets import Dataset
     from transformers import RobertaConfig, RobertaForMaskedLM
 
-    from data_prep.tokenizer import train_bpe
+    from small_encoders.data_prep.tokenizer import train_bpe
 
     folder = tmp_path / "roberta"
     tokenizer = train_bpe(Dataset.from_dict({"text": ["the whale and the sea and the ship"] * 50}), vocab_size=300)

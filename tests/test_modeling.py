@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import HUB_USER, tiny_config
 
-from modeling import (
+from small_encoders.modeling import (
     PRESETS,
     SmallEncoderConfig,
     SmallEncoderForMaskedLM,
@@ -130,7 +130,7 @@ def test_attention_backends_agree_and_switch_at_run_time(tmp_path):
 def test_flex_attention_isolates_documents_with_a_block_mask():
     from torch.nn.attention.flex_attention import BlockMask
 
-    from modeling.modeling_small_encoder import (
+    from small_encoders.modeling.modeling_small_encoder import (
         build_attention_mask,
         build_flex_block_mask,
     )
@@ -256,7 +256,7 @@ def test_sparse_prediction_hooks_on_stock_models(family, tmp_path):
 def test_compiled_sparse_prediction_has_no_graph_break():
     import torch._dynamo
 
-    from modeling.sparse_mlm import trace_sparse_selection_when_compiled
+    from small_encoders.modeling.sparse_mlm import trace_sparse_selection_when_compiled
 
     torch.manual_seed(0)
     model = SmallEncoderForMaskedLM(tiny_config()).eval()
@@ -280,8 +280,8 @@ def test_inductor_compiled_training_step_matches_eager():
 
     import torch._dynamo
 
-    from modeling import enable_sparse_prediction
-    from modeling.sparse_mlm import trace_sparse_selection_when_compiled
+    from small_encoders.modeling import enable_sparse_prediction
+    from small_encoders.modeling.sparse_mlm import trace_sparse_selection_when_compiled
 
     torch.manual_seed(0)
     eager = SmallEncoderForMaskedLM(tiny_config()).train()
@@ -533,8 +533,8 @@ def test_rmsnorm_under_bf16_autocast_runs_fused_and_trains_its_float32_weight():
     weight is cast to the input's dtype: no warning, the same loss, and the float32 weight still gets its gradient."""
     import warnings
 
-    from modeling import SmallEncoderForMaskedLM
-    from modeling.modeling_small_encoder import SmallEncoderRMSNorm
+    from small_encoders.modeling import SmallEncoderForMaskedLM
+    from small_encoders.modeling.modeling_small_encoder import SmallEncoderRMSNorm
 
     torch.manual_seed(0)
     model = SmallEncoderForMaskedLM(tiny_config(norm_type="rmsnorm", mlp_type="swiglu", pre_norm=True))

@@ -7,9 +7,9 @@ import json
 import pytest
 from conftest import REPO_ROOT
 
-from cli.errors import UserError
-from cli.run_folder import RESULTS_FILE, PretrainingResult
-from recipes.recipe import DEFAULTS, SMOKE_DEFAULTS, available_recipes, load_recipe
+from small_encoders.core.errors import UserError
+from small_encoders.core.run_folder import RESULTS_FILE, PretrainingResult
+from small_encoders.recipes.recipe import DEFAULTS, SMOKE_DEFAULTS, available_recipes, load_recipe
 
 
 def imported_modules(path):
@@ -67,7 +67,7 @@ def test_smoke_runs_share_one_block_and_each_recipe_file_holds_only_its_tiny_sha
 
 
 def test_the_tuned_preset_is_the_block_the_tuned_recipes_wrote_out_before():
-    from recipes.pretrain_mlm import model_settings_config
+    from small_encoders.recipes.pretrain_mlm import model_settings_config
 
     config = model_settings_config(load_recipe("tuned-20m"))
     assert (config.mlp_type, config.norm_type, config.norm_eps, config.use_bias) == ("swiglu", "rmsnorm", 1e-6, False)
@@ -89,9 +89,9 @@ def test_the_code_passes_its_lint():
 
 
 def test_the_distribution_installs_one_name_of_its_own(tmp_path):
-    """The wheel `pip install .` would install holds one top-level package, small_encoders (the clone's folders keep
-    their generic names, run from the clone: installed as top-level packages, cli/, eval/ or demo/ collide with other
-    distributions' packages of those names), and its commands point into it."""
+    """The wheel `pip install .` would install holds one top-level package, small_encoders, with the repository's
+    folders inside it as subpackages (installed as top-level packages, core/, eval/ or demo/ would collide with other
+    distributions' packages of those names), the recipes' YAML files with them, and its commands point into it."""
     import shutil
     import subprocess
     import sys
@@ -99,11 +99,10 @@ def test_the_distribution_installs_one_name_of_its_own(tmp_path):
 
     source = tmp_path / "source"  # a copy of what the build reads: setuptools writes build/ beside its sources
     source.mkdir()
-    for name in ("pyproject.toml", "README.md", "small_encoders"):
-        copy = shutil.copytree if (REPO_ROOT / name).is_dir() else shutil.copy2
-        copy(REPO_ROOT / name, source / name)
-    for folder in ("cli", "eval", "demo", "recipes"):  # present, as in the clone, and left out of the wheel
-        shutil.copytree(REPO_ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO_ROOT / name, source / name)
+    for folder in PACKAGE_FOLDERS + ("small_encoders", "tests"):  # tests/ present, as in the clone, and left out
+        shutil.copytree(REPO_ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "results"))
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
                            "-w", str(tmp_path), "-q"], capture_output=True, text=True, timeout=600)
     if done.returncode != 0 and "No module named" in done.stderr:
@@ -113,9 +112,24 @@ def test_the_distribution_installs_one_name_of_its_own(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names}
     assert {name for name in top if not name.endswith(".dist-info")} == {"small_encoders"}, top
+    assert {f"small_encoders/{folder}/__init__.py" for folder in PACKAGE_FOLDERS} <= set(names)
+    assert "small_encoders/recipes/quickstart.yaml" in names and "small_encoders/recipes/pretrain_mlm.py" in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "small-encoders-pretrain = small_encoders.commands:pretrain" in entry_points
+    assert "small-encoders-pretrain = small_encoders.recipes.pretrain_mlm:main" in entry_points
     command = shutil.which("small-encoders-pretrain")
-    if command:  # installed from this clone (pip install -e .): the command runs the clone's script
+    if command:  # installed from this clone (pip install -e .): the command is the training script
         shown = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=300)
-        assert shown.returncode == 0 and "usage: pretrain_mlm.py --recipe NAME" in shown.stdout, shown.stderr[-1500:]
+        assert shown.returncode == 0 and "--recipe NAME" in shown.stdout, shown.stderr[-1500:]
+
+
+# The repository's folders that install as subpackages of small_encoders (pyproject.toml's package-dir).
+PACKAGE_FOLDERS = ("core", "recipes", "modeling", "data_prep", "eval", "model_cards", "demo", "deploy", "benchmarks")
+
+
+def test_no_file_edits_the_import_path():
+    """Every script, test and module imports the installed package: no sys.path edit anywhere, no E402 ignore."""
+    edits = ("sys.path" + ".insert", "sys.path" + ".append", "sys.path" + "[")
+    offenders = [str(path.relative_to(REPO_ROOT)) for folder in PACKAGE_FOLDERS + ("small_encoders", "tests")
+                 for path in (REPO_ROOT / folder).rglob("*.py") if any(edit in path.read_text() for edit in edits)]
+    assert not offenders
+    assert "E402" not in (REPO_ROOT / "pyproject.toml").read_text()

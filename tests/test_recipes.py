@@ -10,9 +10,9 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, SHARED_DATA
 
-from cli.errors import UserError
-from recipes.pretrain_mlm import native_bf16
-from recipes.recipe import available_recipes, load_recipe, parse_overrides
+from small_encoders.core.errors import UserError
+from small_encoders.recipes.pretrain_mlm import native_bf16
+from small_encoders.recipes.recipe import available_recipes, load_recipe, parse_overrides
 
 SCRIPT = str(REPO_ROOT / "recipes" / "pretrain_mlm.py")
 LOCAL_TOKENIZERS = {

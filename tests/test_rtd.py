@@ -15,8 +15,8 @@ from test_reliability import (
     run,  # the real script in a subprocess, optionally killed right after a checkpoint
 )
 
-from modeling.rtd import build_rtd_model, generator_shape
-from recipes.training import ResumableMLMCollator, chance_loss
+from small_encoders.modeling.rtd import build_rtd_model, generator_shape
+from small_encoders.recipes.training import ResumableMLMCollator, chance_loss
 
 # quickstart's smoke has dropout 0.1, so an exact resume must restore the RNG states as well as the sample seeds.
 SMOKE = ["--recipe", "quickstart", "--smoke", "--objective", "rtd", "--generator_size", "0.5", "--max_steps", "8",
@@ -157,7 +157,7 @@ def test_saved_discriminator_loads_as_a_sequence_classifier_in_a_clean_process(f
     ids = torch.randint(5, len(tiny_tokenizer), (2, 12), generator=torch.Generator().manual_seed(1))
     torch.save(ids, tmp_path / "ids.pt")
     torch.manual_seed(0)
-    import modeling  # noqa: F401  registers the family in this process
+    import small_encoders.modeling  # noqa: F401  registers the family in this process
 
     here = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2, trust_remote_code=True).eval()
     with torch.no_grad():

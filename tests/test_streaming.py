@@ -12,11 +12,11 @@ import textwrap
 import pytest
 from conftest import REPO_ROOT, assert_ends_within_budget
 
-from cli.errors import UserError
-from data_prep.corpus import load_corpus
-from data_prep.packing import pack_dataset
-from data_prep.streaming import pack_stream, streamed_corpus
-from recipes.recipe import load_recipe
+from small_encoders.core.errors import UserError
+from small_encoders.data_prep.corpus import load_corpus
+from small_encoders.data_prep.packing import pack_dataset
+from small_encoders.data_prep.streaming import pack_stream, streamed_corpus
+from small_encoders.recipes.recipe import load_recipe
 
 SCRIPT = str(REPO_ROOT / "recipes" / "pretrain_mlm.py")
 
@@ -65,7 +65,7 @@ def test_held_out_documents_never_reach_training_with_workers_and_processes(tmp_
     `skip`, 50 of 100 held-out documents were read by 2 workers.)"""
     from torch.utils.data import DataLoader
 
-    from data_prep.streaming import open_stream, process_part, text_only
+    from small_encoders.data_prep.streaming import open_stream, process_part, text_only
 
     train_files, _ = write_corpus(tmp_path / "corpus", files=files, lines=800 // files)
     stream, validation = streamed_corpus(None, None, train_files, None, "text", None, 100, "strict", "line")
@@ -85,7 +85,7 @@ def test_held_out_documents_never_reach_training_with_workers_and_processes(tmp_
 
 
 def test_the_stream_shuffles_its_file_order_with_the_seed(tmp_path):
-    from data_prep.streaming import process_part
+    from small_encoders.data_prep.streaming import process_part
 
     train_files, _ = write_corpus(tmp_path / "corpus", files=6, lines=5)
     stream, _ = streamed_corpus(None, None, train_files, None, "text", None, 2, "strict", "line")
@@ -98,7 +98,7 @@ def test_a_resumed_block_stream_reads_one_window_not_the_stream(tmp_path):
     having read at most one window (25 blocks) of its source again, whatever the position."""
     from datasets import Dataset
 
-    from data_prep.streaming import BlockStream
+    from small_encoders.data_prep.streaming import BlockStream
 
     reads = []
 
@@ -161,7 +161,7 @@ def test_a_budgeted_streaming_run_plans_and_ends_on_time(tmp_path):
 RECORDER = textwrap.dedent(
     """
     import json, os, runpy, sys
-    from recipes.training import ResumableMLMCollator
+    from small_encoders.recipes.training import ResumableMLMCollator
     call, folder = ResumableMLMCollator.torch_call, sys.argv[1]
     def recording(self, examples):
         if not self.evaluating:
@@ -194,7 +194,7 @@ def test_two_processes_of_two_workers_stream_disjoint_blocks_and_no_held_out_tex
     from tokenizers import Tokenizer
 
     train_files, _ = write_corpus(tmp_path / "corpus", files=files, lines=800 // files)
-    (tmp_path / "recorder.py").write_text(f"import sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n" + RECORDER)
+    (tmp_path / "recorder.py").write_text(RECORDER)
     seen = tmp_path / "seen"
     seen.mkdir()
     out = tmp_path / "out"
@@ -226,7 +226,7 @@ def test_two_processes_of_two_workers_stream_disjoint_blocks_and_no_held_out_tex
 SLOW_SAVE = textwrap.dedent(
     """
     import os, runpy, sys, time
-    from recipes.training import MLMTrainer
+    from small_encoders.recipes.training import MLMTrainer
     save = MLMTrainer._save_checkpoint
     def slow(self, *args, **kwargs):
         if self.args.process_index == 0:
@@ -246,7 +246,7 @@ def test_two_processes_with_a_time_budget_and_frequent_saves_end_together(tmp_pa
     own steps differently, and re-planned to different step counts, so one stopped first and the other waited forever
     in an all-reduce. Both now plan from the same figures: the run ends, on time."""
     train_files, validation_files = write_corpus(tmp_path / "corpus")
-    (tmp_path / "slow.py").write_text(f"import sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n" + SLOW_SAVE)
+    (tmp_path / "slow.py").write_text(SLOW_SAVE)
     out = tmp_path / "out"
     args = ["--recipe", "tuned-20m", "--smoke", "--streaming", "true", "--train_files", train_files,
             "--validation_files", validation_files, "--max_steps", "-1", "--time_budget", "0.4", "--save_steps", "5",

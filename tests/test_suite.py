@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import WORDS, tiny_config
 
-from eval import suite
+from small_encoders.eval import suite
 
 
 def synthetic_data_dir(root, rows=24, seed=0):
@@ -42,7 +42,7 @@ def data_dir(tmp_path):
 
 
 def save_model(folder, tokenizer, **config):
-    from modeling import SmallEncoderForMaskedLM
+    from small_encoders.modeling import SmallEncoderForMaskedLM
 
     torch.manual_seed(0)
     SmallEncoderForMaskedLM(tiny_config(vocab_size=len(tokenizer), max_position_embeddings=128, **config)).save_pretrained(folder)
@@ -187,7 +187,7 @@ def test_a_cached_floor_gets_its_perplexity_at_the_models_own_masking_rate(tmp_p
 
 
 def test_same_seeds_give_the_same_glue_figures_and_the_card_shows_the_table(tmp_path, tiny_tokenizer, data_dir):
-    from model_cards.generate import build_card
+    from small_encoders.model_cards.generate import build_card
 
     model_dir = save_model(tmp_path / "model", tiny_tokenizer)
     one = suite.run_suite(model_dir, data_dir, tmp_path / "a", "cpu", floor_cache=tmp_path / "floors", tasks=["sst2"])
@@ -243,8 +243,8 @@ def test_suite_and_card_on_a_replaced_token_detection_discriminator(family, tmp_
     import yaml
     from transformers import RobertaConfig
 
-    from model_cards.generate import build_card
-    from modeling.rtd import build_rtd_model
+    from small_encoders.model_cards.generate import build_card
+    from small_encoders.modeling.rtd import build_rtd_model
 
     torch.manual_seed(0)
     if family == "small_encoder":
@@ -296,7 +296,7 @@ def test_an_interrupted_suite_run_again_keeps_the_seeds_it_finished(tmp_path, ti
 
     import transformers
 
-    from eval.suite import PROTOCOLS, run_glue_tasks
+    from small_encoders.eval.suite import PROTOCOLS, run_glue_tasks
 
     model_dir = save_model(tmp_path / "model", tiny_tokenizer)
     settings, scratch = PROTOCOLS["cpu"], tmp_path / "out" / "scratch" / "model"
@@ -370,7 +370,7 @@ def test_the_job_pool_fails_a_dead_workers_job_and_still_trains_every_other_seed
 
     from fake_jobs import fake_fine_tuning
 
-    from eval.glue_jobs import fine_tune_all
+    from small_encoders.eval.glue_jobs import fine_tune_all
 
     settings = {"learning_rate": [1e-5, 2e-5, 3e-5], "seeds": "1,2,3", "num_train_epochs": 1}
     # The deadline is the pool's own bound: a pool that waited for the killed job would reach it and leave jobs
@@ -387,7 +387,7 @@ def test_the_job_pool_fails_a_dead_workers_job_and_still_trains_every_other_seed
 
 
 def test_the_job_pool_is_capped_by_gpu_memory():
-    from eval.glue_jobs import GPU_GIB_PER_JOB, default_workers
+    from small_encoders.eval.glue_jobs import GPU_GIB_PER_JOB, default_workers
 
     gib = 2**30
     assert default_workers(gpu_free_bytes=139 * gib, cores=192) == int(139 / GPU_GIB_PER_JOB)  # not one per core

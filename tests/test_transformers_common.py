@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import transformers
 
-from modeling import (
+from small_encoders.modeling import (
     SmallEncoderConfig,
     SmallEncoderForMaskedLM,
     SmallEncoderForMultipleChoice,
@@ -70,8 +70,12 @@ def common_tests_package():
                 target.write_text(text)
         for folder in [package, *(p for p in package.rglob("*") if p.is_dir())]:
             (folder / "__init__.py").touch()
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+    # Imported as a package from where it was fetched (no import-path edit): its modules import each other relatively.
+    spec = importlib.util.spec_from_file_location("transformers_tests", package / "__init__.py",
+                                                  submodule_search_locations=[str(package)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["transformers_tests"] = module
+    spec.loader.exec_module(module)
     return "transformers_tests"
 
 

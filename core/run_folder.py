@@ -13,8 +13,8 @@ import platform
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from cli.errors import UserError
-from cli.files import write_atomic
+from small_encoders.core.errors import UserError
+from small_encoders.core.files import write_atomic
 
 RECIPE_FILE = "recipe.yaml"
 RESULTS_FILE = "results.json"
@@ -70,7 +70,7 @@ class PretrainingResult:
     eval_blocks: int
     hardware: str | None = None  # written by every run since 2026-11-22; older folders lack it
     command: str | None = None
-    commit: str | None = None  # of this repository (cli.run_folder.source_commit); older folders lack it
+    commit: str | None = None  # of this repository (core.run_folder.source_commit); older folders lack it
     tokens_per_second: int | None = None
     smoke: bool = False
     validation_data: str | None = None

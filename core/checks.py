@@ -2,7 +2,7 @@
 
 import math
 
-from cli.errors import UserError
+from small_encoders.core.errors import UserError
 
 
 def _number(value, flag, what):

@@ -30,12 +30,12 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse whose mistakes (a missing flag, `--batch_size abc`) end in one `error:` line naming the flag.
 
     Every number it takes has a range: a bare `type=int` or `type=float` is refused when the parser is built (use
-    `cli.checks.bounded`), so no flag lets through a negative count or an absurd size that only fails, or runs for
+    `core.checks.bounded`), so no flag lets through a negative count or an absurd size that only fails, or runs for
     days, once the work has started."""
 
     def add_argument(self, *args, **kwargs):
         if kwargs.get("type") in (int, float):
-            raise TypeError(f"{args[0]}: give a numeric argument its range, type=cli.checks.bounded({kwargs['type'].__name__}, "
+            raise TypeError(f"{args[0]}: give a numeric argument its range, type=core.checks.bounded({kwargs['type'].__name__}, "
                             f"low, high)")
         return super().add_argument(*args, **kwargs)
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
-from cli.errors import UserError
+from small_encoders.core.errors import UserError
 
 TRUE = ("1", "true", "yes", "on")
 
