@@ -117,6 +117,16 @@ class PretrainingResult:
             raise UserError(f"{path} was not written by recipes/pretrain_mlm.py ({error})") from None
 
 
+def start_model(folder):
+    """The model a run folder's model was continued from (`--init_from`, as its results.json records it), or None:
+    not a run folder of this repository, a run from random weights, or a Hub id."""
+    folder = Path(folder)
+    if not folder.is_dir() or not (folder / RESULTS_FILE).is_file():
+        return None
+    result = PretrainingResult.read(folder)
+    return result.init_from if result is not None else None
+
+
 def source_commit():
     """The commit of this repository the code runs at, with " (with uncommitted changes)" when the working tree differs
     from it; None outside a git clone (an installed copy). Every result records it."""

@@ -13,9 +13,10 @@ with no pretraining at all, under the same protocol) it measures:
 - STS-B dev zero-shot (mean-pooled embeddings, cosine, Spearman x100);
 - MMLU val, 0-shot, options scored by masked-LM pseudo-log-likelihood.
 
-`--baseline_model NAME_OR_FOLDER` puts another model in the floor's place: the model this one was continued from
-(recipes/pretrain_mlm.py --init_from), measured with its own weights under the same protocol, seeds and blocks and
-never cached; the summary reads start -> continued (docs/recipes.md#continued-pretraining).
+A model continued from another (recipes/pretrain_mlm.py --init_from: its results.json names the start model) is
+measured against that start model by default, in the floor's place: with its own weights, under the same protocol,
+seeds and blocks, never cached; the summary reads start -> continued (docs/recipes.md#continued-pretraining).
+`--baseline floor` asks for the random-init floor instead; `--baseline_model NAME_OR_FOLDER` names another start.
 
 The floor is cached per architecture, tokenizer and protocol (~/.cache/small-encoders/floors, or
 --floor_cache), so it is paid once; it records the machine it was measured on, and a floor reused on another
@@ -56,6 +57,7 @@ from pathlib import Path
 from small_encoders.core import checks
 from small_encoders.core.errors import ArgumentParser, UserError, entry_point
 from small_encoders.core.files import write_atomic
+from small_encoders.core.run_folder import start_model
 
 SUITE_VERSION = 3  # v3: the learning rate swept per task (v2: the cpu protocol resized; v1's took two hours and more)
 GLUE_SETTINGS = dict(learning_rate=[1e-4, 3e-4, 1e-3], max_seq_length=128, weight_decay=0.01, warmup_ratio=0.06,
@@ -666,18 +668,30 @@ def main(argv=None):
     parser.add_argument("--jobs", type=checks.bounded(int, 1, 4096), default=None,
                         help="run the GLUE fine-tunings as this many parallel processes (the gpu protocol always does: "
                              "default on a GPU machine one per CPU core, at most as many as the GPU's free memory holds at 2 GiB each)")
+    parser.add_argument("--baseline", default="start", choices=("start", "floor"),
+                        help="what the model is measured against: start (default) is the model its run folder says it "
+                             "was continued from (--init_from), and the random-init floor where it names none; floor "
+                             "is always the random-init floor")
     parser.add_argument("--baseline_model", default=None,
-                        help="measure against this model (e.g. the one a continued pretraining started from) instead of "
-                             "the random-init floor: same protocol, same seeds; the summary reads start -> continued")
+                        help="measure against this model instead (e.g. the start of a continued pretraining made "
+                             "elsewhere): same protocol, same seeds; the summary reads start -> continued")
     parser.add_argument("--skip", default="", help=f"comma-separated parts to leave out: {', '.join(PARTS)}")
     parser.add_argument("--minutes", type=checks.bounded(float, 1e-3, 525_600), default=None,
                         help="stop the fine-tunings after this many minutes and report what finished")
     args = parser.parse_args(argv)
+    baseline = args.baseline_model
+    if baseline is not None and args.baseline == "floor":
+        raise UserError("--baseline floor and --baseline_model name two different references; give one")
+    if baseline is None and args.baseline == "start":
+        baseline = start_model(args.model_name_or_path)
+        if baseline is not None:
+            print(f"note: {args.model_name_or_path} was continued from {baseline} (its results.json says so): measured "
+                  f"against that start model, not the random-init floor (--baseline floor for the floor)", flush=True)
     deadline = time.time() + 60 * args.minutes if args.minutes else None
     results = run_suite(args.model_name_or_path, args.data_dir, args.output_dir, args.protocol, args.floor_cache,
                         args.perplexity_files, [t for t in args.tasks.split(",") if t] if args.tasks else None,
                         args.parallel, args.seeds, args.jobs, deadline, [p for p in args.skip.split(",") if p],
-                        args.baseline_model)
+                        baseline)
     print(summary_markdown(results))
     print(f"wrote {Path(args.output_dir) / 'results.json'} and {Path(args.output_dir) / 'summary.md'}")
 

@@ -32,7 +32,7 @@ from small_encoders.core.run_folder import (
     describe_hardware,
     source_commit,
 )
-from small_encoders.recipes.recipe import available_recipes, load_recipe, parse_overrides, run_identity
+from small_encoders.recipes.recipe import available_recipes, help_text, load_recipe, parse_overrides, run_identity
 
 USAGE = "usage: pretrain_mlm.py --recipe NAME [--smoke] [--key value ...]"
 
@@ -333,7 +333,7 @@ def stream_tokenizer(recipe, documents, args):
 
 def run(recipe):
     import torch
-    from transformers import TrainingArguments, set_seed
+    from transformers import set_seed
 
     from small_encoders.data_prep.packing import pack_dataset
     from small_encoders.data_prep.tokenizer import get_tokenizer
@@ -368,28 +368,11 @@ def run(recipe):
               "on the CPU): it is emulated there and slower than fp32", file=sys.stderr)
     compiled, workers = speed_settings(recipe, torch.cuda.is_available(), int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     out = Path(recipe["output_dir"])
-    args = TrainingArguments(
-        output_dir=str(out),
-        per_device_train_batch_size=recipe["per_device_train_batch_size"],
-        per_device_eval_batch_size=recipe["per_device_eval_batch_size"],
-        gradient_accumulation_steps=recipe["gradient_accumulation_steps"],
-        learning_rate=float(recipe["learning_rate"]), weight_decay=float(recipe["weight_decay"]),
-        adam_beta1=float(recipe["adam_beta1"]), adam_beta2=float(recipe["adam_beta2"]),
-        adam_epsilon=float(recipe["adam_epsilon"]), max_grad_norm=float(recipe["max_grad_norm"]),
-        lr_scheduler_type=recipe["lr_scheduler_type"], num_train_epochs=float(recipe["num_train_epochs"]),
-        max_steps=recipe["max_steps"] if recipe["max_steps"] else -1,
-        logging_steps=recipe["logging_steps"], logging_nan_inf_filter=False,
-        eval_strategy="steps", eval_steps=recipe["eval_steps"],
-        save_strategy="steps", save_steps=recipe["save_steps"], save_total_limit=recipe["save_total_limit"],
-        seed=recipe["seed"], data_seed=recipe["seed"], bf16=bool(bf16), torch_compile=compiled,
-        dataloader_num_workers=workers, report_to=recipe["report_to"],
-        # Pinned batches copied without waiting (the next step's launch does not wait for its batch's copy). A stream
-        # is split between the processes by data_prep.streaming, not by accelerate (recipes/training.py).
-        accelerator_config={"non_blocking": torch.cuda.is_available()},
-        push_to_hub=bool(recipe["push_to_hub"]), hub_model_id=recipe["hub_model_id"],
-        hub_private_repo=recipe["hub_private_repo"], use_cpu=not torch.cuda.is_available(),
-        **({"gradient_checkpointing": True} if recipe["gradient_checkpointing"] else {}),
-    )
+    # Pinned batches copied without waiting (the next step's launch does not wait for its batch's copy). A stream is
+    # split between the processes by data_prep.streaming, not by accelerate (recipes/training.py).
+    args = recipe.training_arguments(bf16=bool(bf16), torch_compile=compiled, dataloader_num_workers=workers,
+                                     accelerator_config={"non_blocking": torch.cuda.is_available()},
+                                     use_cpu=not torch.cuda.is_available())
     is_main = args.process_index == 0
     resume, replace = prepare_output_dir(recipe, is_main)
     set_seed(recipe["seed"])
@@ -529,7 +512,7 @@ def run(recipe):
         if hint and not recipe["smoke_run"]:
             print(hint, flush=True)
         out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / RECIPE_FILE, yaml.safe_dump(recipe, sort_keys=True))
+        write_atomic(out / RECIPE_FILE, yaml.safe_dump(recipe.to_dict(), sort_keys=True))
 
     trainer = (RTDTrainer if rtd else MLMTrainer)(
         model=model, args=args, train_dataset=packed["train"], eval_dataset=packed["validation"],
@@ -662,7 +645,9 @@ def final_metrics(trainer):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
-        print(__doc__ + "\n" + USAGE + "\nrecipes: " + ", ".join(available_recipes()))
+        named = argv[argv.index("--recipe") + 1] if "--recipe" in argv[:-1] else None
+        shown = load_recipe(named, smoke="--smoke" in argv) if named else None  # that recipe's values
+        print(__doc__ + "\n" + USAGE + "\nrecipes: " + ", ".join(available_recipes()) + "\n\n" + help_text(shown))
         return 0
     if "--recipe" not in argv or argv.index("--recipe") + 1 >= len(argv):
         raise UserError(f"name a recipe with --recipe NAME ({', '.join(available_recipes())})")

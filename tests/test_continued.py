@@ -59,7 +59,7 @@ def test_continuing_changes_the_learning_rate_and_warmup_unless_told_otherwise(t
     assert load_recipe(str(mine))["learning_rate"] == 3e-3
     with pytest.raises(UserError, match="--objective rtd starts its generator"):
         load_recipe("quickstart", {"init_from": "some/model", "objective": "rtd"})
-    with pytest.raises(UserError, match=r"unknown setting\(s\) \['learning_rat'\]"):
+    with pytest.raises(UserError, match="unknown setting --learning_rat in .*did you mean --learning_rate"):
         mine.write_text("base: quickstart\ncontinued: {learning_rat: 2.0e-5}\n")
         load_recipe(str(mine), {"init_from": "some/model"})
 
@@ -181,7 +181,8 @@ def test_the_suite_measures_a_continued_model_against_its_start(tmp_path, traine
     done = pretrain(tmp_path, SMOKE + ["--init_from", str(trained), "--max_steps", "8", "--learning_rate", "1e-3",
                                        "--output_dir", str(continued)])
     assert done.returncode == 0, done.stderr[-3000:]
-    results = run_suite(tmp_path, continued, tmp_path / "against-start", "--baseline_model", str(trained))
+    # No --baseline_model: the run folder names its start, and the suite measures against it by default.
+    results = run_suite(tmp_path, continued, tmp_path / "against-start")
     alone = run_suite(tmp_path, trained, tmp_path / "start-alone")
     assert results["reference"] == {"kind": "baseline", "model": str(trained)}
     assert not (tmp_path / "floors").exists() or len(list((tmp_path / "floors").iterdir())) == 1  # only `alone`'s floor
@@ -196,6 +197,10 @@ def test_the_suite_measures_a_continued_model_against_its_start(tmp_path, traine
 
     card, _ = build_card(continued, [tmp_path / "against-start" / "results.json"])  # the card names the start too
     assert f"(start model `{trained}` " in card and "random-init floor" not in card
+    # --baseline floor: the random-init floor after all (the same architecture and tokenizer: the floor `alone` cached)
+    floor = run_suite(tmp_path, continued, tmp_path / "against-floor", "--baseline", "floor")
+    assert floor["reference"] == {"kind": "random-init floor"}
+    assert floor["floor"]["glue"]["sst2"]["per_seed"] == alone["floor"]["glue"]["sst2"]["per_seed"]
     done = subprocess.run([sys.executable, SUITE, "--model_name_or_path", str(continued), "--data_dir",
                            str(tmp_path / "data"), "--output_dir", str(tmp_path / "x"), "--baseline_model",
                            str(tmp_path / "missing")], env=environment(tmp_path), cwd=tmp_path, capture_output=True, text=True)
