@@ -15,6 +15,7 @@ import shlex
 import shutil
 import sys
 import time
+import types
 from pathlib import Path
 
 import yaml
@@ -22,7 +23,6 @@ import yaml
 from small_encoders.core.errors import UserError, entry_point
 from small_encoders.core.files import write_atomic
 from small_encoders.core.run_folder import (
-    BUDGET_PLAN,
     RECIPE_FILE,
     RESULTS_FILE,
     TRAINING_LOG,
@@ -32,6 +32,7 @@ from small_encoders.core.run_folder import (
     describe_hardware,
     source_commit,
 )
+from small_encoders.recipes.budget import PlanComplete, attach_budget, budget_line, calibrate, few_steps_hint
 from small_encoders.recipes.recipe import available_recipes, help_text, load_recipe, parse_overrides, run_identity
 
 USAGE = "usage: pretrain_mlm.py --recipe NAME [--smoke] [--key value ...]"
@@ -181,57 +182,6 @@ def speed_settings(recipe, cuda, local_processes=1):
     return compiled, workers
 
 
-def budget_plan(recipe, model, collator, train_blocks, args, resume, is_main):
-    """Steps that fit `time_budget` minutes of training, from a measured step time; recorded in the run folder so a
-    resumed run keeps the plan (and so its schedule) of the first start."""
-    from small_encoders.recipes.training import measure_step_seconds
-
-    path = Path(recipe["output_dir"]) / BUDGET_PLAN
-    if resume and path.exists():
-        plan = json.loads(path.read_text())
-        plan["resumed"] = True
-        return plan
-    started = time.time()
-    seconds, measured, rows = measure_step_seconds(model, collator, train_blocks, args)
-    steps = int(recipe["time_budget"] * 60 // seconds)
-    if steps < 1:
-        raise UserError(f"--time_budget {recipe['time_budget']:g} minutes is shorter than one training step "
-                        f"({seconds:.3g} s on this hardware); give a longer budget or a smaller batch")
-    plan = {
-        "minutes": recipe["time_budget"], "step_seconds": seconds, "steps_measured": measured,
-        "planned_steps": steps, "cap_factor": 4 if args.torch_compile else 2, "planned_tokens": steps * rows * args.world_size * recipe["block_size"],
-        "calibration_seconds": round(time.time() - started, 1), "hardware": describe_hardware(args.world_size),
-    }
-    if is_main:
-        Path(recipe["output_dir"]).mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps(plan, indent=1))
-    return plan
-
-
-FEW_STEPS, SUGGESTED_STEPS = 500, 1000
-
-
-def few_steps_hint(steps, batch_size):
-    """A warning when a time budget affords fewer than FEW_STEPS optimizer steps, with the largest per-device batch
-    (a power of two, at least 8) that gives SUGGESTED_STEPS or more at the same tokens per second; None when the plan
-    has enough steps or the batch is already 8 or less. (Measured: bertmini's batch 128 trained 177 steps in 60 CPU minutes and
-    stayed at the unigram stage, perplexity 1,566; tuned-5m at batch 16 trained 4.4 times the steps of batch 64 at
-    equal time and reached a lower perplexity.)"""
-    if steps >= FEW_STEPS or batch_size <= 8:
-        return None
-    suggested = max(8, 2 ** max(0, int(math.log2(batch_size * steps / SUGGESTED_STEPS))))
-    return (f"warning: this budget affords only {steps:,} optimizer steps of {batch_size} blocks per device; "
-            f"short budgets learn more from more, smaller steps (docs/recipes.md#time-budgets): "
-            f"try --per_device_train_batch_size {suggested}")
-
-
-def budget_line(plan):
-    source = "recorded plan, resumed" if plan.get("resumed") else f"measured over {plan['steps_measured']} steps in {plan['calibration_seconds']:.0f} s"
-    return (f"time budget       {plan['minutes']:g} min of training: {plan['step_seconds']:.3f} s per step ({source}) "
-            f"-> {plan['planned_steps']:,} steps" + (f", re-planned to {plan['steps']:,}" if "steps" in plan else
-                                                     ", re-planned during training from the Trainer's own step times"))
-
-
 def fill_mask_example(model, recipe, tokenizer, trust_remote_code=False):
     """The top 5 (token, probability) of `model` (a folder, or a model in memory) for the recipe's example."""
     from transformers import pipeline
@@ -331,24 +281,27 @@ def stream_tokenizer(recipe, documents, args):
         return AutoTokenizer.from_pretrained(folder), origin + " (by the first process, shared)"
 
 
+class Run(types.SimpleNamespace):
+    """What one pretraining run has gathered so far, stage by stage: run() below is the stages in order."""
+
+
 def run(recipe):
+    """Pretrain the model the recipe describes, stage by stage."""
+    job = prepare(recipe)  # the model settings checked, the machine's settings, TrainingArguments, the output folder
+    load_data(job)  # text, tokenizer, blocks (packed in memory, or a stream)
+    build_model(job)  # from scratch, continued (--init_from), or replaced-token detection
+    plan(job)  # a time budget's plan or the step count, the header, recipe.yaml
+    train(job)  # the Trainer, the budget's callback, train() (resumed where asked)
+    report(job)  # the saved model, results.json, the summary lines
+
+
+def prepare(recipe):
+    """The checks that need no data (the model settings or the start model), the machine's settings (bf16, compile,
+    workers), the TrainingArguments, and the output folder (a checkpoint to resume from, or a run to replace)."""
     import torch
     from transformers import set_seed
 
-    from small_encoders.data_prep.packing import pack_dataset
-    from small_encoders.data_prep.tokenizer import get_tokenizer
-    from small_encoders.modeling import enable_sparse_prediction
-    from small_encoders.modeling.build import build_mlm_model, count_parameters
-    from small_encoders.modeling.sparse_mlm import trace_sparse_selection_when_compiled
-    from small_encoders.recipes.training import (
-        MLMTrainer,
-        ResumableMLMCollator,
-        RTDTrainer,
-        perplexity,
-        step_cap,
-    )
-
-    continued = recipe["init_from"]
+    continued = recipe.init_from
     if continued:  # the model's own config instead of the recipe's model settings, checked before any data is read
         from small_encoders.recipes.continued import continued_config
 
@@ -356,18 +309,17 @@ def run(recipe):
     else:
         checked = model_settings_config(recipe)  # before any data is read: a bad --model_config fails in a second
     positions = getattr(checked, "max_position_embeddings", None)
-    if not continued and recipe["model_family"] == "small_encoder" and positions == recipe["block_size"] and recipe["block_size"] > (
-            {**(recipe["model_config"] or {})}.get("max_position_embeddings") or 512):
-        print(f"note: --block_size {recipe['block_size']} is longer than the recipe's positions: max_position_embeddings "
+    if not continued and recipe.model_family == "small_encoder" and positions == recipe.block_size and recipe.block_size > (
+            {**(recipe.model_config or {})}.get("max_position_embeddings") or 512):
+        print(f"note: --block_size {recipe.block_size} is longer than the recipe's positions: max_position_embeddings "
               f"raised to {positions} (RoPE: a limit, no table, so nothing learned changes)")
-    bf16 = recipe["bf16"]
+    bf16 = recipe.bf16
     if bf16 == "auto":
         bf16 = torch.cuda.is_available() and native_bf16()
     elif bf16 and not native_bf16():
         print("warning: --bf16 true on hardware without native bf16 (no GPU that supports it, no AVX512-BF16 or AMX "
               "on the CPU): it is emulated there and slower than fp32", file=sys.stderr)
     compiled, workers = speed_settings(recipe, torch.cuda.is_available(), int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
-    out = Path(recipe["output_dir"])
     # Pinned batches copied without waiting (the next step's launch does not wait for its batch's copy). A stream is
     # split between the processes by data_prep.streaming, not by accelerate (recipes/training.py).
     args = recipe.training_arguments(bf16=bool(bf16), torch_compile=compiled, dataloader_num_workers=workers,
@@ -375,246 +327,300 @@ def run(recipe):
                                      use_cpu=not torch.cuda.is_available())
     is_main = args.process_index == 0
     resume, replace = prepare_output_dir(recipe, is_main)
-    set_seed(recipe["seed"])
+    set_seed(recipe.seed)
+    return Run(recipe=recipe, continued=continued, checked=checked, bf16=bf16, compiled=compiled, workers=workers,
+               args=args, is_main=is_main, out=Path(recipe.output_dir), resume=resume, replace=replace,
+               rtd=recipe.objective == "rtd", streaming=recipe.streaming, notes=[])
 
-    texts, source, filter_report = load_text(recipe, args)
-    if filter_report and is_main:
+
+def load_data(job):
+    """The corpus, the tokenizer (named, or trained on the corpus), and the blocks: packed in memory, or a stream
+    packed on the fly with a sample for the budget's calibration."""
+    from small_encoders.data_prep.tokenizer import get_tokenizer
+
+    recipe, args = job.recipe, job.args
+    job.texts, job.source, filter_report = load_text(recipe, args)
+    if filter_report and job.is_main:
         from small_encoders.data_prep.cosmopedia import format_report
 
         print(format_report(filter_report))
-    streaming = recipe["streaming"]
-    if streaming and recipe["tokenizer_name"] in ("train-bpe", "train-wordpiece"):
-        tokenizer, tokenizer_origin = stream_tokenizer(recipe, texts["train"], args)
+    if job.streaming and recipe.tokenizer_name in ("train-bpe", "train-wordpiece"):
+        job.tokenizer, job.tokenizer_origin = stream_tokenizer(recipe, job.texts["train"], args)
     else:
         with args.main_process_first(desc="tokenizer"):
-            tokenizer, tokenizer_origin = get_tokenizer(
-                recipe["tokenizer_name"], texts["train"], recipe["vocab_size"], cache_root=cache_root(),
-                max_samples=recipe["tokenizer_train_samples"], seed=recipe["seed"],
+            job.tokenizer, job.tokenizer_origin = get_tokenizer(
+                recipe.tokenizer_name, job.texts["train"], recipe.vocab_size, cache_root=cache_root(),
+                max_samples=recipe.tokenizer_train_samples, seed=recipe.seed,
             )
-    tokenizer.model_max_length = recipe["block_size"]  # what the saved model can read, for pipelines' truncation
-    if tokenizer.mask_token is None:
-        raise UserError(f"tokenizer {recipe['tokenizer_name']!r} has no mask token, so it cannot train an MLM")
-    with args.main_process_first(desc="packing"):
-        packed, timings = {}, {}
-        for split in ("validation",) if streaming else ("train", "validation"):
-            packed[split], seconds, cached = pack_dataset(
-                texts[split], tokenizer, recipe["block_size"], with_document_ids=recipe["document_isolation"],
-                num_proc=recipe["preprocessing_num_workers"], split_name=split,
-            )
-            timings[split] = f"{seconds:.1f} s ({'from cache' if cached else 'tokenized now'})"
-    per_step_blocks = recipe["per_device_train_batch_size"] * args.world_size * recipe["gradient_accumulation_steps"]
-    stream_note = None
-    if streaming:
-        from small_encoders.data_prep.streaming import (
-            SHUFFLE_BUFFER,
-            BlockStream,
-            as_dataset,
-            pack_stream,
-            process_part,
-        )
+    job.tokenizer.model_max_length = recipe.block_size  # what the saved model can read, for pipelines' truncation
+    if job.tokenizer.mask_token is None:
+        raise UserError(f"tokenizer {recipe.tokenizer_name!r} has no mask token, so it cannot train an MLM")
+    pack_blocks(job)
 
-        documents, stream_note = process_part(texts["train"], recipe["seed"], args.process_index, args.world_size)
-        blocks = pack_stream(documents, tokenizer, recipe["block_size"], recipe["document_isolation"])
+
+def pack_blocks(job):
+    """job.packed (train, validation, and a stream's calibration sample) and job.timings; refused in one line when the
+    training blocks do not fill one optimizer step."""
+    from small_encoders.data_prep.packing import pack_dataset
+
+    recipe, args, tokenizer = job.recipe, job.args, job.tokenizer
+    with args.main_process_first(desc="packing"):
+        job.packed, job.timings = {}, {}
+        for split in ("validation",) if job.streaming else ("train", "validation"):
+            job.packed[split], seconds, cached = pack_dataset(
+                job.texts[split], tokenizer, recipe.block_size, with_document_ids=recipe.document_isolation,
+                num_proc=recipe.preprocessing_num_workers, split_name=split,
+            )
+            job.timings[split] = f"{seconds:.1f} s ({'from cache' if cached else 'tokenized now'})"
+    per_step_blocks = recipe.per_device_train_batch_size * args.world_size * recipe.gradient_accumulation_steps
+    if job.streaming:
+        from small_encoders.data_prep.streaming import BlockStream, as_dataset, pack_stream, process_part
+
+        documents, stream_note = process_part(job.texts["train"], recipe.seed, args.process_index, args.world_size)
+        job.notes.append(stream_note)
+        blocks = pack_stream(documents, tokenizer, recipe.block_size, recipe.document_isolation)
         # What the time budget's calibration steps on (and a check that this process's part of the stream holds a
         # step's worth of text).
         started = time.time()
-        packed["sample"] = as_dataset(blocks, 4 * per_step_blocks)
-        timings["train"] = f"first {len(packed['sample']):,} blocks in {time.time() - started:.1f} s"
-        packed["train"] = BlockStream(blocks, recipe["seed"])
+        job.packed["sample"] = as_dataset(blocks, 4 * per_step_blocks)
+        job.timings["train"] = f"first {len(job.packed['sample']):,} blocks in {time.time() - started:.1f} s"
+        job.packed["train"] = BlockStream(blocks, recipe.seed)
         per_step_blocks //= args.world_size  # what one process needs
-    train_blocks = packed["sample"] if streaming else packed["train"]
-    if len(train_blocks) < per_step_blocks:
+    job.train_blocks = job.packed["sample"] if job.streaming else job.packed["train"]
+    if len(job.train_blocks) < per_step_blocks:
         raise UserError(
-            f"the training data packs into {len(train_blocks):,} blocks of {recipe['block_size']} tokens"
-            + (" in this process's part of the stream" if streaming else "") + f", fewer than one optimizer step takes "
-            f"({per_step_blocks:,}: --per_device_train_batch_size x "
-            + ("" if streaming else "processes x ") + "--gradient_accumulation_steps); give more text or a smaller "
+            f"the training data packs into {len(job.train_blocks):,} blocks of {recipe.block_size} tokens"
+            + (" in this process's part of the stream" if job.streaming else "") + f", fewer than one optimizer step "
+            f"takes ({per_step_blocks:,}: --per_device_train_batch_size x "
+            + ("" if job.streaming else "processes x ") + "--gradient_accumulation_steps); give more text or a smaller "
             "--per_device_train_batch_size")
-    if not continued and recipe["model_vocab_size"] and recipe["model_vocab_size"] < len(tokenizer):
+
+
+def build_model(job):
+    """job.model (what trains) and job.mlm (its masked LM: the model itself, or RTD's generator), sparse prediction,
+    the collator, and the start's fill-mask guesses."""
+    from small_encoders.modeling import enable_sparse_prediction
+    from small_encoders.modeling.build import build_mlm_model
+    from small_encoders.modeling.sparse_mlm import trace_sparse_selection_when_compiled
+    from small_encoders.recipes.training import ResumableMLMCollator
+
+    recipe, tokenizer = job.recipe, job.tokenizer
+    if not job.continued and recipe.model_vocab_size and recipe.model_vocab_size < len(tokenizer):
         raise UserError(
-            f"the tokenizer has {len(tokenizer):,} entries but model_vocab_size is {recipe['model_vocab_size']:,}: "
+            f"the tokenizer has {len(tokenizer):,} entries but model_vocab_size is {recipe.model_vocab_size:,}: "
             f"token ids would fall outside the embedding table; raise model_vocab_size or drop it"
         )
-    rtd, load_note = recipe["objective"] == "rtd", None
-    if continued:
+    if job.continued:
         from small_encoders.recipes.continued import load_continued_model
 
-        model, load_note = load_continued_model(recipe, checked, tokenizer)
-        mlm = model
-    elif rtd:
-        config = model_settings_config(recipe, tokenizer)
+        job.model, load_note = load_continued_model(recipe, job.checked, tokenizer)
+        job.mlm = job.model
+        job.notes.append(load_note)
+    elif job.rtd:
         from small_encoders.modeling.rtd import build_rtd_model
 
-        model = build_rtd_model(config, recipe["generator_size"], recipe["discriminator_weight"],
-                                recipe["generator_temperature"], tokenizer.all_special_ids)
-        mlm = model.generator  # the run's masked LM: sparse prediction and the fill-mask example are the generator's
+        job.model = build_rtd_model(model_settings_config(recipe, tokenizer), recipe.generator_size,
+                                    recipe.discriminator_weight, recipe.generator_temperature, tokenizer.all_special_ids)
+        job.mlm = job.model.generator  # the run's masked LM: sparse prediction and the fill-mask example are the generator's
     else:
-        model = mlm = build_mlm_model(model_settings_config(recipe, tokenizer))
-    sparse = recipe["sparse_prediction"]
-    if sparse:
+        job.model = job.mlm = build_mlm_model(model_settings_config(recipe, tokenizer))
+    job.sparse = recipe.sparse_prediction
+    if job.sparse:
         try:
-            enable_sparse_prediction(mlm)
+            enable_sparse_prediction(job.mlm)
         except ValueError as error:  # a continued model of a family without a head the hooks know
-            sparse, load_note = False, "; ".join(filter(None, [load_note, f"sparse prediction off: {error}"]))
-        if sparse and compiled:
+            job.sparse = False
+            job.notes.append(f"sparse prediction off: {error}")
+        if job.sparse and job.compiled:
             trace_sparse_selection_when_compiled()
-    if not sparse and mlm.config.model_type == "small_encoder":
-        mlm.config.sparse_prediction = False
-    collator = ResumableMLMCollator(tokenizer, float(recipe["mlm_probability"]), recipe["seed"], args.process_index,
-                                    sampling_seed=rtd)
+    if not job.sparse and job.mlm.config.model_type == "small_encoder":
+        job.mlm.config.sparse_prediction = False
+    job.collator = ResumableMLMCollator(tokenizer, float(recipe.mlm_probability), recipe.seed, job.args.process_index,
+                                        sampling_seed=job.rtd)
     # shown next to the trained ones (a continued model's guesses at its start)
-    _, untrained_predictions = fill_mask_example(mlm.eval(), recipe, tokenizer)
-    model.train()
+    _, job.untrained_predictions = fill_mask_example(job.mlm.eval(), recipe, tokenizer)
+    job.model.train()
 
-    if replace:  # everything checked (data, tokenizer, model): the old run goes now, before the first file is written
-        clear_output_dir(out, is_main)
-    budget = None
-    if recipe["time_budget"] is not None:
-        budget = budget_plan(recipe, model, collator, train_blocks, args, resume, is_main)
-        args.max_steps = step_cap(budget)  # an upper bound: the TimeBudget callback ends the run
-    steps, per_step = planned_steps(dict(recipe, max_steps=budget["planned_steps"]) if budget else recipe,
-                                    None if streaming else len(packed["train"]), args.world_size)
-    args.warmup_steps = int(math.ceil(float(recipe["warmup_ratio"]) * steps))
-    if is_main:
-        header = [
-            f"recipe            {recipe['recipe']}{' (smoke)' if recipe['smoke_run'] else ''}",
-            *model_lines(model, rtd, recipe),
-            *([f"continued from    {continued}: its weights, config and tokenizer (the recipe's model settings, "
-               f"vocab_size and tokenizer_name are not used); peak learning rate {recipe['learning_rate']:g}, warm-up "
-               f"{recipe['warmup_ratio']:g} of the steps"] if continued else []),
-            f"data              {source}",
-            (f"                  train streamed: tokenized and packed on the fly ({timings['train']}), files and blocks "
-             f"shuffled ({SHUFFLE_BUFFER:,} blocks at a time)" if streaming else
-             f"                  train {len(texts['train']):,} documents -> {len(packed['train']):,} blocks in {timings['train']}"),
-            f"                  validation {len(texts['validation']):,} documents -> {len(packed['validation']):,} blocks in {timings['validation']}",
-            f"tokenizer         {recipe['tokenizer_name']} ({tokenizer_origin}), vocabulary {len(tokenizer):,}",
-            f"block length      {recipe['block_size']}" + (" (document-isolated attention)" if recipe["document_isolation"] else ""),
-            f"masking rate      {recipe['mlm_probability']:.0%} (80/10/10), sparse prediction {'on' if sparse else 'off'}",
-            f"effective batch   {per_step} blocks = {per_step * recipe['block_size']:,} tokens per step ({args.world_size} process(es))",
-            *([budget_line(budget)] if budget else []),
-            f"planned           {steps:,} steps, {steps * per_step * recipe['block_size']:,} tokens"
-            + ("" if streaming else f" ({steps * per_step / max(1, len(packed['train'])):.2f} epochs)")
-            + f", warmup {args.warmup_steps} steps, "
-            f"{recipe['lr_scheduler_type']} decay to the last step, bf16 {bool(bf16)}",
-            f"speed             torch.compile {'on' if compiled else 'off'}"
-            + (" (the first step compiles; the budget counts it)" if compiled and budget else "")
-            + f", collation in {f'{workers} worker processes' if workers else 'the training process'}",
-            f"output            {out}",
-            f"logging           {', '.join(recipe['report_to'])}" + (
-                f" (event files under {out / 'runs'}; view with: tensorboard --logdir {out})"
-                if "tensorboard" in recipe["report_to"] else ""),
-        ]
-        print("\n".join(["=" * 72, *header, "=" * 72]), flush=True)
-        for note in (stream_note, load_note):
-            if note:
-                print(f"note: {note}", flush=True)
-        hint = budget and few_steps_hint(budget["planned_steps"], recipe["per_device_train_batch_size"])
-        if hint and not recipe["smoke_run"]:
-            print(hint, flush=True)
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / RECIPE_FILE, yaml.safe_dump(recipe.to_dict(), sort_keys=True))
 
-    trainer = (RTDTrainer if rtd else MLMTrainer)(
-        model=model, args=args, train_dataset=packed["train"], eval_dataset=packed["validation"],
-        data_collator=collator, processing_class=tokenizer,
+def plan(job):
+    """The steps: a time budget's plan (measured on this machine, or recorded by the run resumed) or the recipe's
+    count; the warmup; the header; recipe.yaml in the run folder."""
+    recipe, args = job.recipe, job.args
+    if job.replace:  # everything checked (data, tokenizer, model): the old run goes now, before the first file is written
+        clear_output_dir(job.out, job.is_main)
+    job.budget = None
+    if recipe.time_budget is not None:
+        job.budget = calibrate(recipe, job.model, job.collator, job.train_blocks, args, job.resume, job.is_main)
+        args.max_steps = job.budget.cap  # an upper bound: the TimeBudget callback ends the run
+    job.steps, job.per_step = planned_steps(dict(recipe, max_steps=job.budget.planned_steps) if job.budget else recipe,
+                                            None if job.streaming else len(job.packed["train"]), args.world_size)
+    args.warmup_steps = int(math.ceil(float(recipe.warmup_ratio) * job.steps))
+    if not job.is_main:
+        return
+    print("\n".join(["=" * 72, *header_lines(job), "=" * 72]), flush=True)
+    for note in job.notes:
+        if note:
+            print(f"note: {note}", flush=True)
+    hint = job.budget and few_steps_hint(job.budget.planned_steps, recipe.per_device_train_batch_size)
+    if hint and not recipe.smoke_run:
+        print(hint, flush=True)
+    job.out.mkdir(parents=True, exist_ok=True)
+    write_atomic(job.out / RECIPE_FILE, yaml.safe_dump(recipe.to_dict(), sort_keys=True))
+
+
+def header_lines(job):
+    """The run header: model, data, tokenizer, masking, batch, plan, speed settings, output and logging."""
+    recipe, args, packed, texts, timings = job.recipe, job.args, job.packed, job.texts, job.timings
+    steps, per_step, out = job.steps, job.per_step, job.out
+    from small_encoders.data_prep.streaming import SHUFFLE_BUFFER
+
+    return [
+        f"recipe            {recipe.recipe}{' (smoke)' if recipe.smoke_run else ''}",
+        *model_lines(job.model, job.rtd, recipe),
+        *([f"continued from    {job.continued}: its weights, config and tokenizer (the recipe's model settings, "
+           f"vocab_size and tokenizer_name are not used); peak learning rate {recipe.learning_rate:g}, warm-up "
+           f"{recipe.warmup_ratio:g} of the steps"] if job.continued else []),
+        f"data              {job.source}",
+        (f"                  train streamed: tokenized and packed on the fly ({timings['train']}), files and blocks "
+         f"shuffled ({SHUFFLE_BUFFER:,} blocks at a time)" if job.streaming else
+         f"                  train {len(texts['train']):,} documents -> {len(packed['train']):,} blocks in {timings['train']}"),
+        f"                  validation {len(texts['validation']):,} documents -> {len(packed['validation']):,} blocks in {timings['validation']}",
+        f"tokenizer         {recipe.tokenizer_name} ({job.tokenizer_origin}), vocabulary {len(job.tokenizer):,}",
+        f"block length      {recipe.block_size}" + (" (document-isolated attention)" if recipe.document_isolation else ""),
+        f"masking rate      {recipe.mlm_probability:.0%} (80/10/10), sparse prediction {'on' if job.sparse else 'off'}",
+        f"effective batch   {per_step} blocks = {per_step * recipe.block_size:,} tokens per step ({args.world_size} process(es))",
+        *([budget_line(job.budget)] if job.budget else []),
+        f"planned           {steps:,} steps, {steps * per_step * recipe.block_size:,} tokens"
+        + ("" if job.streaming else f" ({steps * per_step / max(1, len(packed['train'])):.2f} epochs)")
+        + f", warmup {args.warmup_steps} steps, "
+        f"{recipe.lr_scheduler_type} decay to the last step, bf16 {bool(job.bf16)}",
+        f"speed             torch.compile {'on' if job.compiled else 'off'}"
+        + (" (the first step compiles; the budget counts it)" if job.compiled and job.budget else "")
+        + f", collation in {f'{job.workers} worker processes' if job.workers else 'the training process'}",
+        f"output            {out}",
+        f"logging           {', '.join(recipe.report_to)}" + (
+            f" (event files under {out / 'runs'}; view with: tensorboard --logdir {out})"
+            if "tensorboard" in recipe.report_to else ""),
+    ]
+
+
+def train(job):
+    """The Trainer (replaced-token detection's or the masked LM's), the budget attached, train() from the checkpoint
+    resumed if any; then the final evaluation."""
+    from small_encoders.recipes.training import MLMTrainer, RTDTrainer, earlier_segments
+
+    recipe, args = job.recipe, job.args
+    trainer = job.trainer = (RTDTrainer if job.rtd else MLMTrainer)(
+        model=job.model, args=args, train_dataset=job.packed["train"], eval_dataset=job.packed["validation"],
+        data_collator=job.collator, processing_class=job.tokenizer,
     )
-    if budget:
-        from small_encoders.recipes.training import TimeBudget, budget_lr_lambda
-
-        def record(plan):
-            if is_main:
-                write_atomic(out / BUDGET_PLAN, json.dumps(plan, indent=1))
-                last = plan["replans"][-1]
-                print(f"\ntime budget: {last['step_seconds']:.3f} s per step over the {last['measured_steps']} steps "
-                      f"before step {last['at_step']:,}, {max(0, last['seconds_left']) / 60:.2f} min left -> {plan['steps']:,} steps in all"
-                      + (" (capped at the upper bound)" if plan["capped"] else ""), flush=True)
-
-        timer = TimeBudget(budget, trainer, record)
-        trainer.lr_lambda = budget_lr_lambda(recipe["lr_scheduler_type"], args.warmup_steps, lambda: timer.total)
-        # First in line: its on_train_begin makes the plan the Trainer's step count before the progress bar is drawn.
-        trainer.callback_handler.callbacks.insert(0, timer)
-    if workers:
+    if job.budget:
+        attach_budget(trainer, job.budget, recipe.lr_scheduler_type, args.warmup_steps, job.out, job.is_main)
+    if job.workers:
         # The DataLoader's workers are forked after the tokenizer has used its threads here: its parallelism is turned
         # off in them (one core each) rather than left on in a fork, where the Rust thread pool can deadlock.
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    from small_encoders.recipes.training import PlanComplete, earlier_segments
-
-    trainer.earlier_segments = earlier_segments(resume)
+    trainer.earlier_segments = earlier_segments(job.resume)
     try:
-        trainer.train(resume_from_checkpoint=resume)
+        trainer.train(resume_from_checkpoint=job.resume)
     except PlanComplete as done:
-        if is_main:
+        if job.is_main:
             print(f"resumed at step {done.args[0]:,}, the plan's last: nothing left to train", flush=True)
     # Training time proper: evaluations and checkpoints inside train() are reported on their own. After a kill and a
     # resume, the segments before it count too (as recorded at the checkpoint resumed: work after it was redone).
-    segments = trainer.segments()
-    train_seconds = sum(segment["seconds"] for segment in segments)
-    metrics = final_metrics(trainer)
+    job.segments = trainer.segments()
+    job.train_seconds = sum(segment["seconds"] for segment in job.segments)
+    job.metrics = final_metrics(trainer)
+
+
+def report(job):
+    """On the first process: the model saved with its tokenizer, training log and sentence-transformers files;
+    results.json; the summary lines (time, held-out loss, fill-mask before and after); the Hub push if asked."""
+    trainer, recipe, out = job.trainer, job.recipe, job.out
     if not trainer.is_world_process_zero():
         return
     trainer.save_model(str(out))
     # Trainer pickles its arguments next to the model; the folder keeps recipe.yaml instead, and no pickle.
     (out / "training_args.bin").unlink(missing_ok=True)
     write_atomic(out / TRAINING_LOG, json.dumps(trainer.state.log_history, indent=1))
-    trust = mlm.config.model_type == "small_encoder" or bool(getattr(mlm.config, "auto_map", None))
-    add_sentence_transformers_files(out, recipe["block_size"])
+    job.trust = job.mlm.config.model_type == "small_encoder" or bool(getattr(job.mlm.config, "auto_map", None))
+    add_sentence_transformers_files(out, recipe.block_size)
     # The saved folder, as a Hub user loads it (with RTD, the generator: the discriminator has no MLM head).
-    example, predictions = fill_mask_example(out / "generator" if rtd else out, recipe, tokenizer, trust)
+    job.example, job.predictions = fill_mask_example(out / "generator" if job.rtd else out, recipe, job.tokenizer,
+                                                     job.trust)
+    result = pretraining_result(job)
+    result.write(out)
+    print_summary(job, result)
+    if recipe.push_to_hub:
+        trainer.push_to_hub(commit_message=f"{recipe.recipe} pretraining")
+
+
+def pretraining_result(job):
+    """results.json's record of the run."""
+    from small_encoders.modeling.build import count_parameters
+    from small_encoders.recipes.training import perplexity
+
+    trainer, recipe, args, metrics, model = job.trainer, job.recipe, job.args, job.metrics, job.model
+    tokens = trainer.state.global_step * job.per_step * recipe.block_size
     result = PretrainingResult(
-        recipe=recipe["recipe"], smoke=recipe["smoke_run"], init_from=str(continued) if continued else None,
-        parameters=count_parameters(model.discriminator if rtd else model),
-        data=source,
+        recipe=recipe.recipe, smoke=recipe.smoke_run, init_from=str(job.continued) if job.continued else None,
+        parameters=count_parameters(model.discriminator if job.rtd else model),
+        data=job.source,
         validation_data=validation_source(recipe),
         hardware=describe_hardware(args.world_size), bf16=bool(args.bf16),
         command=" ".join(["accelerate launch" if args.world_size > 1 else "python"] + [shlex.quote(a) for a in sys.argv]),
         commit=source_commit(),
-        block_size=recipe["block_size"], mlm_probability=recipe["mlm_probability"],
-        train_steps=trainer.state.global_step, train_tokens=trainer.state.global_step * per_step * recipe["block_size"],
-        train_seconds=round(train_seconds, 2), segments=segments,
-        tokens_per_second=round(trainer.state.global_step * per_step * recipe["block_size"] / max(train_seconds, 1e-9)),
+        block_size=recipe.block_size, mlm_probability=recipe.mlm_probability,
+        train_steps=trainer.state.global_step, train_tokens=tokens,
+        train_seconds=round(job.train_seconds, 2), segments=job.segments,
+        tokens_per_second=round(tokens / max(job.train_seconds, 1e-9)),
         eval_seconds_during_training=round(trainer.eval_seconds, 1), save_seconds=round(trainer.save_seconds, 1),
         # The step count of the plan in force: the last re-plan's, or the calibration's where none was due (a plan
         # under 20 steps, e.g. on a loaded machine, is not re-planned).
-        time_budget=dict(budget, steps=budget.get("steps", budget["planned_steps"])) if budget else None,
-        objective=recipe["objective"], eval_loss=metrics["eval_loss"],
+        time_budget=job.budget.result() if job.budget else None,
+        objective=recipe.objective, eval_loss=metrics["eval_loss"],
         # With RTD the loss is generator + weight x discriminator: its exponential is no perplexity.
-        eval_perplexity=None if rtd else perplexity(metrics["eval_loss"]),
-        eval_blocks=len(packed["validation"]),
-        fill_mask_example={"text": example, "top5": predictions, "untrained_top5": untrained_predictions},
+        eval_perplexity=None if job.rtd else perplexity(metrics["eval_loss"]),
+        eval_blocks=len(job.packed["validation"]),
+        fill_mask_example={"text": job.example, "top5": job.predictions, "untrained_top5": job.untrained_predictions},
     )
-    if rtd:
+    if job.rtd:
         result.generator_parameters = count_parameters(model) - count_parameters(model.discriminator)
         for key in ("generator_loss", "generator_perplexity", "discriminator_loss", "discriminator_accuracy",
                     "replaced_fraction", "discriminator_chance_loss"):
             setattr(result, key, metrics[f"eval_{key}"])
-    result.write(out)
+    return result
+
+
+def print_summary(job, result):
+    """The lines a finished run ends with."""
+    trainer, recipe, out, segments = job.trainer, job.recipe, job.out, job.segments
+    blocks = len(job.packed["validation"])
     resumed = (f" in {len(segments)} segments (resumed at step{'s' if len(segments) > 2 else ''} "
                + ", ".join(f"{segment['from_step']:,}" for segment in segments[1:]) + ")") if len(segments) > 1 else ""
-    print(f"trained {trainer.state.global_step:,} steps, {result.train_tokens:,} tokens in {train_seconds / 60:.1f} min"
+    print(f"trained {trainer.state.global_step:,} steps, {result.train_tokens:,} tokens in {job.train_seconds / 60:.1f} min"
           f"{resumed} ({result.tokens_per_second:,} tokens/s"
-          + (f"; budget {budget['minutes']:g} min" if budget else "")
+          + (f"; budget {job.budget.minutes:g} min" if job.budget else "")
           + f"); evaluation {trainer.eval_seconds:.0f} s and saving {trainer.save_seconds:.0f} s not counted")
-    if rtd:
+    if job.rtd:
         print(f"held-out generator MLM loss {result.generator_loss:.4f}, perplexity {result.generator_perplexity:.2f}; "
               f"discriminator loss {result.discriminator_loss:.4f}, accuracy {result.discriminator_accuracy:.2%} "
               f"with {result.replaced_fraction:.1%} of the scored tokens replaced "
-              f"({recipe['mlm_probability']:.0%} masking, {len(packed['validation']):,} blocks)")
+              f"({recipe.mlm_probability:.0%} masking, {blocks:,} blocks)")
         chance = result.discriminator_chance_loss
         if result.discriminator_loss > 0.98 * chance:
             print(f"warning: the discriminator's loss is within 2% of its chance loss {chance:.4f} (always predicting "
                   f"the replaced fraction): it has learned next to nothing from the tokens (docs/results.md#"
                   f"rtd-against-run-2)")
     else:
-        print(f"held-out MLM loss {metrics['eval_loss']:.4f}, perplexity {result.eval_perplexity:.2f} "
-              f"({recipe['mlm_probability']:.0%} masking, {len(packed['validation']):,} blocks)")
-    print(f"fill-mask{' (the generator, in ' + str(out / 'generator') + ')' if rtd else ''}: {example}")
-    print(side_by_side(untrained_predictions, predictions, *(("start", "continued") if continued else ())))
-    loader = "AutoModelForPreTraining" if rtd else "AutoModelForMaskedLM"
-    print(f"saved to {out} (load with {loader}.from_pretrained({str(out)!r}{', trust_remote_code=True' if trust else ''})"
+        print(f"held-out MLM loss {job.metrics['eval_loss']:.4f}, perplexity {result.eval_perplexity:.2f} "
+              f"({recipe.mlm_probability:.0%} masking, {blocks:,} blocks)")
+    print(f"fill-mask{' (the generator, in ' + str(out / 'generator') + ')' if job.rtd else ''}: {job.example}")
+    print(side_by_side(job.untrained_predictions, job.predictions, *(("start", "continued") if job.continued else ())))
+    loader = "AutoModelForPreTraining" if job.rtd else "AutoModelForMaskedLM"
+    print(f"saved to {out} (load with {loader}.from_pretrained({str(out)!r}{', trust_remote_code=True' if job.trust else ''})"
           + ("; it is the discriminator: fine-tune it with AutoModelForSequenceClassification; the generator is in "
-             "generator/" if rtd else "") + ")")
-    if recipe["push_to_hub"]:
-        trainer.push_to_hub(commit_message=f"{recipe['recipe']} pretraining")
+             "generator/" if job.rtd else "") + ")")
 
 
 def validation_source(recipe):

@@ -10,6 +10,7 @@ from conftest import assert_ends_within_budget
 from test_reliability import SMOKE, error_line, run
 
 from small_encoders.core.errors import UserError
+from small_encoders.recipes.budget import BudgetPlan
 from small_encoders.recipes.recipe import load_recipe
 
 # Checkpoints every 4 steps, evaluation rarely: a budget run plans dozens to hundreds of tiny steps.
@@ -28,7 +29,7 @@ def test_budget_strings_that_are_numbers_are_taken():
 
 
 def test_few_planned_steps_suggest_a_smaller_batch():
-    from small_encoders.recipes.pretrain_mlm import FEW_STEPS, few_steps_hint
+    from small_encoders.recipes.budget import FEW_STEPS, few_steps_hint
 
     # bertmini's 60 CPU minutes: 177 steps of 128 blocks -> 16 blocks gives about 1,400 steps at the same step-seconds.
     assert few_steps_hint(177, 128).endswith("--per_device_train_batch_size 16")
@@ -99,7 +100,7 @@ def budget_schedule(out, steps):
     """The learning rate a budget run's final plan gives at each step, from its run folder (recipe and plan)."""
     import yaml
 
-    from small_encoders.recipes.training import budget_lr_lambda
+    from small_encoders.recipes.budget import budget_lr_lambda
 
     recipe = yaml.safe_load((out / "recipe.yaml").read_text())
     plan = json.loads((out / "budget_plan.json").read_text())
@@ -137,13 +138,13 @@ def simulated_budget(monkeypatch, plan, step_seconds):
     Returns (steps trained, seconds spent)."""
     from types import SimpleNamespace
 
-    from small_encoders.recipes import training
+    from small_encoders.recipes import budget as timing
 
     clock = [0.0]
-    monkeypatch.setattr(training.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
     trainer = SimpleNamespace(eval_seconds=0.0, save_seconds=0.0, callback_handler=SimpleNamespace(callbacks=[]))
-    budget = training.TimeBudget(plan, trainer, on_replan=lambda plan: None)
-    state = SimpleNamespace(global_step=0, max_steps=2 * plan["planned_steps"])
+    budget = timing.TimeBudget(plan, trainer, on_replan=lambda plan: None)
+    state = SimpleNamespace(global_step=0, max_steps=plan.cap)
     control, args = SimpleNamespace(should_training_stop=False), SimpleNamespace(device="cpu")
     budget.on_train_begin(args, state, control)
     while not control.should_training_stop:
@@ -155,38 +156,66 @@ def simulated_budget(monkeypatch, plan, step_seconds):
 
 def test_a_slow_first_step_is_paid_from_the_budget(monkeypatch):
     """torch.compile compiles in the first step: that time counts toward the budget, so the run still ends in time."""
-    plan = {"minutes": 1.0, "planned_steps": 100, "step_seconds": 0.6}
+    plan = BudgetPlan(minutes=1.0, planned_steps=100, step_seconds=0.6)
     # a 30-second first step (compilation), then 0.5 s each
     steps, seconds = simulated_budget(monkeypatch, plan, lambda step: 30.0 if step == 0 else 0.5)
     # 30 s of the 60 went to the first step: about 60 half-second steps are left, not the 120 a minute would hold.
     assert 55 <= steps <= 65 and seconds <= 60.5, (steps, seconds)
-    assert plan["steps"] == steps
+    assert plan.steps == steps
 
 
 def test_a_burst_of_fast_steps_does_not_let_the_run_overrun(monkeypatch):
     """Fast steps around a re-plan stretch the plan; when the steps slow down again, a re-plan within a tenth of the
     budget's time (counted in steps) catches it, so the run still ends near its budget."""
-    plan = {"minutes": 5.0, "planned_steps": 660, "step_seconds": 0.45}
+    plan = BudgetPlan(minutes=5.0, planned_steps=660, step_seconds=0.45)
     # the quickstart beside the test suite: 0.87 s steps, a fast window of 0.2 s, then 0.68 s to the end
     steps, seconds = simulated_budget(monkeypatch, plan, lambda step: 0.87 if step < 66 else 0.2 if step < 105 else 0.68)
-    assert seconds <= 1.08 * 300, (seconds, plan["replans"])  # the fractions alone trained 7.4 minutes here
-    assert plan["steps"] == steps
+    assert seconds <= 1.08 * 300, (seconds, plan.replans)  # the fractions alone trained 7.4 minutes here
+    assert plan.steps == steps
 
 
 def test_a_calibration_far_too_fast_is_caught_after_a_tenth_of_the_time(monkeypatch):
     """Two processes planned 2,041 steps at 0.012 s (the calibration times no all-reduce and no checkpoint writing);
     the steps took 0.14 s. The first re-plan, due at a tenth of the plan (step 204), came after the whole budget; it is
     now due at a tenth of the budget's time, and the run ends within it."""
-    plan = {"minutes": 0.4, "planned_steps": 2041, "step_seconds": 0.0118}
+    plan = BudgetPlan(minutes=0.4, planned_steps=2041, step_seconds=0.0118)
     steps, seconds = simulated_budget(monkeypatch, plan, lambda step: 0.137)
-    assert plan["replans"][0]["at_step"] == 20 and seconds <= 24 * 1.05, (seconds, plan["replans"])
+    assert plan.replans[0].at_step == 20 and seconds <= 24 * 1.05, (seconds, plan.replans)
 
 
 def test_steps_far_slower_than_planned_end_after_one_short_tail(monkeypatch):
     """Steps 6 times slower than the calibration's (a machine loaded by other work, or a process waiting for another's
     checkpoint writing): the time runs out, the schedule gets its tail of 2% of the plan once, and the run ends.
     (Re-planned every tenth of the budget in steps, the tail was granted again at each re-plan: the run never ended.)"""
-    plan = {"minutes": 0.4, "planned_steps": 1000, "step_seconds": 0.024}
+    plan = BudgetPlan(minutes=0.4, planned_steps=1000, step_seconds=0.024)
     steps, seconds = simulated_budget(monkeypatch, plan, lambda step: 0.144)
-    assert steps <= 24 / 0.144 + 0.02 * 1000 + 1, (steps, plan["replans"])
-    assert plan["steps"] == steps
+    assert steps <= 24 / 0.144 + 0.02 * 1000 + 1, (steps, plan.replans)
+    assert plan.steps == steps
+
+
+def test_the_plan_is_the_budget_over_the_measured_step_time_and_survives_its_file(monkeypatch):
+    from small_encoders.recipes.budget import plan_for
+
+    assert plan_for(1.0, 0.25).planned_steps == 240 and plan_for(0.1, 0.337).planned_steps == 17
+    with pytest.raises(UserError, match="shorter than one training step"):
+        plan_for(0.001, 0.1)
+    plan = BudgetPlan(minutes=0.5, planned_steps=300, step_seconds=0.1)
+    assert plan.total == 300 and plan.cap == 600 and "replans" not in plan.as_json() and "steps" not in plan.as_json()
+    simulated_budget(monkeypatch, plan, lambda step: 0.12)  # slower than calibrated: re-planned to fewer steps
+    assert plan.replans and plan.total == plan.steps < 300
+    read = BudgetPlan.from_json(json.loads(json.dumps(plan.as_json())))  # budget_plan.json and back (a resumed run)
+    assert read == plan and read.result()["steps"] == plan.steps == read.total
+
+
+def test_a_resume_at_the_plans_last_step_trains_nothing_more(monkeypatch):
+    from types import SimpleNamespace
+
+    from small_encoders.recipes.budget import PlanComplete, TimeBudget
+
+    plan = BudgetPlan(minutes=0.5, planned_steps=30, step_seconds=0.1, steps=28)
+    trainer = SimpleNamespace(eval_seconds=0.0, save_seconds=0.0, callback_handler=SimpleNamespace(callbacks=[]))
+    with pytest.raises(PlanComplete):
+        TimeBudget(plan, trainer, lambda plan: None).on_train_begin(None, SimpleNamespace(global_step=28), None)
+    state = SimpleNamespace(global_step=27, max_steps=60)
+    TimeBudget(plan, trainer, lambda plan: None).on_train_begin(None, state, None)  # one step left: trains it
+    assert state.max_steps == 28
