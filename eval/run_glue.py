@@ -206,81 +206,22 @@ def finished_seed(seed_dir, fingerprint):
 
 
 def run_task(args, task, tokenizer):
-    import numpy as np
-    import torch
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
-
-    from small_encoders.eval.metrics import glue_metric
-
-    spec = TASKS[task]
-    data = load_glue(task, args.data_dir)
-    if args.max_train_samples:
-        data["train"] = data["train"].select(range(min(args.max_train_samples, len(data["train"]))))
-    for split in eval_splits(task):
-        if args.max_eval_samples:
-            data[split] = data[split].select(range(min(args.max_eval_samples, len(data[split]))))
-
-    encoded = data.map(lambda batch: tokenize_pairs(tokenizer, batch, args.max_seq_length), batched=True,
-                       remove_columns=["sentence1", "sentence2"], desc=f"tokenizing {task}")
-    for split in eval_splits(task):
-        # Evaluated longest first, so each batch pads to its own length (the metrics do not depend on the order).
-        lengths = [len(ids) for ids in encoded[split]["input_ids"]]
-        encoded[split] = encoded[split].select(sorted(range(len(lengths)), key=lambda i: -lengths[i]))
-    compute, metric_source = glue_metric(task)
-
-    def compute_metrics(prediction):
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        predicted = logits.squeeze(-1) if task == "stsb" else np.argmax(logits, axis=-1)
-        return compute(predicted, prediction.label_ids)
-
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() if args.bf16 == "auto" else args.bf16 in ("1", "true", "True")
-    per_seed = {}
+    """Fine-tune and evaluate one GLUE task for every seed (the first seed at every learning rate when several are
+    given, the best rate for the others); the task's record with each seed's metrics and their summary."""
+    encoded = encode_task(args, task, tokenizer)
+    compute_metrics, metric_source = metrics_function(task)
     started = time.time()
-    resume = args.resume and not args.save_model  # a saved model needs every seed trained now
     seeds = checks.seed_list(args.seeds)
     rates = args.learning_rate if isinstance(args.learning_rate, list) else [args.learning_rate]
 
-    def fine_tune(seed, learning_rate, seed_dir):
-        fingerprint = seed_fingerprint(args, task, seed, learning_rate)
-        earlier = finished_seed(seed_dir, fingerprint) if resume else None
-        if earlier is not None:
-            print(f"{task} seed {seed}: {earlier} (finished by an earlier run: {seed_dir / SEED_RESULT})", flush=True)
-            return earlier
-        model = load_model(args, task, seed)
-        training_args = TrainingArguments(
-            output_dir=str(seed_dir), learning_rate=learning_rate,
-            num_train_epochs=args.num_train_epochs, per_device_train_batch_size=args.per_device_train_batch_size,
-            per_device_eval_batch_size=args.per_device_eval_batch_size, weight_decay=args.weight_decay,
-            warmup_steps=int(args.warmup_ratio * len(encoded["train"]) * args.num_train_epochs / args.per_device_train_batch_size),
-            seed=seed, data_seed=seed, save_strategy="no", eval_strategy="no", logging_steps=50, report_to="none",
-            bf16=bf16, use_cpu=not torch.cuda.is_available(), **sampling_strategy(args.group_by_length),
-            disable_tqdm=getattr(args, "quiet", False),  # eval/glue_jobs.py: a dozen fine-tunings share one terminal
-        )
-        trainer = Trainer(model=model, args=training_args, train_dataset=encoded["train"], processing_class=tokenizer,
-                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
-        if getattr(args, "quiet", False):  # without progress bars the Trainer prints every log dict instead
-            from transformers import PrinterCallback
+    def tune(seed, rate, seed_dir):
+        return fine_tune_seed(args, task, tokenizer, encoded, compute_metrics, seed, rate, seed_dir, len(rates) > 1)
 
-            trainer.remove_callback(PrinterCallback)
-        trainer.train()
-        metrics = {}
-        for split in eval_splits(task):
-            result = trainer.evaluate(encoded[split], metric_key_prefix=split)
-            suffix = split.replace("validation", "").lstrip("_")
-            for name in spec["metrics"]:
-                metrics[f"{name}{'_' + suffix if suffix else ''}"] = result[f"{split}_{name}"]
-        print(f"{task} seed {seed}{f' (learning rate {learning_rate:g})' if len(rates) > 1 else ''}: {metrics}", flush=True)
-        seed_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(seed_dir / SEED_RESULT, json.dumps({"fingerprint": fingerprint, "metrics": metrics}, indent=1))
-        if args.save_model:
-            save_seed_model(trainer, tokenizer, saved_model_dir(args, task), seed)
-        return metrics
-
-    learning_rate, sweep = rates[0], None
+    per_seed, learning_rate, sweep = {}, rates[0], None
     if len(rates) > 1:
         # The first seed at every rate; the rate with the best dev score trains the other seeds.
         first = seeds.pop(0)
-        tried = {rate: fine_tune(first, rate, Path(args.output_dir) / f"{task}-seed{first}-lr{rate:g}") for rate in rates}
+        tried = {rate: tune(first, rate, Path(args.output_dir) / f"{task}-seed{first}-lr{rate:g}") for rate in rates}
         scores = {rate: glue_score(metrics) for rate, metrics in tried.items()}
         learning_rate = max(rates, key=lambda rate: scores[rate] if math.isfinite(scores[rate]) else -math.inf)
         per_seed[first] = tried[learning_rate]
@@ -289,9 +230,9 @@ def run_task(args, task, tokenizer):
         print(f"{task}: learning rate {learning_rate:g} chosen on seed {first} ("
               + ", ".join(f"{rate:g}: {score:.4f}" for rate, score in scores.items()) + ")", flush=True)
     for seed in seeds:
-        per_seed[seed] = fine_tune(seed, learning_rate, Path(args.output_dir) / f"{task}-seed{seed}")
+        per_seed[seed] = tune(seed, learning_rate, Path(args.output_dir) / f"{task}-seed{seed}")
     summary = summarize_seeds(per_seed.values())
-    saved = keep_median_seed(saved_model_dir(args, task), per_seed, spec["metrics"][0]) if args.save_model else None
+    saved = keep_median_seed(saved_model_dir(args, task), per_seed, TASKS[task]["metrics"][0]) if args.save_model else None
     return {
         "task": task, "model": args.model_name_or_path, "saved_model": saved, "random_init": args.random_init, "lora_r": args.lora_r,
         "data": args.data_dir or "nyu-mll/glue", "train_examples": len(encoded["train"]),
@@ -300,6 +241,82 @@ def run_task(args, task, tokenizer):
         "hyperparameters": {**{k: getattr(args, k) for k in HYPERPARAMETERS}, "learning_rate": learning_rate},
         **({"learning_rate_sweep": sweep} if sweep else {}),
     }
+
+
+def encode_task(args, task, tokenizer):
+    """The task's splits (at most --max_train_samples / --max_eval_samples), tokenized; evaluation splits longest
+    first, so each batch pads to its own length (the metrics do not depend on the order)."""
+    data = load_glue(task, args.data_dir)
+    if args.max_train_samples:
+        data["train"] = data["train"].select(range(min(args.max_train_samples, len(data["train"]))))
+    for split in eval_splits(task):
+        if args.max_eval_samples:
+            data[split] = data[split].select(range(min(args.max_eval_samples, len(data[split]))))
+    encoded = data.map(lambda batch: tokenize_pairs(tokenizer, batch, args.max_seq_length), batched=True,
+                       remove_columns=["sentence1", "sentence2"], desc=f"tokenizing {task}")
+    for split in eval_splits(task):
+        lengths = [len(ids) for ids in encoded[split]["input_ids"]]
+        encoded[split] = encoded[split].select(sorted(range(len(lengths)), key=lambda i: -lengths[i]))
+    return encoded
+
+
+def metrics_function(task):
+    """The Trainer's compute_metrics for the task (regression for STS-B, else the class with the largest logit), and
+    where its metric comes from."""
+    import numpy as np
+
+    from small_encoders.eval.metrics import glue_metric
+
+    compute, metric_source = glue_metric(task)
+
+    def compute_metrics(prediction):
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        predicted = logits.squeeze(-1) if task == "stsb" else np.argmax(logits, axis=-1)
+        return compute(predicted, prediction.label_ids)
+
+    return compute_metrics, metric_source
+
+
+def fine_tune_seed(args, task, tokenizer, encoded, compute_metrics, seed, learning_rate, seed_dir, show_rate):
+    """One seed's fine-tuning and evaluation (its result kept in seed_dir, so a run cut short resumes from it)."""
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    fingerprint = seed_fingerprint(args, task, seed, learning_rate)
+    earlier = finished_seed(seed_dir, fingerprint) if args.resume and not args.save_model else None  # a saved model needs every seed trained now
+    if earlier is not None:
+        print(f"{task} seed {seed}: {earlier} (finished by an earlier run: {seed_dir / SEED_RESULT})", flush=True)
+        return earlier
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() if args.bf16 == "auto" else args.bf16 in ("1", "true", "True")
+    training_args = TrainingArguments(
+        output_dir=str(seed_dir), learning_rate=learning_rate,
+        num_train_epochs=args.num_train_epochs, per_device_train_batch_size=args.per_device_train_batch_size,
+        per_device_eval_batch_size=args.per_device_eval_batch_size, weight_decay=args.weight_decay,
+        warmup_steps=int(args.warmup_ratio * len(encoded["train"]) * args.num_train_epochs / args.per_device_train_batch_size),
+        seed=seed, data_seed=seed, save_strategy="no", eval_strategy="no", logging_steps=50, report_to="none",
+        bf16=bf16, use_cpu=not torch.cuda.is_available(), **sampling_strategy(args.group_by_length),
+        disable_tqdm=getattr(args, "quiet", False),  # eval/glue_jobs.py: a dozen fine-tunings share one terminal
+    )
+    trainer = Trainer(model=load_model(args, task, seed), args=training_args, train_dataset=encoded["train"],
+                      processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+                      compute_metrics=compute_metrics)
+    if getattr(args, "quiet", False):  # without progress bars the Trainer prints every log dict instead
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    metrics = {}
+    for split in eval_splits(task):
+        result = trainer.evaluate(encoded[split], metric_key_prefix=split)
+        suffix = split.replace("validation", "").lstrip("_")
+        for name in TASKS[task]["metrics"]:
+            metrics[f"{name}{'_' + suffix if suffix else ''}"] = result[f"{split}_{name}"]
+    print(f"{task} seed {seed}{f' (learning rate {learning_rate:g})' if show_rate else ''}: {metrics}", flush=True)
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(seed_dir / SEED_RESULT, json.dumps({"fingerprint": fingerprint, "metrics": metrics}, indent=1))
+    if args.save_model:
+        save_seed_model(trainer, tokenizer, saved_model_dir(args, task), seed)
+    return metrics
 
 
 def saved_model_dir(args, task):

@@ -52,6 +52,7 @@ import math
 import statistics
 import sys
 import time
+import types
 from pathlib import Path
 
 from small_encoders.core import checks
@@ -469,15 +470,45 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     finished. `skip`: parts of PARTS to leave out. `baseline` (a folder or Hub id, e.g. the model a continued
     pretraining started from): measured in the floor's place, from its own weights, with the same protocol, seeds and
     held-out blocks; nothing is cached for it."""
-    import shlex
+    plan = suite_plan(model_path, data_dir, protocol, perplexity_files, tasks, seeds, skip, baseline)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    cache = FloorCache(plan, floor_cache)
+    against = (f"against the model it started from, {baseline} (not the random-init floor)" if plan.reference else
+               f"floor {'cached' if cache.floor is not None else 'to measure'} ({plan.key})")
+    print(f"suite v{SUITE_VERSION}, protocol {protocol}: GLUE {', '.join(plan.present) or 'none'}; perplexity on "
+          f"{plan.files or 'nothing (no held-out text)'}; {against}", flush=True)
+    if plan.reference and not plan.reference["same_tokenizer"] and plan.blocks is not None:
+        print(f"note: {baseline} has another tokenizer: each side's perplexity is over its own tokens of the same text "
+              f"(not directly comparable)", flush=True)
+    if plan.discriminator:
+        print(f"{model_path} is a replaced-token-detection discriminator: perplexity and MMLU (masked-LM scoring) are "
+              f"not applicable and are not measured", flush=True)
+    scratch = output_dir / "scratch"
+    model, floor, status = measure_sides(plan, cache, scratch, output_dir, parallel, jobs, deadline)
+    complete = status is None or not (status["unfinished"] or status["failed"])
+    floor = cache.settle(floor, complete)
+    results = suite_results(plan, cache, model, floor, status)
+    write_atomic(output_dir / "results.json", json.dumps(results, indent=1))
+    write_atomic(output_dir / "summary.md", summary_markdown(results))
+    import shutil
 
+    if complete:
+        shutil.rmtree(scratch, ignore_errors=True)
+    else:  # each finished fine-tuning's seed_result.json: the same command again resumes from them
+        print(f"cut short: the finished fine-tunings are kept in {scratch}; the same command again continues from them",
+              flush=True)
+    return results
+
+
+def suite_plan(model_path, data_dir, protocol, perplexity_files, tasks, seeds, skip, baseline):
+    """What the suite will measure, checked before anything runs: the protocol's settings, the model's config and
+    tokenizer (and the baseline's), the GLUE tasks present, the held-out blocks for perplexity, the floor's key."""
     from transformers import AutoConfig
 
     import small_encoders.modeling  # noqa: F401  registers the SmallEncoder family
-    from small_encoders.core.run_folder import cache_root, describe_hardware, source_commit
+    from small_encoders.core.hub import check_source
     from small_encoders.data_prep.tokenizer import load_tokenizer
-    from small_encoders.eval.glue_data import TASKS
-    from small_encoders.eval.perplexity import eval_blocks
 
     if protocol not in PROTOCOLS:
         raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -492,8 +523,6 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
 
         seeds = ",".join(map(str, seed_list(seeds)))
         settings["seeds"] = seeds
-    from small_encoders.core.hub import check_source
-
     check_source(model_path, "--model_name_or_path")
     try:
         config = AutoConfig.from_pretrained(str(model_path), trust_remote_code=True)
@@ -503,16 +532,20 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     reference = baseline_side(baseline) if baseline is not None else None
     if reference:
         reference["same_tokenizer"] = tokenizer.backend_tokenizer.to_str() == reference["tokenizer"].backend_tokenizer.to_str()
-    from small_encoders.eval.run_glue import readable_length
+    plan = types.SimpleNamespace(
+        model_path=model_path, data_dir=data_dir, protocol=protocol, settings=settings, seeds=seeds, skip=skip,
+        baseline=baseline, config=config, tokenizer=tokenizer, reference=reference,
+        present=chosen_tasks(data_dir, tasks), discriminator=is_discriminator(config),
+        key=architecture_key(config, tokenizer, protocol, seeds))
+    cut_glue_inputs(plan)
+    held_out_blocks(plan, perplexity_files)
+    return plan
 
-    limit = readable_length(config, tokenizer)
-    if reference:  # the shorter of the two: both sides fine-tune on the same inputs
-        other = readable_length(reference["config"], reference["tokenizer"])
-        limit = other if limit is None else (limit if other is None else min(limit, other))
-    if limit is not None and settings["max_seq_length"] > limit:
-        print(f"protocol {protocol}: GLUE inputs are cut at {limit} tokens, what {model_path} reads "
-              f"(the protocol's {settings['max_seq_length']} is longer)")
-        settings["max_seq_length"] = limit
+
+def chosen_tasks(data_dir, tasks):
+    """The GLUE tasks to measure: --tasks, each checked, or every task present; none is one error line."""
+    from small_encoders.eval.glue_data import TASKS
+
     present = glue_tasks(data_dir)
     if tasks:
         unknown = [t for t in tasks if t not in TASKS]
@@ -525,98 +558,139 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     if not present:  # GLUE is the suite: without a task it would measure nothing and write a table of nothing
         raise UserError(f"no GLUE task under {Path(data_dir) / 'glue'} (folders like SST-2/ holding train.tsv and "
                         f"dev.tsv); point --data_dir at the folder that holds glue/")
-    mlm_probability, block_size, recorded_validation = model_facts(model_path)
+    return present
+
+
+def cut_glue_inputs(plan):
+    """GLUE inputs no longer than both sides read (the protocol's max_seq_length lowered where a model reads fewer)."""
+    from small_encoders.eval.run_glue import readable_length
+
+    limit = readable_length(plan.config, plan.tokenizer)
+    if plan.reference:  # the shorter of the two: both sides fine-tune on the same inputs
+        other = readable_length(plan.reference["config"], plan.reference["tokenizer"])
+        limit = other if limit is None else (limit if other is None else min(limit, other))
+    if limit is not None and plan.settings["max_seq_length"] > limit:
+        print(f"protocol {plan.protocol}: GLUE inputs are cut at {limit} tokens, what {plan.model_path} reads "
+              f"(the protocol's {plan.settings['max_seq_length']} is longer)")
+        plan.settings["max_seq_length"] = limit
+
+
+def held_out_blocks(plan, perplexity_files):
+    """plan.files (the held-out text: --perplexity_files, the run's validation files, or WikiText-2 valid), its blocks
+    at the model's block size (the baseline's own where its tokenizer differs), and the masking rate to measure at."""
+    from small_encoders.eval.perplexity import eval_blocks
     from small_encoders.modeling.build import readable_positions
 
-    limit = min(readable_positions(c) or 512 for c in [config] + ([reference["config"]] if reference else []))
+    plan.mlm_probability, block_size, recorded_validation = model_facts(plan.model_path)
+    reference = plan.reference
+    limit = min(readable_positions(c) or 512 for c in [plan.config] + ([reference["config"]] if reference else []))
     block_size = min(block_size or 128, limit)
     files = perplexity_files or (recorded_validation if recorded_validation and all(
         Path(p).exists() for p in str(recorded_validation).split(",")) else None)
-    if files is None and (Path(data_dir) / "wikitext-2" / "valid.txt").is_file():
-        files = str(Path(data_dir) / "wikitext-2" / "valid.txt")
-    if "perplexity" in skip:
-        files = None
-    blocks = eval_blocks(tokenizer, files, block_size=block_size, max_blocks=settings["perplexity_max_blocks"]) if files else None
+    if files is None and (Path(plan.data_dir) / "wikitext-2" / "valid.txt").is_file():
+        files = str(Path(plan.data_dir) / "wikitext-2" / "valid.txt")
+    plan.files = None if "perplexity" in plan.skip else files
+    most = plan.settings["perplexity_max_blocks"]
+    plan.blocks = eval_blocks(plan.tokenizer, plan.files, block_size=block_size, max_blocks=most) if plan.files else None
     if reference:
         same = reference["same_tokenizer"]
-        reference["blocks"] = blocks if same or not files else eval_blocks(
-            reference["tokenizer"], files, block_size=block_size, max_blocks=settings["perplexity_max_blocks"])
+        reference["blocks"] = plan.blocks if same or not plan.files else eval_blocks(
+            reference["tokenizer"], plan.files, block_size=block_size, max_blocks=most)
 
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    key = architecture_key(config, tokenizer, protocol, seeds)
-    cache = Path(floor_cache or cache_root() / "floors")
-    floor_file = cache / f"{key}.json"
-    floor = json.loads(floor_file.read_text()) if floor_file.is_file() and not reference else None
-    discriminator = is_discriminator(config)
-    # A floor measured for a discriminator (GLUE and STS-B only) does not serve a masked LM, which needs its perplexity.
-    wanted = [part for part, there in (("stsb_zero_shot", (Path(data_dir) / "glue" / "STS-B" / "dev.tsv").is_file()),
-                                       ("mmlu", (Path(data_dir) / "mmlu" / "val").is_dir() and not discriminator))
-              if there and part not in skip]
-    floor_cached = (floor is not None and set(present) <= set(floor["glue"]) and (blocks is None or floor.get("perplexity_data") == files)
-                    and (discriminator or "not_applicable" not in floor.get("perplexity", {}))
-                    and all(part in floor for part in wanted))
-    against = (f"against the model it started from, {baseline} (not the random-init floor)" if reference else
-               f"floor {'cached' if floor_cached else 'to measure'} ({key})")
-    print(f"suite v{SUITE_VERSION}, protocol {protocol}: GLUE {', '.join(present) or 'none'}; perplexity on "
-          f"{files or 'nothing (no held-out text)'}; {against}", flush=True)
-    if reference and not reference["same_tokenizer"] and blocks is not None:
-        print(f"note: {baseline} has another tokenizer: each side's perplexity is over its own tokens of the same text "
-              f"(not directly comparable)", flush=True)
 
-    scratch = output_dir / "scratch"
-    if discriminator:
-        print(f"{model_path} is a replaced-token-detection discriminator: perplexity and MMLU (masked-LM scoring) are "
-              f"not applicable and are not measured", flush=True)
-    common = (model_path, tokenizer, data_dir, settings, present, blocks, mlm_probability)
-    reference_common = (baseline, reference["tokenizer"], data_dir, settings, present, reference["blocks"],
-                        mlm_probability) if reference else None
-    status = None
-    if jobs or deadline is not None or protocol in JOB_PROTOCOLS:
+class FloorCache:
+    """The random-init floor of an architecture, tokenizer and protocol, measured once and kept in a JSON file
+    (~/.cache/small-encoders/floors, or --floor_cache). `floor` is the cached floor when it serves this measurement
+    (every task, part and held-out text asked for), else None; a measurement against a baseline uses no cache."""
+
+    def __init__(self, plan, folder):
+        from small_encoders.core.run_folder import cache_root, describe_hardware
+
+        self.plan, self.hardware = plan, describe_hardware(1)
+        self.file = Path(folder or cache_root() / "floors") / f"{plan.key}.json"
+        floor = json.loads(self.file.read_text()) if self.file.is_file() and not plan.reference else None
+        data_dir = Path(plan.data_dir)
+        # A floor measured for a discriminator (GLUE and STS-B only) does not serve a masked LM, which needs its perplexity.
+        wanted = [part for part, there in (("stsb_zero_shot", (data_dir / "glue" / "STS-B" / "dev.tsv").is_file()),
+                                           ("mmlu", (data_dir / "mmlu" / "val").is_dir() and not plan.discriminator))
+                  if there and part not in plan.skip]
+        serves = (floor is not None and set(plan.present) <= set(floor["glue"])
+                  and (plan.blocks is None or floor.get("perplexity_data") == plan.files)
+                  and (plan.discriminator or "not_applicable" not in floor.get("perplexity", {}))
+                  and all(part in floor for part in wanted))
+        self.floor = floor if serves else None
+        self.perplexity_measured_now = False
+
+    def settle(self, floor, complete):
+        """The floor to report: a newly measured, complete one is written to the cache; a cached one measured on
+        another machine is flagged, and its perplexity measured again when this model masks at another rate."""
+        plan = self.plan
+        if not plan.reference and self.floor is None and complete and set(plan.present) <= set(floor["glue"]):
+            floor["perplexity_data"] = plan.files  # (a floor cut short is not cached)
+            floor["hardware"] = self.hardware
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.file, json.dumps(floor, indent=1))
+        if self.floor is None:
+            return floor
+        if floor.get("hardware") != self.hardware:
+            # The same seeded fine-tuning rounds differently on another kind of CPU (AVX2 against AVX512: up to 2.2
+            # points on a task, docs/results.md), about the size of the differences the suite is there to measure.
+            print(f"warning: the cached floor was measured on {floor.get('hardware') or 'an unrecorded machine'}, this "
+                  f"is {self.hardware}; its figures can differ by a point or two from this machine's (measure it here "
+                  f"with an empty --floor_cache folder)", flush=True)
+        rate = plan.mlm_probability
+        if plan.blocks is not None and not plan.discriminator and floor.get("perplexity", {}).get("mlm_probability") != rate:
+            # The cache holds the floor's perplexity at the masking rate of the first model measured with this
+            # architecture; this model masks at another rate, so the floor's is measured again at this one (random
+            # weights seeded as for the cached floor; one pass, the GLUE figures stay cached).
+            print(f"floor perplexity: cached at {floor['perplexity']['mlm_probability']:.0%} masking, measured now at "
+                  f"{rate:.0%}", flush=True)
+            random_model = load_for_zero_shot(plan.model_path, random_init=True, discriminator=False)
+            floor = dict(floor, perplexity=perplexity_measure(random_model, plan.tokenizer, plan.blocks, rate))
+            self.perplexity_measured_now = True
+        return floor
+
+
+def measure_sides(plan, cache, scratch, output_dir, parallel, jobs, deadline):
+    """The runner: the model and its floor (or baseline) measured, as parallel fine-tuning jobs, side by side in two
+    processes, or one after the other; a cached floor is not measured again. Returns (model, floor, job status)."""
+    common = (plan.model_path, plan.tokenizer, plan.data_dir, plan.settings, plan.present, plan.blocks,
+              plan.mlm_probability)
+    reference, skip, floor_cached = plan.reference, plan.skip, cache.floor is not None
+    reference_common = (plan.baseline, reference["tokenizer"], plan.data_dir, plan.settings, plan.present,
+                        reference["blocks"], plan.mlm_probability) if reference else None
+    if jobs or deadline is not None or plan.protocol in JOB_PROTOCOLS:
         from small_encoders.eval.glue_jobs import jsonl_recorder
 
         record = jsonl_recorder(output_dir / "fine_tunings.jsonl")  # each fine-tuning as it ends
         model, measured_floor, status = measure_with_jobs(
-            common, scratch, discriminator, not floor_cached, jobs, deadline, record, skip,
-            (baseline, reference["tokenizer"], reference["blocks"], reference["discriminator"]) if reference else None)
-        floor = floor if floor_cached else measured_floor
-    elif parallel and not floor_cached:
-        model, floor = measure_side_by_side(common, scratch, discriminator, reference_common,
+            common, scratch, plan.discriminator, not floor_cached, jobs, deadline, record, skip,
+            (plan.baseline, reference["tokenizer"], reference["blocks"], reference["discriminator"]) if reference else None)
+        return model, cache.floor if floor_cached else measured_floor, status
+    if parallel and not floor_cached:
+        model, floor = measure_side_by_side(common, scratch, plan.discriminator, reference_common,
                                             bool(reference and reference["discriminator"]), skip)
-    else:
-        model = measure(*common, scratch, random_init=False, discriminator=discriminator, skip=skip)
-        if reference:
-            floor = measure(*reference_common, scratch / "baseline", random_init=False,
-                            discriminator=reference["discriminator"], skip=skip)
-        elif not floor_cached:
-            floor = measure(*common, scratch, random_init=True, discriminator=discriminator, skip=skip)
-    hardware = describe_hardware(1)
-    complete = status is None or not (status["unfinished"] or status["failed"])
-    if not reference and not floor_cached and complete and set(present) <= set(floor["glue"]):  # a floor cut short is not cached
-        floor["perplexity_data"] = files
-        floor["hardware"] = hardware
-        floor_file.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(floor_file, json.dumps(floor, indent=1))
-    floor_hardware = floor.get("hardware")  # None: cached before floors recorded their machine
-    if floor_cached and floor_hardware != hardware:
-        # The same seeded fine-tuning rounds differently on another kind of CPU (AVX2 against AVX512: up to 2.2
-        # points on a task, docs/results.md), about the size of the differences the suite is there to measure.
-        print(f"warning: the cached floor was measured on {floor_hardware or 'an unrecorded machine'}, this is "
-              f"{hardware}; its figures can differ by a point or two from this machine's (measure it here with an "
-              f"empty --floor_cache folder)", flush=True)
-    floor_perplexity_now = (floor_cached and blocks is not None and not discriminator
-                            and floor.get("perplexity", {}).get("mlm_probability") != mlm_probability)
-    if floor_perplexity_now:
-        # The cache holds the floor's perplexity at the masking rate of the first model measured with this
-        # architecture; this model masks at another rate, so the floor's is measured again at this one (random
-        # weights seeded as for the cached floor; one pass, the GLUE figures stay cached).
-        print(f"floor perplexity: cached at {floor['perplexity']['mlm_probability']:.0%} masking, measured now at "
-              f"{mlm_probability:.0%}", flush=True)
-        random_model = load_for_zero_shot(model_path, random_init=True, discriminator=False)
-        floor = dict(floor, perplexity=perplexity_measure(random_model, tokenizer, blocks, mlm_probability))
+        return model, floor, None
+    model = measure(*common, scratch, random_init=False, discriminator=plan.discriminator, skip=skip)
+    floor = cache.floor
+    if reference:
+        floor = measure(*reference_common, scratch / "baseline", random_init=False,
+                        discriminator=reference["discriminator"], skip=skip)
+    elif not floor_cached:
+        floor = measure(*common, scratch, random_init=True, discriminator=plan.discriminator, skip=skip)
+    return model, floor, None
+
+
+def suite_results(plan, cache, model, floor, status):
+    """results.json: the tasks both sides finished, each side's GLUE average, the table, and what was measured how."""
+    import shlex
+
+    from small_encoders.core.run_folder import source_commit
+
     def swept(side, task):  # a sweep cut short at the deadline would compare one side's best rate with a partial choice
         return not side["glue"][task].get("learning_rate_sweep", {}).get("unfinished_rates")
 
+    present = plan.present
     measured = [t for t in present if t in model["glue"] and t in floor["glue"] and swept(model, t) and swept(floor, t)]
     floor = dict(floor, glue={t: floor["glue"][t] for t in measured})
     floor["glue_average"] = glue_average(floor["glue"])
@@ -625,28 +699,21 @@ def run_suite(model_path, data_dir, output_dir, protocol="cpu", floor_cache=None
     table = [{"what": what, "floor": f, "pretrained": p, "difference": None if p is None else p - f}
              for what, f, p in table_rows(model, floor)]
     results = {
-        "suite_version": SUITE_VERSION, "protocol": protocol, "protocol_settings": settings, "model": str(model_path),
-        "model_type": config.model_type, "data_dir": str(data_dir), "perplexity_data": files, "glue_tasks": present,
-        "floor_key": key, "floor_cached": floor_cached, "floor_cache_file": str(floor_file),
-        "floor_perplexity_measured_now": floor_perplexity_now,
-        "hardware": hardware, "floor_hardware": floor_hardware, "command": " ".join(["python"] + [shlex.quote(a) for a in sys.argv]),
-        "commit": source_commit(),
-        "skipped": sorted(skip), "fine_tuning_jobs": status,
+        "suite_version": SUITE_VERSION, "protocol": plan.protocol, "protocol_settings": plan.settings,
+        "model": str(plan.model_path), "model_type": plan.config.model_type, "data_dir": str(plan.data_dir),
+        "perplexity_data": plan.files, "glue_tasks": present,
+        "floor_key": plan.key, "floor_cached": cache.floor is not None, "floor_cache_file": str(cache.file),
+        "floor_perplexity_measured_now": cache.perplexity_measured_now,
+        "hardware": cache.hardware, "floor_hardware": floor.get("hardware"),
+        "command": " ".join(["python"] + [shlex.quote(a) for a in sys.argv]), "commit": source_commit(),
+        "skipped": sorted(plan.skip), "fine_tuning_jobs": status,
         "not_measured": [t for t in present if t not in measured],
         "pretrained": model, "floor": floor, "table": table,
-        # What the "floor" side is: the random-init floor, or (--baseline_model) the model this one started from.
-        "reference": {"kind": "baseline", "model": str(baseline)} if reference else {"kind": "random-init floor"},
+        # What the "floor" side is: the random-init floor, or the model this one started from.
+        "reference": ({"kind": "baseline", "model": str(plan.baseline)} if plan.reference
+                      else {"kind": "random-init floor"}),
     }
     results["protocol_seeds_reading"] = protocol_seeds_reading(results)
-    write_atomic(output_dir / "results.json", json.dumps(results, indent=1))
-    write_atomic(output_dir / "summary.md", summary_markdown(results))
-    import shutil
-
-    if complete:
-        shutil.rmtree(scratch, ignore_errors=True)
-    else:  # each finished fine-tuning's seed_result.json: the same command again resumes from them
-        print(f"cut short: the finished fine-tunings are kept in {scratch}; the same command again continues from them",
-              flush=True)
     return results
 
 
