@@ -133,3 +133,21 @@ def test_no_file_edits_the_import_path():
                  for path in (REPO_ROOT / folder).rglob("*.py") if any(edit in path.read_text() for edit in edits)]
     assert not offenders
     assert "E402" not in (REPO_ROOT / "pyproject.toml").read_text()
+
+
+def test_the_fast_tier_covers_every_test_module():
+    """`pytest -m "not slow"` (docs/development.md) keeps at least one test of every test module: each module's
+    behaviour is covered at tiny size in the tier run between two edits."""
+    import ast
+
+    uncovered = []
+    for path in sorted((REPO_ROOT / "tests").glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        module_slow = any("pytest.mark.slow" in ast.unparse(node) for node in tree.body
+                          if isinstance(node, ast.Assign) and "pytestmark" in ast.unparse(node.targets[0]))
+        fast = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+                and (node.name.startswith("test") or isinstance(node, ast.ClassDef) and node.name.endswith("Test"))
+                and not any("slow" in ast.unparse(d) for d in node.decorator_list)]
+        if module_slow or not fast:
+            uncovered.append(path.name)
+    assert uncovered == [], uncovered
