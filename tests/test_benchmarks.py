@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO_ROOT, SHARED_DATA
 
 
+@pytest.mark.slow
 def test_throughput_benchmark_prints_each_path_the_ratio_and_data_prep(tmp_path):
     vocab = SHARED_DATA / "tokenizers" / "bert-base-uncased" / "vocab.txt"
     if not vocab.exists():
@@ -42,6 +43,7 @@ def test_throughput_benchmark_prints_each_path_the_ratio_and_data_prep(tmp_path)
                          result.stdout)
 
 
+@pytest.mark.slow
 def test_glue_padding_benchmark_shows_the_cpu_protocol_pads_less():
     """The arithmetic behind the suite's cpu protocol: v2 pushes far fewer padded tokens through GLUE than v1."""
     glue, vocab = SHARED_DATA / "glue", SHARED_DATA / "tokenizers" / "bert-base-uncased" / "vocab.txt"
@@ -62,6 +64,7 @@ def test_glue_padding_benchmark_shows_the_cpu_protocol_pads_less():
     assert bad.returncode != 0 and "error: --protocols: choose from" in bad.stderr
 
 
+@pytest.mark.slow
 def test_reference_run_smoke_pretrains_side_by_side_measures_and_feeds_the_card(tmp_path):
     """benchmarks/reference_run.py --smoke: two recipes pretrained at once, each measured by the suite against its
     floor (the smoke protocol's parallel fine-tunings), OUT/results.json and summary.md, and the card read from OUT."""
@@ -109,6 +112,7 @@ def test_reference_run_smoke_pretrains_side_by_side_measures_and_feeds_the_card(
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error:") and "--recipe" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_h200_run_imports_as_a_reference_run_with_the_figures_of_its_readme(tmp_path):
     """benchmarks/import_gpu_run.py reads the first GPU run's raw outputs (model/ and glue_results.jsonl) into a
     reference-run folder: each side at its best rate of the sweep, the GLUE-5 average its README gives (63.40 against
@@ -148,6 +152,7 @@ def test_the_h200_run_imports_as_a_reference_run_with_the_figures_of_its_readme(
            "81.65 -> 85.89 (**+4.24**) | 52.22 -> 63.40 (**+11.19**) | `gpu` |" in table.stdout
 
 
+@pytest.mark.slow
 def test_the_lever_ladder_times_each_lever_and_the_speed_summary_reads_it(tmp_path):
     """benchmarks/gpu_session.sh speed on a CPU at toy size: the ladder's table and JSON, then speed_summary.py's table
     with the targets' verdicts (the compile lever is left out here: tests/test_compile.py covers compiled training)."""

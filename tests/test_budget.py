@@ -39,6 +39,7 @@ def test_few_planned_steps_suggest_a_smaller_batch():
     assert few_steps_hint(FEW_STEPS, 128) is None and few_steps_hint(177, 8) is None
 
 
+@pytest.mark.slow
 def test_a_budget_too_short_for_one_step_is_one_error_line(tmp_path):
     result = run(BUDGET + ["1e-7", "--output_dir", str(tmp_path / "out")], tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
@@ -46,6 +47,7 @@ def test_a_budget_too_short_for_one_step_is_one_error_line(tmp_path):
     assert not (tmp_path / "out" / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_budget_run_trains_its_planned_steps_and_the_schedule_ends_there(tmp_path):
     """A real run, in real time: every assertion is a relation between the figures the run measured and what it did,
     so it holds on a machine of any speed and load (re-planning's arithmetic on a simulated clock: the tests below)."""
@@ -109,6 +111,7 @@ def budget_schedule(out, steps):
     return lambda step: float(recipe["learning_rate"]) * factor(step)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["first", "last"])
 def test_killed_budget_run_resumes_with_the_recorded_plan(tmp_path, when):
     """Killed after its first checkpoint (step 20, or the last step where a slow machine planned fewer), or after the

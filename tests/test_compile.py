@@ -34,6 +34,7 @@ def losses(folder, key="loss"):
     return {row["step"]: row[key] for row in log if key in row}
 
 
+@pytest.mark.slow
 def test_compiled_training_gives_the_eager_losses_and_a_resumed_compiled_run_continues_them(tmp_path):
     run(RUN + ["--torch_compile", "false", "--output_dir", str(tmp_path / "eager")], tmp_path)
     compiled = run(RUN + ["--torch_compile", "true", "--output_dir", str(tmp_path / "compiled")], tmp_path)

@@ -64,6 +64,7 @@ def test_continuing_changes_the_learning_rate_and_warmup_unless_told_otherwise(t
         load_recipe(str(mine), {"init_from": "some/model"})
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
 def test_a_continued_run_starts_where_its_model_ended_in_one_and_two_processes(tmp_path, trained):
     """The first step's loss of a run continued from a trained model is far below a random start's (6.9 = ln 1000 for
@@ -88,6 +89,7 @@ def test_a_continued_run_starts_where_its_model_ended_in_one_and_two_processes(t
     assert f"started from `{trained}`" in card and "for 4 steps" in card
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["roberta", "bert", "electra", "modernbert"])
 def test_a_stock_model_is_continued_and_saved_as_what_it_was(tmp_path, family):
     """RoBERTa, BERT, an ELECTRA generator and ModernBERT: continued with sparse prediction, saved as the same kind."""
@@ -134,6 +136,7 @@ def test_a_stock_model_is_continued_and_saved_as_what_it_was(tmp_path, family):
     assert before[name].shape == after[name].shape and not torch.equal(before[name], after[name])  # trained further
 
 
+@pytest.mark.slow
 def test_what_cannot_be_continued_is_one_error_line_before_any_data_is_read(tmp_path):
     from small_encoders.data_prep.tokenizer import wordpiece_from_vocab
     from small_encoders.modeling import SmallEncoderForPreTraining
@@ -163,6 +166,7 @@ def run_suite(tmp_path, model, out, *extra):
     return json.loads((out / "results.json").read_text())
 
 
+@pytest.mark.slow
 def test_the_suite_measures_a_continued_model_against_its_start(tmp_path, trained):
     """--baseline_model takes the floor's place: the start model fine-tuned and measured from its own weights with the
     same protocol and seeds (its side reads as the start model itself measured as the model), nothing cached; the

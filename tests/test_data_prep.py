@@ -92,6 +92,7 @@ def test_non_utf8_is_refused_unless_replace_is_asked(tmp_path):
     assert "caf\ufffd au lait is good" in texts
 
 
+@pytest.mark.slow
 def test_embedded_corpus_is_deterministic_english(tmp_path):
     train_a, valid_a = build_embedded_corpus(tmp_path / "a")
     train_b, valid_b = build_embedded_corpus(tmp_path / "b")

@@ -199,6 +199,7 @@ def served_demo(small_encoder_dir, tmp_path):
         log.close()
 
 
+@pytest.mark.slow
 def test_the_page_in_a_real_browser(served_demo, small_encoder_dir, tmp_path):
     if CHROMIUM is None:
         pytest.skip("no chromium on this machine (.ci/run installs Debian's chromium for this test)")

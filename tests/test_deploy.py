@@ -51,6 +51,7 @@ def onnx_outputs(path, tokenizer, sentences):
     return session.run(None, {k: v.astype(np.int64) for k, v in batch.items() if k in wanted})[0], batch
 
 
+@pytest.mark.slow
 def test_a_small_encoder_exports_within_the_tolerance_at_new_shapes_and_its_int8_copy_loads(tmp_path, small_encoder):
     """The export is checked by the script and again here at a batch size and length it was not traced at (dynamic
     axes), padding included; the int8 copy is smaller and predicts mostly what PyTorch predicts."""
@@ -144,6 +145,7 @@ def error_line(main, arguments, capsys):
     return errors[0]
 
 
+@pytest.mark.slow
 def test_what_cannot_be_exported_is_one_error_line(tmp_path, small_encoder, classifier, capsys):
     """Another model's export is not written over (a missing folder, an unknown task, a file: tests/test_bad_input.py);
     files that are not an export are kept; the same model's earlier export is replaced; the benchmark refuses an
@@ -169,6 +171,7 @@ def test_what_cannot_be_exported_is_one_error_line(tmp_path, small_encoder, clas
                                                                      "--data_dir", str(tmp_path)], capsys)
 
 
+@pytest.mark.slow
 def test_the_benchmark_measures_every_backend_on_the_dev_set(tmp_path, classifier):
     """Three rows (PyTorch, ONNX Runtime fp32 and int8); fp32 predicts exactly what PyTorch predicts; the accuracy is
     the dev set's; every figure is positive."""
@@ -211,6 +214,7 @@ def test_the_benchmark_measures_every_backend_on_the_dev_set(tmp_path, classifie
     assert any("MatMul" in name for name in shares) and "kernel time by operator" in done.stdout
 
 
+@pytest.mark.slow
 def test_publish_uploads_the_export_and_the_cards_snippet_runs_without_torch(tmp_path, classifier, small_encoder):
     """`publish.py --onnx`: the files go under onnx/, the card's snippet (with the Hub download pointed at the dry-run
     folder) runs where torch cannot be imported and gives PyTorch's prediction; an export of other weights is refused."""
@@ -243,6 +247,7 @@ def test_publish_uploads_the_export_and_the_cards_snippet_runs_without_torch(tmp
     assert "exported from other weights" in line and not (tmp_path / "other").exists()
 
 
+@pytest.mark.slow
 def test_the_demo_and_its_onnx_space_serve_an_export_without_torch(tmp_path, classifier, small_encoder):
     """demo/app.py --onnx: a fill-mask export gives PyTorch's top tokens and probabilities, a classifier's int8 export
     (staged as a Space by publish.py --space_id --onnx, read from the model repository's layout: onnx/ beside the

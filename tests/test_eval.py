@@ -79,6 +79,7 @@ def test_bad_glue_files_fail_clearly(tmp_path, task, content, message):
         read_tsv(task, path)
 
 
+@pytest.mark.slow
 def test_run_glue_seeds_lora_and_random_init(tmp_path, tiny_model_dir):
     from small_encoders.eval.run_glue import main
 
@@ -98,6 +99,7 @@ def test_run_glue_seeds_lora_and_random_init(tmp_path, tiny_model_dir):
     assert json.loads((tmp_path / "random" / "sst2.json").read_text())["random_init"] is True
 
 
+@pytest.mark.slow
 def test_a_learning_rate_sweep_keeps_the_best_rate_of_the_first_seed_for_the_others(tmp_path, tiny_model_dir):
     from small_encoders.eval.run_glue import main
 

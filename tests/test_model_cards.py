@@ -83,6 +83,7 @@ def test_card_for_stock_roberta_needs_no_remote_code(tmp_path):
     assert "trust_remote_code" not in text and "custom_code" not in front["tags"] and "<mask>" in text
 
 
+@pytest.mark.slow
 def test_dry_run_folder_loads_in_a_clean_process(trained_folder, tmp_path, capsys, monkeypatch):
     folder, results = trained_folder
     monkeypatch.setenv("HF_TOKEN", TOKEN)

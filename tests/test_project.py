@@ -88,6 +88,7 @@ def test_the_code_passes_its_lint():
     assert done.returncode == 0, done.stdout[-3000:]
 
 
+@pytest.mark.slow
 def test_the_distribution_installs_one_name_of_its_own(tmp_path):
     """The wheel `pip install .` would install holds one top-level package, small_encoders, with the repository's
     folders inside it as subpackages (installed as top-level packages, core/, eval/ or demo/ would collide with other

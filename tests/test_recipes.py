@@ -72,6 +72,7 @@ def run_script(args, tmp_path, launcher=None, timeout=600):
     return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["quickstart", "coberta", "miniroberta", "bertmini", "neobert", "neobert-mini"])
 def test_smoke_run_of_each_recipe_saves_a_loadable_model(name, tmp_path):
     args = ["--recipe", name, "--smoke", "--output_dir", str(tmp_path / "out")]
@@ -125,6 +126,7 @@ def test_smoke_run_of_each_recipe_saves_a_loadable_model(name, tmp_path):
     assert model.get_input_embeddings().num_embeddings >= len(tokenizer)
 
 
+@pytest.mark.slow
 def test_no_hub_and_no_files_ends_in_one_line_naming_the_flag(tmp_path):
     # A Hub tokenizer with no network (and no cached copy) is refused first, before the corpus is asked for.
     result = run_script(["--recipe", "bertmini", "--tokenizer_name", "x", "--output_dir", str(tmp_path / "o")], tmp_path)
@@ -142,6 +144,7 @@ def test_no_hub_and_no_files_ends_in_one_line_naming_the_flag(tmp_path):
     assert not (tmp_path / "o" / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_unknown_recipe_and_key_exit_cleanly(tmp_path):
     result = run_script(["--recipe", "nosuch"], tmp_path)
     assert result.returncode == 1 and "unknown recipe" in result.stderr and "Traceback" not in result.stderr
@@ -149,6 +152,7 @@ def test_unknown_recipe_and_key_exit_cleanly(tmp_path):
     assert result.returncode == 1 and "learning_rat" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_local_corpus_files_replace_the_hub(tmp_path):
     books = SHARED_DATA / "gutenberg" / "austen-emma.txt"
     if not books.exists():
@@ -160,6 +164,7 @@ def test_local_corpus_files_replace_the_hub(tmp_path):
     assert json.loads((out / "results.json").read_text())["data"].endswith("austen-emma.txt")
 
 
+@pytest.mark.slow
 def test_output_folder_of_another_run_is_refused_and_a_finished_one_kept(tmp_path):
     out = str(tmp_path / "out")
     assert run_script(["--recipe", "quickstart", "--smoke", "--output_dir", out, "--report_to", "none"], tmp_path).returncode == 0
@@ -170,6 +175,7 @@ def test_output_folder_of_another_run_is_refused_and_a_finished_one_kept(tmp_pat
     assert other.returncode == 1 and "holds a different run" in other.stderr and "mlm_probability" in other.stderr
 
 
+@pytest.mark.slow
 def test_overwrite_removes_the_old_run_only_once_the_new_one_is_checked(tmp_path):
     out = str(tmp_path / "out")
     assert run_script(["--recipe", "quickstart", "--smoke", "--output_dir", out, "--report_to", "none"], tmp_path).returncode == 0
@@ -184,6 +190,7 @@ def test_overwrite_removes_the_old_run_only_once_the_new_one_is_checked(tmp_path
     assert replaced.returncode == 0 and "mlm_probability: 0.2" in (tmp_path / "out" / "recipe.yaml").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
 def test_accelerate_launch_two_cpu_processes(tmp_path):
     # On a machine without GPUs, accelerate 1.x starts two gloo (CPU) DDP processes through torchrun

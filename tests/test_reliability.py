@@ -61,6 +61,7 @@ def error_line(stderr):
     return lines[0]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     whole = run(SMOKE + ["--output_dir", str(tmp_path / "whole")], tmp_path)
     assert whole.returncode == 0, whole.stderr[-2000:]
@@ -92,6 +93,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
         assert (expected[name] - actual[name]).abs().max().item() < 1e-5, name
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path):
     out = tmp_path / "out"
     result = run(SMOKE + ["--output_dir", str(out)], tmp_path, wrapper=["nan", "5"])
@@ -124,6 +126,7 @@ def test_bad_input_ends_in_one_clear_line_and_no_finished_output(tmp_path, make,
     assert not (out / "results.json").exists() and not (out / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_a_document_far_longer_than_a_block_continues_across_blocks(tmp_path):
     long_document = " ".join(f"word{i % 50}" for i in range(20000))
     (tmp_path / "long.txt").write_text(long_document + "\n" + "a short second document.\n")
@@ -134,6 +137,7 @@ def test_a_document_far_longer_than_a_block_continues_across_blocks(tmp_path):
     assert json.loads((out / "results.json").read_text())["eval_blocks"] > 100
 
 
+@pytest.mark.slow
 def test_planted_hub_token_appears_in_no_output(tmp_path):
     token = "hf_PLANTEDtokenDoNotLeak1234567890"
     out = tmp_path / "out"

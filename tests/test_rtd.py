@@ -132,6 +132,7 @@ CHILD = HUB_USER + textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["small_encoder", "roberta"])
 def test_saved_discriminator_loads_as_a_sequence_classifier_in_a_clean_process(family, tiny_tokenizer, tmp_path):
     from transformers import AutoModelForSequenceClassification, RobertaConfig
@@ -176,6 +177,7 @@ def test_saved_discriminator_loads_as_a_sequence_classifier_in_a_clean_process(f
     assert torch.allclose(torch.tensor(child["logits"]), expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_rtd_run_saves_the_discriminator_and_resumes_to_the_same_weights(tmp_path):
     whole = run(SMOKE + ["--output_dir", str(tmp_path / "whole")], tmp_path)
     assert whole.returncode == 0, whole.stderr[-2000:]

@@ -139,6 +139,7 @@ def environment(tmp_path):
                 HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
 
 
+@pytest.mark.slow
 def test_a_budgeted_streaming_run_plans_and_ends_on_time(tmp_path):
     train_files, validation_files = write_corpus(tmp_path / "corpus")
     out = tmp_path / "out"
@@ -182,6 +183,7 @@ LAUNCH = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_
 needs_launcher = pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
 
 
+@pytest.mark.slow
 @needs_launcher
 @pytest.mark.parametrize("files", [4, 1])
 def test_two_processes_of_two_workers_stream_disjoint_blocks_and_no_held_out_text(tmp_path, files):
@@ -240,6 +242,7 @@ SLOW_SAVE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @needs_launcher
 def test_two_processes_with_a_time_budget_and_frequent_saves_end_together(tmp_path):
     """The first process writes each checkpoint while the other waits for it in its next step: each process timed its
@@ -265,6 +268,7 @@ def test_two_processes_with_a_time_budget_and_frequent_saves_end_together(tmp_pa
     assert_ends_within_budget(results)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_killed_streaming_run_resumes_to_the_same_weights(tmp_path, workers):
     """Resuming loads the stream's saved state (every worker's place in its files and in its shuffled window) and the

@@ -50,6 +50,7 @@ def save_model(folder, tokenizer, **config):
     return folder
 
 
+@pytest.mark.slow
 def test_suite_measures_model_and_floor_and_caches_the_floor(tmp_path, tiny_tokenizer, data_dir, monkeypatch):
     model_dir = save_model(tmp_path / "model", tiny_tokenizer)
     cache = tmp_path / "floors"
@@ -108,6 +109,7 @@ def test_suite_measures_model_and_floor_and_caches_the_floor(tmp_path, tiny_toke
     assert calls == [False, True] and third["floor_key"] != first["floor_key"]
 
 
+@pytest.mark.slow
 def test_a_floor_cached_on_another_machine_says_so(tmp_path, tiny_tokenizer, data_dir, capsys):
     model_dir = save_model(tmp_path / "model", tiny_tokenizer)
     cache = tmp_path / "floors"
@@ -127,6 +129,7 @@ def test_a_floor_cached_on_another_machine_says_so(tmp_path, tiny_tokenizer, dat
     assert f"measured on CPU (Elsewhere 9000, 2 cores, x86_64, AVX2), 1 process(es); the model on {here['hardware']}" in summary
 
 
+@pytest.mark.slow
 def test_seeds_other_than_the_protocols_are_a_floor_of_their_own(tmp_path, tiny_tokenizer, data_dir, capsys):
     import statistics
 
@@ -159,6 +162,7 @@ def test_seeds_other_than_the_protocols_are_a_floor_of_their_own(tmp_path, tiny_
     assert code == 1 and "--seeds repeats a seed" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_cached_floor_gets_its_perplexity_at_the_models_own_masking_rate(tmp_path, tiny_tokenizer, data_dir):
     import shutil
 
@@ -186,6 +190,7 @@ def test_a_cached_floor_gets_its_perplexity_at_the_models_own_masking_rate(tmp_p
     assert cached["floor"]["glue"] == first["floor"]["glue"]
 
 
+@pytest.mark.slow
 def test_same_seeds_give_the_same_glue_figures_and_the_card_shows_the_table(tmp_path, tiny_tokenizer, data_dir):
     from small_encoders.model_cards.generate import build_card
 
@@ -202,6 +207,7 @@ def test_same_seeds_give_the_same_glue_figures_and_the_card_shows_the_table(tmp_
     assert glue[0]["dataset"]["config"] == "sst2"
 
 
+@pytest.mark.slow
 def test_suite_evaluates_a_stock_roberta_folder(tmp_path, tiny_tokenizer, data_dir):
     from transformers import RobertaConfig, RobertaForMaskedLM
 
@@ -237,6 +243,7 @@ def test_missing_model_folder_is_one_line(tmp_path, data_dir, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["small_encoder", "electra"])
 def test_suite_and_card_on_a_replaced_token_detection_discriminator(family, tmp_path, tiny_tokenizer, data_dir):
     """An RTD run's folder: GLUE and STS-B against the floor; perplexity and MMLU say why they are not measured."""
@@ -274,6 +281,7 @@ def test_suite_and_card_on_a_replaced_token_detection_discriminator(family, tmp_
         assert again["floor"]["perplexity"]["perplexity"] > 1
 
 
+@pytest.mark.slow
 def test_parallel_suite_gives_the_figures_of_the_sequential_one(tmp_path, tiny_tokenizer, data_dir):
     model_dir = save_model(tmp_path / "model", tiny_tokenizer)
     one = suite.run_suite(model_dir, data_dir, tmp_path / "a", "cpu", floor_cache=tmp_path / "f1", tasks=["sst2"])
@@ -291,6 +299,7 @@ def test_parallel_suite_gives_the_figures_of_the_sequential_one(tmp_path, tiny_t
     assert not any("MMLU" in row["what"] or "STS-B" in row["what"] for row in cut["table"])
 
 
+@pytest.mark.slow
 def test_an_interrupted_suite_run_again_keeps_the_seeds_it_finished(tmp_path, tiny_tokenizer, data_dir, monkeypatch):
     import os
 
@@ -320,6 +329,7 @@ def test_an_interrupted_suite_run_again_keeps_the_seeds_it_finished(tmp_path, ti
         run_glue_tasks(model_dir, tiny_tokenizer, ["sst2"], settings, data_dir, scratch, random_init=True)
 
 
+@pytest.mark.slow
 def test_parallel_fine_tuning_jobs_give_the_sequential_figures_and_keep_each_as_it_ends(tmp_path, tiny_tokenizer, data_dir):
     """The gpu protocol's way (eval/glue_jobs.py: every (side, task, rate, seed) a job of a worker pool) measures what
     the one-after-the-other way measures, records each fine-tuning as it ends, and caches the floor."""
