@@ -230,7 +230,8 @@ class MLMTrainer(Trainer):
 
     def _issue_warnings_after_load(self, load_result):
         """A tied decoder is the embedding matrix and is not in a checkpoint: not a missing key (transformers warned
-        "There were missing keys in the checkpoint model loaded: ['lm_head.decoder.weight']" on every resume)."""
+        "There were missing keys in the checkpoint model loaded: ['lm_head.decoder.weight']" on every resume).
+        (Private: the warning is issued inside Trainer's checkpoint loading, where no callback or argument reaches.)"""
         config = getattr(self.model, "config", None)
         tied = set(getattr(self.model, "_tied_weights_keys", None) or ()) if getattr(config, "tie_word_embeddings", False) else set()
         missing = [key for key in load_result.missing_keys if key not in tied]
@@ -257,6 +258,9 @@ class MLMTrainer(Trainer):
             self.eval_seconds += time.perf_counter() - started
 
     def _save_checkpoint(self, *args, **kwargs):
+        # Private: the stream's state must be written into the checkpoint folder before trainer_state.json (the file
+        # that makes a checkpoint whole) and the save timed apart from training; on_save runs after the folder is
+        # complete, too late for the first and without the start time for the second.
         started = self.save_started = time.perf_counter()  # SegmentClock.state() counts training time up to here
         self.state.stateful_callbacks.setdefault(SegmentClock.__name__, {})  # a state resumed from an older checkpoint
         if self.stream_loader is not None:
@@ -324,6 +328,8 @@ class RTDTrainer(MLMTrainer):
         super().log(logs, *args, **kwargs)
 
     def _save(self, output_dir=None, state_dict=None):
+        # Private: the RTD model saves its discriminator and generator/ through its own save_pretrained; Trainer's
+        # save_model has no hook for a model that is two models, and would write one state dict of both.
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not self.args.should_save:
             return
@@ -332,6 +338,7 @@ class RTDTrainer(MLMTrainer):
             self.processing_class.save_pretrained(output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        # Private: the counterpart of _save above (the two folders back into the one model); resuming offers no hook.
         self.accelerator.unwrap_model(model if model is not None else self.model).load_saved_weights(resume_from_checkpoint)
 
 
