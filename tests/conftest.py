@@ -81,11 +81,12 @@ def shared_data(*parts):
     return path
 
 
-LOOPBACK = ("localhost", "127.", "::1", "0.0.0.0", "")
+LOOPBACK = ("localhost", "127.", "::1", "0.0.0.0")
 
 
 def is_loopback(host):
-    return host is None or any(str(host).startswith(prefix) for prefix in LOOPBACK)
+    """This machine: no host (a local socket), the loopback names and addresses."""
+    return host in (None, "", b"") or str(host).startswith(LOOPBACK)
 
 
 @pytest.fixture

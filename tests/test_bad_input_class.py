@@ -75,6 +75,15 @@ def test_every_numeric_flag_refuses_a_negative_and_an_absurd_value(entry, monkey
     assert not no_network, no_network  # refused by the parser alone: nothing looked up, nothing loaded
 
 
+def test_the_network_guard_records_and_refuses_another_machine_but_not_this_one(no_network):
+    import socket
+
+    with pytest.raises(OSError):
+        socket.getaddrinfo("huggingface.co", 443)
+    assert no_network == [("lookup", "huggingface.co")]
+    assert socket.getaddrinfo("127.0.0.1", 80) and no_network == [("lookup", "huggingface.co")]
+
+
 def test_no_numeric_flag_escapes_a_range():
     """small_encoders.core.errors.ArgumentParser refuses a bare type=int or type=float when the parser is built."""
     with pytest.raises(TypeError, match="give a numeric argument its range"):
