@@ -72,9 +72,8 @@ class BudgetPlan:
 
     def as_json(self):
         """The plan as budget_plan.json holds it: the fields that are set (a calibration's plan has no re-plans yet)."""
-        record = {key: value for key, value in dataclasses.asdict(self).items()
-                  if value is not None and key != "resumed" and not (key == "replans" and not value)}
-        return record
+        return {key: value for key, value in dataclasses.asdict(self).items()
+                if value is not None and key != "resumed" and not (key == "replans" and not value)}
 
     def result(self):
         """What results.json records: the plan with the step count in force (`steps`) even where no re-plan was due."""

@@ -472,8 +472,8 @@ def header_lines(job):
     """The run header: model, data, tokenizer, masking, batch, plan, speed settings, output and logging."""
     recipe, args, packed, texts, timings = job.recipe, job.args, job.packed, job.texts, job.timings
     steps, per_step, out = job.steps, job.per_step, job.out
-    from small_encoders.data_prep.streaming import SHUFFLE_BUFFER
-
+    if job.streaming:
+        from small_encoders.data_prep.streaming import SHUFFLE_BUFFER
     return [
         f"recipe            {recipe.recipe}{' (smoke)' if recipe.smoke_run else ''}",
         *model_lines(job.model, job.rtd, recipe),
