@@ -23,7 +23,7 @@ from pathlib import Path
 
 from small_encoders.core.errors import ArgumentParser, UserError, entry_point
 from small_encoders.core.files import write_atomic
-from small_encoders.core.run_folder import PretrainingResult
+from small_encoders.core.run_folder import RunFolder
 
 SIDES = {"model": "pretrained", "floor": "floor"}
 
@@ -102,12 +102,12 @@ def main(argv=None):
 
     raw = Path(args.raw_dir)
     model_dir = raw / "model"
-    if not (model_dir / "results.json").is_file() or not (raw / "glue_results.jsonl").is_file():
+    if not RunFolder(model_dir).is_finished() or not (raw / "glue_results.jsonl").is_file():
         raise UserError(f"--raw_dir {raw} needs model/results.json and glue_results.jsonl")
     if args.protocol not in suite.PROTOCOLS:
         raise UserError(f"--protocol must be one of {', '.join(suite.PROTOCOLS)}")
     settings = dict(suite.PROTOCOLS[args.protocol])
-    run = PretrainingResult.read(model_dir)
+    run = RunFolder(model_dir).result()
     glue = side_results(read_lines(raw / "glue_results.jsonl"), settings)
     tasks = [t for t in ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli") if t in glue["pretrained"]]
     measured = {side: {"glue": {t: glue[side][t] for t in tasks}, "glue_average": suite.glue_average(

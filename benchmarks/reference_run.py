@@ -182,9 +182,9 @@ def recipe_record(name, model_dir, suite_dir, commands, shared, pretrain_code, s
     """What OUT/results.json says of one recipe: its pretraining figures and its suite table."""
     record = {"recipe": name, "model_dir": str(model_dir), "gpu_shared_with": shared, "commands": commands,
               "pretraining": None, "suite": None}
-    from small_encoders.core.run_folder import PretrainingResult
+    from small_encoders.core.run_folder import RunFolder
 
-    run = PretrainingResult.read(model_dir)
+    run = RunFolder(model_dir).result()
     if run is not None:
         keep = ("parameters", "data", "hardware", "bf16", "block_size", "mlm_probability", "train_steps", "train_tokens",
                 "train_seconds", "tokens_per_second", "eval_perplexity", "eval_blocks", "time_budget", "objective")

@@ -2,9 +2,10 @@
 
 A finished `recipes/pretrain_mlm.py` folder holds the model (weights, config, tokenizer), `recipe.yaml` (the resolved
 recipe), `training_log.json` (Trainer's log history), `budget_plan.json` (a time budget's plan, kept so a resumed run
-keeps it), the sentence-transformers files, and `results.json`: the `PretrainingResult` below, written by pretraining
-and read by the model card (model_cards/generate.py), the reference run (benchmarks/reference_run.py) and the GPU-run
-import. Also here: the cache root every part shares, and the hardware description results record.
+keeps it), the sentence-transformers files, and `results.json`: the `PretrainingResult` below. `RunFolder` is the one
+owner of those names: pretraining writes through it, and the suite, the model card, publishing, the reference run and
+the GPU-run import read through it. Also here: the cache root every part shares, and the hardware description results
+record.
 """
 
 import json
@@ -117,14 +118,89 @@ class PretrainingResult:
             raise UserError(f"{path} was not written by recipes/pretrain_mlm.py ({error})") from None
 
 
+class RunFolder:
+    """A pretraining run folder (or any model folder: a file it lacks reads as empty). Reading never changes it; a
+    file that is there but unreadable is one `UserError` naming it."""
+
+    # What a published model repository carries of the run, beside the model's own files (model_cards/publish.py).
+    PUBLISHED = (RECIPE_FILE, RESULTS_FILE, TRAINING_LOG)
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __repr__(self):
+        return f"RunFolder({str(self.path)!r})"
+
+    @property
+    def recipe_file(self):
+        return self.path / RECIPE_FILE
+
+    @property
+    def log_file(self):
+        return self.path / TRAINING_LOG
+
+    @property
+    def plan_file(self):
+        return self.path / BUDGET_PLAN
+
+    def is_finished(self):
+        """Whether pretraining finished here (it writes results.json last)."""
+        return (self.path / RESULTS_FILE).is_file()
+
+    def recipe(self):
+        """The resolved recipe the run trained with, as a dict ({} for a folder with no recipe.yaml)."""
+        import yaml
+
+        if not self.recipe_file.is_file():
+            return {}
+        try:
+            recipe = yaml.safe_load(self.recipe_file.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise UserError(f"{self.recipe_file} is not a readable YAML file ({error})") from None
+        return recipe if isinstance(recipe, dict) else {}
+
+    def result(self):
+        """The `PretrainingResult`, or None for a run not finished (or no run)."""
+        return PretrainingResult.read(self.path)
+
+    def training_log(self):
+        """Trainer's log history as the run saved it, or None."""
+        return self._json(self.log_file)
+
+    def budget_plan(self):
+        """budget_plan.json's mapping (a time budget's plan), or None."""
+        return self._json(self.plan_file)
+
+    def start_model(self):
+        """The model this run's model was continued from (`--init_from`, as results.json records it), or None: not a
+        run folder of this repository, a run from random weights."""
+        result = self.result() if self.path.is_dir() else None
+        return result.init_from if result is not None else None
+
+    def write_recipe(self, recipe):
+        import yaml
+
+        write_atomic(self.recipe_file, yaml.safe_dump(dict(recipe), sort_keys=True))
+
+    def write_training_log(self, log_history):
+        write_atomic(self.log_file, json.dumps(log_history, indent=1))
+
+    def write_result(self, result):
+        result.write(self.path)
+
+    @staticmethod
+    def _json(path):
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise UserError(f"{path} is not a readable JSON file ({error})") from None
+
+
 def start_model(folder):
-    """The model a run folder's model was continued from (`--init_from`, as its results.json records it), or None:
-    not a run folder of this repository, a run from random weights, or a Hub id."""
-    folder = Path(folder)
-    if not folder.is_dir() or not (folder / RESULTS_FILE).is_file():
-        return None
-    result = PretrainingResult.read(folder)
-    return result.init_from if result is not None else None
+    """The model a run folder's model was continued from (`RunFolder.start_model`), or None."""
+    return RunFolder(folder).start_model()
 
 
 def source_commit():

@@ -58,7 +58,7 @@ from pathlib import Path
 from small_encoders.core import checks
 from small_encoders.core.errors import ArgumentParser, UserError, entry_point
 from small_encoders.core.files import write_atomic
-from small_encoders.core.run_folder import start_model
+from small_encoders.core.run_folder import RunFolder
 
 SUITE_VERSION = 3  # v3: the learning rate swept per task (v2: the cpu protocol resized; v1's took two hours and more)
 GLUE_SETTINGS = dict(learning_rate=[1e-4, 3e-4, 1e-3], max_seq_length=128, weight_decay=0.01, warmup_ratio=0.06,
@@ -100,10 +100,7 @@ def glue_average(glue):
 
 def model_facts(path):
     """(masking rate, block size, recorded validation files) from a folder this repository saved, else defaults."""
-    import yaml
-
-    folder = Path(path)
-    recipe = yaml.safe_load((folder / "recipe.yaml").read_text()) if (folder / "recipe.yaml").is_file() else {}
+    recipe = RunFolder(path).recipe()
     return float(recipe.get("mlm_probability") or 0.15), recipe.get("block_size"), recipe.get("validation_files")
 
 
@@ -750,7 +747,7 @@ def main(argv=None):
     if baseline is not None and args.baseline == "floor":
         raise UserError("--baseline floor and --baseline_model name two different references; give one")
     if baseline is None and args.baseline == "start":
-        baseline = start_model(args.model_name_or_path)
+        baseline = RunFolder(args.model_name_or_path).start_model()
         if baseline is not None:
             print(f"note: {args.model_name_or_path} was continued from {baseline} (its results.json says so): measured "
                   f"against that start model, not the random-init floor (--baseline floor for the floor)", flush=True)

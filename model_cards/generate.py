@@ -19,7 +19,7 @@ import yaml
 
 from small_encoders.core.errors import ArgumentParser, UserError, entry_point
 from small_encoders.core.files import write_atomic
-from small_encoders.core.run_folder import PretrainingResult
+from small_encoders.core.run_folder import RunFolder
 
 GLUE_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP", "mnli": "MNLI",
               "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
@@ -127,7 +127,7 @@ def suite_results(suite):
 def collect_results(model_dir, extra_files):
     """(model-index results, markdown rows) from results.json and evaluation JSONs."""
     index, rows = [], []
-    run = PretrainingResult.read(model_dir)
+    run = RunFolder(model_dir).result()
     if run and run.objective == "rtd":
         rows.append(("held-out replaced-token detection", f"discriminator accuracy {run.discriminator_accuracy:.2%} "
                      f"({run.replaced_fraction:.1%} of the scored tokens replaced); generator MLM perplexity "
@@ -208,8 +208,8 @@ def build_card(model_dir, result_files=(), model_name=None, notes=(), onnx=None)
 
     check_weights(model_dir, "--model_dir")  # no card for a damaged model
     config = read_json(model_dir / "config.json")
-    recipe = yaml.safe_load((model_dir / "recipe.yaml").read_text()) if (model_dir / "recipe.yaml").exists() else {}
-    run = PretrainingResult.read(model_dir)
+    folder = RunFolder(model_dir)
+    recipe, run = folder.recipe(), folder.result()
     name = model_name or recipe.get("hub_model_id") or f"small-encoders/{recipe.get('recipe', model_dir.name)}"
     custom = config.get("model_type") == "small_encoder"
     index, rows = collect_results(model_dir, result_files)
@@ -272,7 +272,7 @@ def build_card(model_dir, result_files=(), model_name=None, notes=(), onnx=None)
     command = (run and run.command) or f"python recipes/pretrain_mlm.py --recipe {recipe.get('recipe', '?')}" + (" --smoke" if smoke else "")
     at = f" at commit {run.commit}" if run and run.commit else ""
     lines += ["", f"Reproduce: `{command}`{at} (the exact resolved settings are in `recipe.yaml` beside the weights).", ""]
-    if (model_dir / "training_log.json").exists():
+    if folder.log_file.exists():
         lines += ["![loss curve](loss_curve.png)", ""]
     lines += ["## Results", ""]
     if rows:
@@ -344,9 +344,9 @@ def generate(model_dir, result_files=(), output_dir=None, model_name=None, notes
     output_dir = Path(output_dir or model_dir)
     card, _ = build_card(model_dir, result_files, model_name, notes, onnx)  # every input read before anything is written
     output_dir.mkdir(parents=True, exist_ok=True)
-    log = Path(model_dir) / "training_log.json"
-    if log.exists():
-        loss_curve(read_json(log), output_dir / "loss_curve.png", f"{Path(model_dir).name}: loss")
+    log = RunFolder(model_dir).training_log()
+    if log is not None:
+        loss_curve(log, output_dir / "loss_curve.png", f"{Path(model_dir).name}: loss")
     write_atomic(output_dir / "README.md", card)
     return output_dir / "README.md"
 

@@ -26,13 +26,14 @@ import sys
 from pathlib import Path
 
 from small_encoders.core.errors import ArgumentParser, UserError, entry_point
+from small_encoders.core.run_folder import RunFolder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 UPLOAD_FILES = (
     "config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "README.md", "loss_curve.png", "recipe.yaml",
-    "results.json", "training_log.json", "modules.json", "sentence_bert_config.json",
+    "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "README.md", "loss_curve.png",
+    *RunFolder.PUBLISHED, "modules.json", "sentence_bert_config.json",
     "configuration_small_encoder.py", "modeling_small_encoder.py",
 )
 UPLOAD_DIRS = ("1_Pooling",)

@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 
 from small_encoders.core.errors import UserError
 from small_encoders.core.files import write_atomic
-from small_encoders.core.run_folder import BUDGET_PLAN, describe_hardware
+from small_encoders.core.run_folder import RunFolder, describe_hardware
 
 
 @dataclasses.dataclass
@@ -87,15 +87,15 @@ class BudgetPlan:
         return plan
 
     def write(self, folder):
-        write_atomic(Path(folder) / BUDGET_PLAN, json.dumps(self.as_json(), indent=1))
+        write_atomic(RunFolder(folder).plan_file, json.dumps(self.as_json(), indent=1))
 
 
 def calibrate(recipe, model, collator, train_blocks, args, resume, is_main):
     """The plan of steps that fit `time_budget` minutes of training, from a measured step time; recorded in the run
     folder so a resumed run keeps the plan (and so its schedule) of the first start."""
-    path = Path(recipe["output_dir"]) / BUDGET_PLAN
-    if resume and path.exists():
-        plan = BudgetPlan.from_json(json.loads(path.read_text()))
+    recorded = RunFolder(recipe["output_dir"]).budget_plan() if resume else None
+    if recorded is not None:
+        plan = BudgetPlan.from_json(recorded)
         plan.resumed = True
         return plan
     started = time.time()

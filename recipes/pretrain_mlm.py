@@ -8,7 +8,6 @@ settings; any of them can be overridden on the command line. The finished folder
 the tokenizer, recipe.yaml (the resolved recipe), training_log.json and results.json.
 """
 
-import json
 import math
 import os
 import shlex
@@ -18,15 +17,10 @@ import time
 import types
 from pathlib import Path
 
-import yaml
-
 from small_encoders.core.errors import UserError, entry_point
-from small_encoders.core.files import write_atomic
 from small_encoders.core.run_folder import (
-    RECIPE_FILE,
-    RESULTS_FILE,
-    TRAINING_LOG,
     PretrainingResult,
+    RunFolder,
     add_sentence_transformers_files,
     cache_root,
     describe_hardware,
@@ -45,12 +39,12 @@ def prepare_output_dir(recipe, is_main):
     from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(recipe["output_dir"])
-    saved = out / RECIPE_FILE
+    run_folder = RunFolder(out)
     resume = recipe["resume_from_checkpoint"]
     if recipe["overwrite_output_dir"] and out.exists() and not resume:
         return None, True
-    if saved.exists():
-        previous = yaml.safe_load(saved.read_text())
+    if run_folder.recipe_file.exists():
+        previous = run_folder.recipe()
         before, now = run_identity(previous), run_identity(recipe)
         if before != now:
             changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
@@ -67,7 +61,7 @@ def prepare_output_dir(recipe, is_main):
         if not Path(resume).is_dir():
             raise UserError(f"--resume_from_checkpoint {resume}: no such checkpoint folder")
         return check_checkpoint(str(resume)), False
-    if (out / RESULTS_FILE).exists():
+    if run_folder.is_finished():
         raise UserError(f"{out} already holds a finished run; use another --output_dir or --overwrite_output_dir true")
     if last is not None:
         raise UserError(
@@ -465,7 +459,7 @@ def plan(job):
     if hint and not recipe.smoke_run:
         print(hint, flush=True)
     job.out.mkdir(parents=True, exist_ok=True)
-    write_atomic(job.out / RECIPE_FILE, yaml.safe_dump(recipe.to_dict(), sort_keys=True))
+    RunFolder(job.out).write_recipe(recipe.to_dict())
 
 
 def header_lines(job):
@@ -542,14 +536,14 @@ def report(job):
     trainer.save_model(str(out))
     # Trainer pickles its arguments next to the model; the folder keeps recipe.yaml instead, and no pickle.
     (out / "training_args.bin").unlink(missing_ok=True)
-    write_atomic(out / TRAINING_LOG, json.dumps(trainer.state.log_history, indent=1))
+    RunFolder(out).write_training_log(trainer.state.log_history)
     job.trust = job.mlm.config.model_type == "small_encoder" or bool(getattr(job.mlm.config, "auto_map", None))
     add_sentence_transformers_files(out, recipe.block_size)
     # The saved folder, as a Hub user loads it (with RTD, the generator: the discriminator has no MLM head).
     job.example, job.predictions = fill_mask_example(out / "generator" if job.rtd else out, recipe, job.tokenizer,
                                                      job.trust)
     result = pretraining_result(job)
-    result.write(out)
+    RunFolder(out).write_result(result)
     print_summary(job, result)
     if recipe.push_to_hub:
         trainer.push_to_hub(commit_message=f"{recipe.recipe} pretraining")

@@ -8,7 +8,14 @@ import pytest
 from conftest import REPO_ROOT
 
 from small_encoders.core.errors import UserError
-from small_encoders.core.run_folder import RESULTS_FILE, PretrainingResult
+from small_encoders.core.run_folder import (
+    BUDGET_PLAN,
+    RECIPE_FILE,
+    RESULTS_FILE,
+    TRAINING_LOG,
+    PretrainingResult,
+    RunFolder,
+)
 from small_encoders.recipes.recipe import DEFAULTS, SMOKE_DEFAULTS, available_recipes, load_recipe
 
 
@@ -50,6 +57,42 @@ def test_the_result_record_round_trips_and_an_older_or_foreign_file_is_told_apar
     (tmp_path / RESULTS_FILE).write_text(json.dumps({"suite_version": 3, "table": []}))  # the suite's, not pretraining's
     with pytest.raises(UserError, match="was not written by recipes/pretrain_mlm.py"):
         PretrainingResult.read(tmp_path)
+
+
+def test_the_run_folder_reads_what_pretraining_wrote_and_names_a_damaged_file(tmp_path):
+    folder = RunFolder(tmp_path)
+    assert (folder.recipe(), folder.result(), folder.training_log(), folder.budget_plan()) == ({}, None, None, None)
+    assert not folder.is_finished() and folder.start_model() is None
+    folder.write_recipe({"recipe": "domain", "mlm_probability": 0.2})
+    folder.write_training_log([{"step": 1, "loss": 9.0}])
+    folder.write_result(result(init_from="runs/start"))
+    assert folder.recipe() == {"recipe": "domain", "mlm_probability": 0.2}
+    assert folder.training_log() == [{"step": 1, "loss": 9.0}]
+    assert folder.is_finished() and folder.result().init_from == "runs/start" and folder.start_model() == "runs/start"
+    (tmp_path / RECIPE_FILE).write_text("recipe: [unclosed\n")
+    with pytest.raises(UserError, match=f"{RECIPE_FILE} is not a readable YAML file"):
+        folder.recipe()
+    (tmp_path / TRAINING_LOG).write_text('[{"step": ')
+    with pytest.raises(UserError, match=f"{TRAINING_LOG} is not a readable JSON file"):
+        folder.training_log()
+
+
+def test_only_the_run_folder_module_spells_the_run_folders_file_names():
+    """Pretraining, the suite, the card, publishing, the reference run and the GPU import read the run folder through
+    RunFolder: no other code names its files (docstrings and comments may)."""
+    owned = {RECIPE_FILE, TRAINING_LOG, BUDGET_PLAN}
+    spelled = []
+    for path in REPO_ROOT.rglob("*.py"):
+        relative = path.relative_to(REPO_ROOT)
+        if relative.parts[0] in ("tests", "build") or relative.as_posix() == "core/run_folder.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        spelled += [f"{relative}:{node.lineno}" for node in ast.walk(tree) if isinstance(node, ast.Constant)
+                    and node.value in owned and id(node) not in docstrings]
+    assert spelled == []
 
 
 def test_every_recipe_field_is_documented():
