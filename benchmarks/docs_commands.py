@@ -233,9 +233,24 @@ def plan(command, made=()):
     if "--output_json" in argv and argv[argv.index("--output_json") + 1].startswith("benchmarks/results/"):
         argv[argv.index("--output_json") + 1] = "runs/docs-commands/bench.json"
         changes.append("--output_json runs/docs-commands/bench.json (not the committed results file)")
-    if script == "recipes/pretrain_mlm.py" and "--resume_from_checkpoint" not in argv:
-        argv += ["--overwrite_output_dir", "true"]
+    if script == "recipes/pretrain_mlm.py":
+        argv += pretraining_stand_ins(argv, changes)
     return Planned(command, argv, changes, server=script == "demo/app.py")
+
+
+def pretraining_stand_ins(argv, changes):
+    """A recipe's Hub tokenizer: its copy in ../shared (when the command names none); a finished run's folder is
+    replaced, as a user's second try would be, unless the command resumes it."""
+    from small_encoders.recipes.recipe import load_recipe
+
+    added = [] if "--resume_from_checkpoint" in argv else ["--overwrite_output_dir", "true"]
+    if "--tokenizer_name" not in argv and "--init_from" not in argv:
+        tokenizer = load_recipe(argv[argv.index("--recipe") + 1])["tokenizer_name"]
+        copy = f"{SHARED}/tokenizers/{str(tokenizer).split('/')[-1]}"
+        if tokenizer and not Path(tokenizer).exists() and (REPO_ROOT / copy).is_dir():
+            added += ["--tokenizer_name", copy]
+            changes.append(f"the recipe's Hub tokenizer {tokenizer} -> {copy}")
+    return added
 
 
 def outputs_of(argv):
@@ -247,8 +262,8 @@ def distinct(commands):
     """The first command of each form (script and flag names); the rest are run by it."""
     seen, kept = set(), []
     for command in commands:
-        key = (command.script or command.argv[0], tuple(command.flags), command.argv[1] if command.argv[0] == "python"
-               and command.argv[1] == "-c" else "")
+        key = (command.argv[0], command.script, tuple(command.flags), command.argv[2] if command.argv[:2] == ["python", "-c"]
+               else "")
         if key not in seen:
             seen.add(key)
             kept.append(command)
