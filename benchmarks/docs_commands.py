@@ -227,6 +227,9 @@ def plan(command, made=()):
         else:
             argv += [flag, value]
         changes.append(f"{flag} {value}")
+    if script == "eval/run_glue.py" and "--data_dir" not in argv:
+        argv += ["--data_dir", f"{SHARED}/glue"]
+        changes.append(f"GLUE from the Hub -> --data_dir {SHARED}/glue")
     if script in SMOKE_FLAGS:
         argv += SMOKE_FLAGS[script]
         changes.append(" ".join(SMOKE_FLAGS[script]))

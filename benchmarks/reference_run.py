@@ -178,6 +178,15 @@ def display(command):
     return " ".join(["python"] + [shlex.quote(part) for part in parts])
 
 
+def held_out_line(run):
+    """The held-out figure of a pretraining record: MLM perplexity, or for replaced-token detection (whose summed loss
+    has no perplexity) the loss."""
+    where = f"({run['mlm_probability']:.0%} masking, {run['eval_blocks']:,} blocks)."
+    if run.get("eval_perplexity") is None:
+        return f"held-out loss {run['eval_loss']:.4f}, generator and discriminator summed {where}"
+    return f"held-out perplexity {run['eval_perplexity']:.2f} {where}"
+
+
 def recipe_record(name, model_dir, suite_dir, commands, shared, pretrain_code, suite_code):
     """What OUT/results.json says of one recipe: its pretraining figures and its suite table."""
     record = {"recipe": name, "model_dir": str(model_dir), "gpu_shared_with": shared, "commands": commands,
@@ -187,7 +196,8 @@ def recipe_record(name, model_dir, suite_dir, commands, shared, pretrain_code, s
     run = RunFolder(model_dir).result()
     if run is not None:
         keep = ("parameters", "data", "hardware", "bf16", "block_size", "mlm_probability", "train_steps", "train_tokens",
-                "train_seconds", "tokens_per_second", "eval_perplexity", "eval_blocks", "time_budget", "objective")
+                "train_seconds", "tokens_per_second", "eval_loss", "eval_perplexity", "eval_blocks", "time_budget",
+                "objective")
         record["pretraining"] = {key: getattr(run, key) for key in keep}
     else:
         record["pretraining_error"] = ("stopped at the wall limit" if pretrain_code is None else
@@ -225,8 +235,7 @@ def summary_markdown(results):
         budget = run.get("time_budget") or {}
         lines += [f"Pretraining: {run['parameters']:,} parameters; {run['train_steps']:,} steps, {run['train_tokens']:,} "
                   f"tokens in {run['train_seconds'] / 60:.1f} min ({run['tokens_per_second']:,} tokens/s"
-                  + (f"; budget {budget['minutes']:g} min" if budget else "") + f"){shared}; held-out perplexity "
-                  f"{run['eval_perplexity']:.2f} ({run['mlm_probability']:.0%} masking, {run['eval_blocks']:,} blocks).", ""]
+                  + (f"; budget {budget['minutes']:g} min" if budget else "") + f"){shared}; " + held_out_line(run), ""]
         suite = record["suite"]
         if suite is None:
             lines += [f"Suite: not measured: {record.get('suite_error')}.", ""]

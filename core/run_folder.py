@@ -84,6 +84,11 @@ class PretrainingResult:
     eval_perplexity: float | None = None  # None with rtd: its loss is a sum, whose exponential is no perplexity
     fill_mask_example: dict | None = None  # {"text", "top5", "untrained_top5"} (with init_from: the start's top 5)
     init_from: str | None = None  # continued pretraining: the model the run started from
+    validation_tokens: int | None = None  # what the held-out figure is measured on
+    passes: float | None = None  # over the training blocks (None for a stream)
+    # keep_best: {kept_step (0: the start), kept_loss, kept_perplexity, start_loss, start_perplexity, evaluations,
+    # stopped_early_at}: recipes/keep_best.py
+    kept: dict | None = None
     # objective rtd only (left out of the file otherwise)
     generator_parameters: int | None = None
     generator_loss: float | None = None

@@ -199,6 +199,20 @@ def onnx_usage(name, record):
     return lines
 
 
+def kept_line(run):
+    """The card's line on which weights a keep-best run saved and why (recipes/keep_best.py)."""
+    kept = run.kept
+    start = f"the start's {kept['start_perplexity']:.2f}" if kept.get("start_perplexity") else None
+    stopped = (f"; stopped early at step {kept['stopped_early_at']:,} when the validation loss no longer fell"
+               if kept.get("stopped_early_at") else "")
+    if kept["kept_step"] == 0:
+        return (f"- weights kept: the start's, unchanged: no step beat the start model's validation perplexity "
+                f"({kept['start_perplexity']:.2f}) in {kept['evaluations']} evaluations{stopped}")
+    return (f"- weights kept: step {kept['kept_step']:,} of {run.train_steps:,}, the lowest validation perplexity of "
+            f"{kept['evaluations']} evaluations ({kept['kept_perplexity']:.2f}" + (f"; {start}" if start else "")
+            + f"){stopped}")
+
+
 def build_card(model_dir, result_files=(), model_name=None, notes=(), onnx=None):
     """(card text, front matter dict); `onnx`: the export.json record of ONNX files uploaded with the model."""
     model_dir = Path(model_dir)
@@ -244,6 +258,8 @@ def build_card(model_dir, result_files=(), model_name=None, notes=(), onnx=None)
         minutes = f", {run.train_seconds / 60:,.0f} minutes" if run.train_seconds else ""
         lines.append(f"- continued pretraining: started from `{run.init_from}` (its weights, config and tokenizer), "
                      f"then trained on the source below for {run.train_steps:,} steps, {run.train_tokens:,} tokens{minutes}")
+    if run and run.kept:
+        lines.append(kept_line(run))
     lines.append(f"- source: {run.data if run else recipe.get('dataset_name', 'see recipe.yaml')}")
     if recipe.get("cosmopedia_filter"):
         lines.append(f"- Cosmopedia filter settings: `{json.dumps(recipe['cosmopedia_filter'])}` (criteria in data_prep/cosmopedia.py)")

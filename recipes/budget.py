@@ -57,6 +57,8 @@ class BudgetPlan:
     replanned_at_step: int | None = None  # the first re-plan's step, step time and measured steps
     measured_step_seconds: float | None = None
     measured_steps: int | None = None
+    budget_steps: int | None = None  # what the budget afforded, where --max_passes planned fewer (then planned_steps)
+    max_passes: float | None = None  # that cap, in passes over the training blocks
     resumed: bool = False  # read back from the run folder by a resumed run (not written)
 
     @property
@@ -67,8 +69,18 @@ class BudgetPlan:
     def cap(self):
         """The most steps a budgeted run may re-plan to: twice the calibration's plan, four times when the model is
         compiled (the calibration times an eager step; a compiled one was 1.5 times faster on an H200, and more with the
-        other levers), so that a re-plan is never capped below what the budget affords."""
-        return self.cap_factor * self.planned_steps
+        other levers), so that a re-plan is never capped below what the budget affords; the plan itself where the
+        passes over the data capped it (a re-plan never adds passes)."""
+        return self.planned_steps if self.budget_steps is not None else self.cap_factor * self.planned_steps
+
+    def cap_passes(self, max_passes, blocks, blocks_per_step):
+        """Plan at most `max_passes` passes over `blocks` training blocks; returns whether that cut the plan."""
+        most = max(1, int(max_passes * blocks // blocks_per_step))
+        if self.budget_steps is not None or self.planned_steps <= most:
+            return False
+        self.budget_steps, self.max_passes, self.planned_steps = self.planned_steps, max_passes, most
+        self.planned_tokens = self.planned_tokens * most // self.budget_steps
+        return True
 
     def as_json(self):
         """The plan as budget_plan.json holds it: the fields that are set (a calibration's plan has no re-plans yet)."""
@@ -140,9 +152,11 @@ def budget_line(plan):
     """The run header's line for the plan."""
     source = ("recorded plan, resumed" if plan.resumed else
               f"measured over {plan.steps_measured} steps in {plan.calibration_seconds:.0f} s")
+    capped = (f" ({plan.budget_steps:,} afforded; at most {plan.max_passes:g} passes over the training blocks)"
+              if plan.budget_steps is not None else "")
     return (f"time budget       {plan.minutes:g} min of training: {plan.step_seconds:.3f} s per step ({source}) "
-            f"-> {plan.planned_steps:,} steps" + (f", re-planned to {plan.steps:,}" if plan.steps is not None else
-                                                 ", re-planned during training from the Trainer's own step times"))
+            f"-> {plan.planned_steps:,} steps{capped}" + (f", re-planned to {plan.steps:,}" if plan.steps is not None else
+                                                         ", re-planned during training from the Trainer's own step times"))
 
 
 def measure_step_seconds(model, collator, dataset, args, min_steps=5, min_seconds=3.0, max_steps=50, warmup=2):

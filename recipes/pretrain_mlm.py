@@ -280,13 +280,15 @@ class Run(types.SimpleNamespace):
 
 
 def run(recipe):
-    """Pretrain the model the recipe describes, stage by stage."""
+    """Pretrain the model the recipe describes, stage by stage. Returns the exit code: 1 where --fail_if_worse is set and
+    no step beat the start model, else 0."""
     job = prepare(recipe)  # the model settings checked, the machine's settings, TrainingArguments, the output folder
     load_data(job)  # text, tokenizer, blocks (packed in memory, or a stream)
     build_model(job)  # from scratch, continued (--init_from), or replaced-token detection
     plan(job)  # a time budget's plan or the step count, the header, recipe.yaml
     train(job)  # the Trainer, the budget's callback, train() (resumed where asked)
     report(job)  # the saved model, results.json, the summary lines
+    return 1 if recipe.fail_if_worse and job.kept and job.kept.kept_start else 0
 
 
 def prepare(recipe):
@@ -410,6 +412,8 @@ def build_model(job):
         job.model, load_note = load_continued_model(recipe, job.checked, tokenizer)
         job.mlm = job.model
         job.notes.append(load_note)
+        if recipe.keep_best:  # put back where no step beats them (recipes/keep_best.py)
+            job.start_state = {name: tensor.detach().clone() for name, tensor in job.model.state_dict().items()}
     elif job.rtd:
         from small_encoders.modeling.rtd import build_rtd_model
 
@@ -445,10 +449,21 @@ def plan(job):
     job.budget = None
     if recipe.time_budget is not None:
         job.budget = calibrate(recipe, job.model, job.collator, job.train_blocks, args, job.resume, job.is_main)
+        cap_passes(job)
         args.max_steps = job.budget.cap  # an upper bound: the TimeBudget callback ends the run
     job.steps, job.per_step = planned_steps(dict(recipe, max_steps=job.budget.planned_steps) if job.budget else recipe,
                                             None if job.streaming else len(job.packed["train"]), args.world_size)
     args.warmup_steps = int(math.ceil(float(recipe.warmup_ratio) * job.steps))
+    if recipe.keep_best:
+        from small_encoders.recipes.keep_best import keep_best_arguments
+
+        interval = keep_best_arguments(args, job.steps, recipe)
+        job.notes.append(f"keep_best: evaluated every {interval:,} steps"
+                         + (" and before the first (the start model)" if job.continued else "")
+                         + "; the weights with the lowest validation loss are saved"
+                         + (f"; stops after {recipe.early_stopping_patience} evaluations in a row without a new best"
+                            if recipe.early_stopping_patience else ""))
+    job.notes.append(validation_note(job))
     if not job.is_main:
         return
     print("\n".join(["=" * 72, *header_lines(job), "=" * 72]), flush=True)
@@ -460,6 +475,42 @@ def plan(job):
         print(hint, flush=True)
     job.out.mkdir(parents=True, exist_ok=True)
     RunFolder(job.out).write_recipe(recipe.to_dict())
+
+
+def cap_passes(job):
+    """A time budget that would take more than --max_passes passes over the training blocks plans that many instead
+    (continued pretraining: 3 by default; a small corpus seen over and over is learned by heart, and the model gets
+    worse on the text it is for). A stream has no count of blocks to pass over."""
+    recipe, plan = job.recipe, job.budget
+    if job.streaming or not recipe.max_passes or plan.resumed:
+        return
+    blocks, per_step = len(job.packed["train"]), planned_steps(recipe, 0, job.args.world_size)[1]
+    afforded = plan.planned_steps
+    if plan.cap_passes(recipe.max_passes, blocks, per_step):
+        job.notes.append(
+            f"the {plan.minutes:g}-minute budget affords {afforded:,} steps, {afforded * per_step / blocks:.1f} passes "
+            f"over the {blocks:,} training blocks; planned {plan.planned_steps:,} steps, at most {recipe.max_passes:g} "
+            f"passes (--max_passes: more passes over a small corpus make the model worse on held-out text of the same "
+            f"kind; docs/recipes.md#continued-pretraining); give more text, or --max_passes N to change it")
+        if job.is_main:
+            plan.write(job.out)
+
+
+# Below this many held-out tokens a validation loss moves by more than the gains it is meant to show.
+FEW_VALIDATION_TOKENS = 20_000
+
+
+def validation_note(job):
+    """A note when the held-out set is too small to mean much (its tokens are in the header's validation line)."""
+    tokens = validation_tokens(job)
+    if tokens >= FEW_VALIDATION_TOKENS:
+        return None
+    return (f"the validation set holds {tokens:,} tokens, fewer than {FEW_VALIDATION_TOKENS:,}: its loss is a noisy "
+            f"figure; give --validation_files, or raise --validation_split_percentage / --max_validation_samples")
+
+
+def validation_tokens(job):
+    return len(job.packed["validation"]) * job.recipe.block_size
 
 
 def header_lines(job):
@@ -478,7 +529,8 @@ def header_lines(job):
         (f"                  train streamed: tokenized and packed on the fly ({timings['train']}), files and blocks "
          f"shuffled ({SHUFFLE_BUFFER:,} blocks at a time)" if job.streaming else
          f"                  train {len(texts['train']):,} documents -> {len(packed['train']):,} blocks in {timings['train']}"),
-        f"                  validation {len(texts['validation']):,} documents -> {len(packed['validation']):,} blocks in {timings['validation']}",
+        f"                  validation {len(texts['validation']):,} documents -> {len(packed['validation']):,} blocks "
+        f"({validation_tokens(job):,} tokens) in {timings['validation']}",
         f"tokenizer         {recipe.tokenizer_name} ({job.tokenizer_origin}), vocabulary {len(job.tokenizer):,}",
         f"block length      {recipe.block_size}" + (" (document-isolated attention)" if recipe.document_isolation else ""),
         f"masking rate      {recipe.mlm_probability:.0%} (80/10/10), sparse prediction {'on' if job.sparse else 'off'}",
@@ -508,6 +560,10 @@ def train(job):
         model=job.model, args=args, train_dataset=job.packed["train"], eval_dataset=job.packed["validation"],
         data_collator=job.collator, processing_class=job.tokenizer,
     )
+    if recipe.keep_best:
+        from small_encoders.recipes.keep_best import attach_keep_best
+
+        attach_keep_best(trainer, recipe, job.continued)
     if job.budget:
         attach_budget(trainer, job.budget, recipe.lr_scheduler_type, args.warmup_steps, job.out, job.is_main)
     if job.workers:
@@ -524,7 +580,14 @@ def train(job):
     # resume, the segments before it count too (as recorded at the checkpoint resumed: work after it was redone).
     job.segments = trainer.segments()
     job.train_seconds = sum(segment["seconds"] for segment in job.segments)
-    job.metrics = final_metrics(trainer)
+    job.kept = None
+    if recipe.keep_best:
+        from small_encoders.recipes.keep_best import kept_weights, put_back_the_start
+
+        job.kept = kept_weights(trainer, job.continued)
+        if job.kept.kept_start:
+            put_back_the_start(job.model, job.start_state)
+    job.metrics = final_metrics(trainer, job.kept.kept_step if job.kept else None)
 
 
 def report(job):
@@ -575,7 +638,9 @@ def pretraining_result(job):
         objective=recipe.objective, eval_loss=metrics["eval_loss"],
         # With RTD the loss is generator + weight x discriminator: its exponential is no perplexity.
         eval_perplexity=None if job.rtd else perplexity(metrics["eval_loss"]),
-        eval_blocks=len(job.packed["validation"]),
+        eval_blocks=len(job.packed["validation"]), validation_tokens=validation_tokens(job),
+        passes=None if job.streaming else round(trainer.state.global_step * job.per_step / len(job.packed["train"]), 2),
+        kept=job.kept.as_json() if job.kept else None,
         fill_mask_example={"text": job.example, "top5": job.predictions, "untrained_top5": job.untrained_predictions},
     )
     if job.rtd:
@@ -609,6 +674,8 @@ def print_summary(job, result):
     else:
         print(f"held-out MLM loss {job.metrics['eval_loss']:.4f}, perplexity {result.eval_perplexity:.2f} "
               f"({recipe.mlm_probability:.0%} masking, {blocks:,} blocks)")
+    if job.kept:
+        print(job.kept.line(trainer.state.global_step))
     print(f"fill-mask{' (the generator, in ' + str(out / 'generator') + ')' if job.rtd else ''}: {job.example}")
     print(side_by_side(job.untrained_predictions, job.predictions, *(("start", "continued") if job.continued else ())))
     loader = "AutoModelForPreTraining" if job.rtd else "AutoModelForMaskedLM"
@@ -632,12 +699,15 @@ def validation_source(recipe):
     return f"the dataset's validation split, or where it has none {held}" if hub else held
 
 
-def final_metrics(trainer):
-    """The held-out metrics of the trained model. The Trainer evaluates at its last step (an --eval_steps multiple,
-    or the end of training, which a time budget sets): those are reused rather than measured a second time."""
-    last = next((row for row in reversed(trainer.state.log_history) if "eval_loss" in row), None)
-    if last is not None and last.get("step") == trainer.state.global_step:
-        return {key: value for key, value in last.items() if key.startswith("eval_")}
+def final_metrics(trainer, kept_step=None):
+    """The held-out metrics of the saved model. The Trainer evaluates at its last step (an --eval_steps multiple,
+    or the end of training, which a time budget sets), and keep_best's model is one it evaluated (`kept_step`; 0: the
+    start): those are reused rather than measured a second time."""
+    step = trainer.state.global_step if kept_step is None else kept_step
+    row = next((row for row in reversed(trainer.state.log_history) if "eval_loss" in row and row.get("step") == step),
+               None)
+    if row is not None:
+        return {key: value for key, value in row.items() if key.startswith("eval_")}
     return trainer.evaluate()
 
 
@@ -657,7 +727,7 @@ def main(argv=None):
     smoke = "--smoke" in rest
     rest = [a for a in rest if a != "--smoke"]
     recipe = load_recipe(name, parse_overrides(rest), smoke=smoke, check_sources=True)
-    run(recipe)
+    return run(recipe)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,11 @@ class Recipe(Mapping):
     # continued pretraining
     init_from: str | None = setting(None, "continued pretraining", "a model folder or Hub id whose weights, config and tokenizer the run continues from")
     continued: dict = setting({}, "continued pretraining", "settings that apply with --init_from, over the continued-pretraining defaults (a mapping)")
+    keep_best: bool = setting(False, "continued pretraining", "evaluate --evaluations times during the run and save the weights with the lowest validation loss (with --init_from, the start's included); on by default with --init_from")
+    evaluations: int = setting(8, "continued pretraining", "with --keep_best: evaluations spread over the planned steps (each on every validation block)", low=1, high=10_000, integer=True)
+    early_stopping_patience: int = setting(2, "continued pretraining", "with --keep_best: stop after this many evaluations in a row without a new lowest validation loss (0: never)", low=0, high=10_000, integer=True)
+    fail_if_worse: bool = setting(False, "continued pretraining", "exit with code 1 when no step beat the start model (the start's weights are saved either way)")
+    max_passes: float | None = setting(None, "continued pretraining", "a time budget plans at most this many passes over the training blocks (null: no cap); 3 with --init_from (docs/recipes.md#continued-pretraining)", kind="positive", low=1e-3, high=1e6)
     # logging
     logging_steps: int = setting(50, "logging", "log the training loss every N steps", low=1, high=10**9, integer=True, trainer=True)
     report_to: Any = setting("auto", "logging", "tensorboard, wandb, ..., none, or a list; auto: tensorboard when installed", trainer=True)
@@ -171,10 +176,11 @@ SMOKE_DEFAULTS = {
     "per_device_eval_batch_size": 8, "gradient_accumulation_steps": 1,
 }
 
-# What continuing a trained model's pretraining (`init_from`) changes from starting one: a lower peak learning rate and
-# a short warm-up (docs/recipes.md#continued-pretraining says why); a recipe's own `continued:` block replaces these, and
-# the command line replaces both.
-CONTINUED_DEFAULTS = {"learning_rate": 1e-4, "warmup_ratio": 0.01}
+# What continuing a trained model's pretraining (`init_from`) changes from starting one: a lower peak learning rate, a
+# short warm-up, the best weights kept (the start's among them) and a time budget planned for at most 3 passes over the
+# data (docs/recipes.md#continued-pretraining says why); a recipe's own `continued:` block replaces these, and the
+# command line replaces both.
+CONTINUED_DEFAULTS = {"learning_rate": 1e-4, "warmup_ratio": 0.01, "keep_best": True, "max_passes": 3}
 
 # Mappings that a command-line override (and a smoke block) merges into (a key of its own replaces the recipe's; the others stay).
 MAPPING_KEYS = ("model_config", "cosmopedia_filter")

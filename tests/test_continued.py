@@ -64,6 +64,68 @@ def test_continuing_changes_the_learning_rate_and_warmup_unless_told_otherwise(t
         load_recipe(str(mine), {"init_from": "some/model"})
 
 
+def test_keep_best_spreads_its_evaluations_on_logging_steps_and_the_pass_cap_cuts_a_budgets_plan():
+    from small_encoders.recipes.budget import BudgetPlan
+    from small_encoders.recipes.keep_best import evaluation_interval
+
+    assert evaluation_interval(400, 8, 50) == 50 and evaluation_interval(1000, 8, 50) == 100
+    assert evaluation_interval(30, 8, 50) == 50  # shorter than one logging interval: evaluated at the end only
+    plan = BudgetPlan(minutes=15, step_seconds=1.0, planned_steps=458, planned_tokens=458 * 4096)
+    assert plan.cap == 916  # a re-plan may double an uncapped plan
+    assert plan.cap_passes(3, blocks=800, blocks_per_step=32)  # 458 steps = 18.3 passes over 800 blocks
+    assert (plan.planned_steps, plan.budget_steps, plan.cap, plan.planned_tokens) == (75, 458, 75, 75 * 4096)
+    assert not plan.cap_passes(3, blocks=800, blocks_per_step=32)  # once
+    assert not BudgetPlan(minutes=15, step_seconds=1.0, planned_steps=50).cap_passes(3, 800, 32)  # within the cap
+    assert load_recipe("domain")["keep_best"] and load_recipe("domain")["max_passes"] == 3
+    assert not load_recipe("quickstart")["keep_best"] and load_recipe("quickstart")["max_passes"] is None
+
+
+@pytest.mark.slow
+def test_a_continued_run_that_only_gets_worse_saves_the_start_and_says_so(tmp_path, trained):
+    """At a learning rate that ruins the model at every step: the start is measured before the first step, early
+    stopping ends the run after two evaluations without a new best, the saved weights are the start's, one line says
+    so, results.json records it all, and --fail_if_worse makes the exit code 1."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "worse"
+    done = pretrain(tmp_path, SMOKE + ["--init_from", str(trained), "--max_steps", "12", "--learning_rate", "0.5",
+                                       "--fail_if_worse", "true", "--output_dir", str(out)])
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "no step beat the start model on the validation set" in done.stdout
+    assert "the saved model is the start's weights; stopped early at step 2" in done.stdout
+    start, saved = load_file(trained / "model.safetensors"), load_file(out / "model.safetensors")
+    assert all((start[name] == saved[name]).all() for name in start)
+    result = json.loads((out / "results.json").read_text())
+    kept = result["kept"]
+    assert kept["kept_step"] == 0 and kept["stopped_early_at"] == 2 and kept["evaluations"] == 2
+    assert kept["start_loss"] == kept["kept_loss"] == result["eval_loss"]  # the saved model's figure is the start's
+    log = json.loads((out / "training_log.json").read_text())
+    assert [row["step"] for row in log if "eval_loss" in row] == [0, 1, 2]  # the start, then every step
+    assert all(row["eval_loss"] >= kept["start_loss"] for row in log if "eval_loss" in row and row["step"] > 0)
+    from small_encoders.model_cards.generate import build_card
+
+    card, _ = build_card(out)
+    assert "weights kept: the start's, unchanged: no step beat the start model" in card
+
+
+@pytest.mark.slow
+def test_a_continued_run_that_improves_keeps_its_best_step_and_a_budget_is_capped_at_the_passes(tmp_path, trained):
+    """A gentle rate improves on the start: the kept step is a trained one, its loss below the start's. A time budget
+    that would pass over the small smoke corpus many times plans --max_passes passes instead, with a note."""
+    out = tmp_path / "better"
+    done = pretrain(tmp_path, SMOKE + ["--init_from", str(trained), "--max_steps", "null", "--time_budget", "0.3",
+                                       "--max_passes", "0.5", "--learning_rate", "1e-3", "--output_dir", str(out)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "passes over the" in done.stdout and "at most 0.5 passes (--max_passes" in done.stdout
+    result = json.loads((out / "results.json").read_text())
+    plan, kept = result["time_budget"], result["kept"]
+    # The budget afforded more; a re-plan on a busy machine may train fewer, never more.
+    assert plan["budget_steps"] > plan["planned_steps"] >= result["train_steps"]
+    assert result["passes"] <= 0.5 + 1e-9
+    assert kept["kept_step"] > 0 and kept["kept_loss"] < kept["start_loss"] and result["eval_loss"] == kept["kept_loss"]
+    assert "kept " in done.stdout and f"start {kept['start_perplexity']:.2f} ->" in done.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
 def test_a_continued_run_starts_where_its_model_ended_in_one_and_two_processes(tmp_path, trained):
