@@ -54,7 +54,8 @@ MODEL_INPUTS = ("--model_name_or_path", "--model_dir", "--tokenizer_name", "--in
 # What makes each script's run one of seconds (appended: a later flag wins), or the flags to replace.
 SMOKE_FLAGS = {
     "recipes/pretrain_mlm.py": ["--smoke", "--time_budget", "null", "--max_steps", "4", "--max_train_samples", "300",
-                                "--max_validation_samples", "60", "--report_to", "none"],
+                                "--max_validation_samples", "60", "--logging_steps", "2", "--eval_steps", "4",
+                                "--save_steps", "4", "--report_to", "none"],
     "eval/run_glue.py": ["--max_train_samples", "32", "--max_eval_samples", "32", "--num_train_epochs", "1"],
     "eval/perplexity.py": ["--max_blocks", "8"],
     "eval/mmlu_probe.py": ["--max_questions_per_subject", "1"],

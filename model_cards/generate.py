@@ -227,18 +227,8 @@ def build_card(model_dir, result_files=(), model_name=None, notes=(), onnx=None)
     name = model_name or recipe.get("hub_model_id") or f"small-encoders/{recipe.get('recipe', model_dir.name)}"
     custom = config.get("model_type") == "small_encoder"
     index, rows = collect_results(model_dir, result_files)
-    datasets = [recipe["dataset_name"]] if recipe.get("dataset_name") and "/" in str(recipe.get("dataset_name")) and not recipe.get("train_files") else []
     rtd = recipe.get("objective") == "rtd"  # the folder holds ELECTRA's discriminator: no fill-mask
-    front = {
-        "license": "apache-2.0", "language": ["en"], "library_name": "transformers",
-        "pipeline_tag": "feature-extraction" if rtd else "fill-mask",
-        "tags": (["electra", "replaced-token-detection"] if rtd else ["masked-lm"]) + ["small-encoders", recipe.get("recipe", "custom")]
-        + (["custom_code"] if custom else []),
-    }
-    if datasets:
-        front["datasets"] = datasets
-    if index:
-        front["model-index"] = [{"name": name.split("/")[-1], "results": index}]
+    front = front_matter(recipe, name, index, custom, rtd)
     smoke = bool(recipe.get("smoke_run") or (run and run.smoke))
     trust = ", trust_remote_code=True" if custom else ""
     from small_encoders.data_prep.tokenizer import load_tokenizer
@@ -253,7 +243,51 @@ def build_card(model_dir, result_files=(), model_name=None, notes=(), onnx=None)
     lines += [recipe.get("description", "").strip() or "A small masked-language encoder.", "",
               "## Architecture", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in architecture_rows(config, parameters)]
-    lines += ["", "## Data", ""]
+    lines += ["", "## Data", "", *data_lines(run, recipe, config), "", "## Training", "", *training_rows(run, recipe, rtd)]
+    command = (run and run.command) or f"python recipes/pretrain_mlm.py --recipe {recipe.get('recipe', '?')}" + (" --smoke" if smoke else "")
+    at = f" at commit {run.commit}" if run and run.commit else ""
+    lines += ["", f"Reproduce: `{command}`{at} (the exact resolved settings are in `recipe.yaml` beside the weights).", ""]
+    if folder.log_file.exists():
+        lines += ["![loss curve](loss_curve.png)", ""]
+    lines += ["## Results", ""]
+    if rows:
+        lines += ["| evaluation | result | command |", "|---|---|---|"] + [f"| {a} | {b} | `{c}` |" for a, b, c in rows]
+    else:
+        lines.append("No evaluation has been run for this model yet.")
+    lines += usage_lines(name, rtd, trust, mask)
+    if onnx:
+        lines += onnx_usage(name, onnx)
+    if custom:
+        lines += ["The architecture is this repository's SmallEncoder family, so loading runs the `configuration_small_encoder.py` "
+                  "and `modeling_small_encoder.py` files shipped with the weights (`trust_remote_code=True`); read them first.", ""]
+    lines += ["## Limitations", "",
+              f"- A small encoder ({parameters:,} parameters) trained on {run.train_tokens if run else 0:,} tokens: it is a base for "
+              "fine-tuning and a subject for study, not a general-purpose language model." if parameters else
+              "- A small encoder: a base for fine-tuning, not a general-purpose language model.",
+              "- English only; it inherits the biases and errors of its training text.",
+              "- Perplexities depend on the masking rate and tokenizer: compare only runs with the same ones."]
+    lines += [f"- {note}" for note in notes] + [""]
+    return "\n".join(lines), front
+
+
+def front_matter(recipe, name, index, custom, rtd):
+    """The card's YAML header: license, pipeline tag, tags, the Hub dataset trained on, the model-index results."""
+    front = {
+        "license": "apache-2.0", "language": ["en"], "library_name": "transformers",
+        "pipeline_tag": "feature-extraction" if rtd else "fill-mask",
+        "tags": (["electra", "replaced-token-detection"] if rtd else ["masked-lm"]) + ["small-encoders", recipe.get("recipe", "custom")]
+        + (["custom_code"] if custom else []),
+    }
+    if recipe.get("dataset_name") and "/" in str(recipe.get("dataset_name")) and not recipe.get("train_files"):
+        front["datasets"] = [recipe["dataset_name"]]
+    if index:
+        front["model-index"] = [{"name": name.split("/")[-1], "results": index}]
+    return front
+
+
+def data_lines(run, recipe, config):
+    """The Data section: where a continued model started and which weights it kept, the source, the tokenizer."""
+    lines = []
     if run and run.init_from:
         minutes = f", {run.train_seconds / 60:,.0f} minutes" if run.train_seconds else ""
         lines.append(f"- continued pretraining: started from `{run.init_from}` (its weights, config and tokenizer), "
@@ -263,9 +297,13 @@ def build_card(model_dir, result_files=(), model_name=None, notes=(), onnx=None)
     lines.append(f"- source: {run.data if run else recipe.get('dataset_name', 'see recipe.yaml')}")
     if recipe.get("cosmopedia_filter"):
         lines.append(f"- Cosmopedia filter settings: `{json.dumps(recipe['cosmopedia_filter'])}` (criteria in data_prep/cosmopedia.py)")
-    lines += [f"- tokenizer: {recipe.get('tokenizer_name')}, vocabulary {config.get('vocab_size'):,}",
-              f"- packed into {recipe.get('block_size')}-token blocks with no padding", "",
-              "## Training", "", "| setting | value |", "|---|---|"]
+    return lines + [f"- tokenizer: {recipe.get('tokenizer_name')}, vocabulary {config.get('vocab_size'):,}",
+                    f"- packed into {recipe.get('block_size')}-token blocks with no padding"]
+
+
+def training_rows(run, recipe, rtd):
+    """The Training section's table: the settings, then what the run did (steps, tokens, time, budget, hardware)."""
+    lines = ["| setting | value |", "|---|---|"]
     for key in (("objective", "generator_size", "generator_temperature", "discriminator_weight") if rtd else ()) + (
             "mlm_probability", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
                 "adam_beta1", "adam_beta2", "adam_epsilon", "lr_scheduler_type", "warmup_ratio", "num_train_epochs", "max_steps", "seed"):
@@ -285,42 +323,23 @@ def build_card(model_dir, result_files=(), model_name=None, notes=(), onnx=None)
                          f"measured {budget['step_seconds']:.3f} s per step{replanned} |")
         if run.hardware:
             lines.append(f"| hardware | {run.hardware} |")
-    command = (run and run.command) or f"python recipes/pretrain_mlm.py --recipe {recipe.get('recipe', '?')}" + (" --smoke" if smoke else "")
-    at = f" at commit {run.commit}" if run and run.commit else ""
-    lines += ["", f"Reproduce: `{command}`{at} (the exact resolved settings are in `recipe.yaml` beside the weights).", ""]
-    if folder.log_file.exists():
-        lines += ["![loss curve](loss_curve.png)", ""]
-    lines += ["## Results", ""]
-    if rows:
-        lines += ["| evaluation | result | command |", "|---|---|---|"] + [f"| {a} | {b} | `{c}` |" for a, b, c in rows]
-    else:
-        lines.append("No evaluation has been run for this model yet.")
+    return lines
+
+
+def usage_lines(name, rtd, trust, mask):
+    """The Usage section: fill-mask, or fine-tuning for an RTD discriminator."""
     if rtd:
-        lines += ["", "## Usage", "",
-                  "The weights are ELECTRA's discriminator (replaced-token detection), the part to fine-tune; the generator it "
-                  "trained with is in `generator/`.", "", "```python",
-                  "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
-                  f'tokenizer = AutoTokenizer.from_pretrained("{name}"{trust})',
-                  f'model = AutoModelForSequenceClassification.from_pretrained("{name}", num_labels=2{trust})',
-                  "```", ""]
-    else:
-        lines += ["", "## Usage", "", "```python", "from transformers import pipeline", "",
-                  f'fill = pipeline("fill-mask", model="{name}"{trust})',
-                  f'print(fill("The capital of France is {mask}."))',
-                  "```", ""]
-    if onnx:
-        lines += onnx_usage(name, onnx)
-    if custom:
-        lines += ["The architecture is this repository's SmallEncoder family, so loading runs the `configuration_small_encoder.py` "
-                  "and `modeling_small_encoder.py` files shipped with the weights (`trust_remote_code=True`); read them first.", ""]
-    lines += ["## Limitations", "",
-              f"- A small encoder ({parameters:,} parameters) trained on {run.train_tokens if run else 0:,} tokens: it is a base for "
-              "fine-tuning and a subject for study, not a general-purpose language model." if parameters else
-              "- A small encoder: a base for fine-tuning, not a general-purpose language model.",
-              "- English only; it inherits the biases and errors of its training text.",
-              "- Perplexities depend on the masking rate and tokenizer: compare only runs with the same ones."]
-    lines += [f"- {note}" for note in notes] + [""]
-    return "\n".join(lines), front
+        return ["", "## Usage", "",
+                "The weights are ELECTRA's discriminator (replaced-token detection), the part to fine-tune; the generator it "
+                "trained with is in `generator/`.", "", "```python",
+                "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+                f'tokenizer = AutoTokenizer.from_pretrained("{name}"{trust})',
+                f'model = AutoModelForSequenceClassification.from_pretrained("{name}", num_labels=2{trust})',
+                "```", ""]
+    return ["", "## Usage", "", "```python", "from transformers import pipeline", "",
+            f'fill = pipeline("fill-mask", model="{name}"{trust})',
+            f'print(fill("The capital of France is {mask}."))',
+            "```", ""]
 
 
 def reference_run(run_dir, recipe=None):
