@@ -6,6 +6,7 @@ did not run.
     python benchmarks/docs_commands.py                                # every distinct command: about 25 minutes on 2 cores
     python benchmarks/docs_commands.py --list                         # what would run, with what appended or filled in
     python benchmarks/docs_commands.py --only accelerate              # the commands whose text holds a string
+    python benchmarks/docs_commands.py --only docs/results.md         # or that one file's
 
 Each command runs from the repository root as the docs spell it, with what makes it a run of seconds appended
 (pretraining: `--smoke` and 4 steps; the suite: its smoke protocol; fine-tuning: 32 examples; the reference run:
@@ -49,6 +50,7 @@ STAND_INS = {
     "bert-base-uncased": f"{SHARED}/tokenizers/bert-base-uncased",
     "google/bert_uncased_L-4_H-256_A-4": START_MODEL,
 }
+SHELL_STEPS = ("git", "ln", "cd")
 # Flags whose value is a model or tokenizer folder that an earlier command makes.
 MODEL_INPUTS = ("--model_name_or_path", "--model_dir", "--tokenizer_name", "--init_from", "--onnx", "--baseline_model")
 # What makes each script's run one of seconds (appended: a later flag wins), or the flags to replace.
@@ -186,6 +188,10 @@ def not_run_reason(command):
         return "the test suite: CI runs it"
     if argv[0] == "tensorboard":
         return "a log viewer: no code of this repository"
+    if argv[0] in SHELL_STEPS:
+        return "a shell step (a clone, a link, a folder change): the setup around the commands"
+    if script == "benchmarks/docs_commands.py":
+        return "this script"
     if script.endswith(".sh"):
         return "the GPU session's scripts: tests/test_benchmarks.py runs SMOKE=1 gpu_session.sh on a CPU"
     if "..." in argv or any(t.startswith("[") for t in argv):
@@ -335,14 +341,15 @@ def run_all(planned, out, timeout):
 def main(argv=None):
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true", help="print what would run, and how, and run nothing")
-    parser.add_argument("--only", default=None, help="only the commands whose text holds this string")
+    parser.add_argument("--only", default=None, help="only the commands whose text holds this string, or written in "
+                        "this file (docs/results.md)")
     parser.add_argument("--output_dir", default="runs/docs-commands")
     parser.add_argument("--timeout", type=checks.bounded(int, 10, 7200), default=600, help="seconds per command")
     args = parser.parse_args(argv)
     commands = extract_commands()
     kept = in_dependency_order(distinct(commands))
     if args.only:
-        kept = [c for c in kept if args.only in c.text]
+        kept = [c for c in kept if args.only in c.text or c.source.startswith(args.only)]
         if not kept:
             raise UserError(f"--only {args.only!r}: no documented command holds it")
     planned = [plan(command) for command in kept]

@@ -8,7 +8,14 @@ from unittest import mock
 import pytest
 from conftest import REPO_ROOT
 
-from small_encoders.benchmarks.docs_commands import DocCommand, extract_commands, in_dependency_order, plan, split_chain
+from small_encoders.benchmarks.docs_commands import (
+    SHELL_STEPS,
+    DocCommand,
+    extract_commands,
+    in_dependency_order,
+    plan,
+    split_chain,
+)
 from small_encoders.recipes.recipe import FIELDS, load_recipe, parse_overrides
 
 COMMANDS = extract_commands()
@@ -65,7 +72,7 @@ def test_a_documented_command_names_a_file_that_exists_and_flags_its_script_take
         compile(command.argv[2], command.source, "exec")  # a python block: valid code
         return
     if command.script is None:
-        assert command.argv[0] in ("pip", "tensorboard") or command.argv[:3] == ["python", "-m", "pytest"], command.text
+        assert command.argv[0] in ("pip", "tensorboard", *SHELL_STEPS) or command.argv[:3] == ["python", "-m", "pytest"], command.text
         return
     assert (REPO_ROOT / command.script).is_file(), f"{command.source}: {command.script} does not exist"
     if not command.script.endswith(".py") or command.script.startswith("tests/"):
