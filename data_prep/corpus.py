@@ -174,3 +174,28 @@ def keep_text(split, text_column):
         split = split.rename_column(text_column, "text")
     split = split.remove_columns([c for c in split.column_names if c != "text"])
     return split.filter(lambda batch: [bool(t and t.strip()) for t in batch["text"]], batched=True, desc="dropping empty lines")
+
+
+def mix_in_replay(train, replay_files, fraction, seed=42, encoding_errors="strict", validation_split_percentage=5):
+    """(the training documents with general text mixed in, a one-line description): documents of `replay_files` (one per
+    line), drawn at random until they hold `fraction` of the mixed corpus's characters. The replay corpus's own held-out
+    share (`validation_split_percentage`, the same seeded split the run would make of it) is never drawn from, so a
+    general-text figure measured on it stays held out. Continued pretraining mixes these in against forgetting."""
+    from datasets import concatenate_datasets
+
+    general = load_corpus(train_files=replay_files, validation_split_percentage=validation_split_percentage, seed=seed,
+                          encoding_errors=encoding_errors)["train"].shuffle(seed=seed)
+    domain_chars = sum(len(text) for text in train["text"])
+    wanted = fraction / (1 - fraction) * domain_chars
+    taken, chars = 0, 0
+    for text in general["text"]:
+        if chars >= wanted:
+            break
+        taken, chars = taken + 1, chars + len(text)
+    if chars < wanted:
+        raise UserError(f"--replay_files {replay_files}: {chars:,} characters of general text (after its held-out "
+                        f"{validation_split_percentage:g}%), fewer than the {int(wanted):,} that --replay_fraction "
+                        f"{fraction:g} asks for; give more files or a smaller fraction")
+    mixed = concatenate_datasets([train, general.select(range(taken))]).shuffle(seed=seed)
+    return mixed, (f"replay: {taken:,} documents of {replay_files} mixed in ({chars / (chars + domain_chars):.0%} of the "
+                   f"training characters; its held-out {validation_split_percentage:g}% never drawn from)")

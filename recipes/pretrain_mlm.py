@@ -151,6 +151,13 @@ def load_text(recipe, args):
     source = train_files if train_files else f"{dataset_name}" + (f" ({recipe['dataset_config']})" if recipe["dataset_config"] else "")
     if recipe["dataset_name"] == "embedded" and not recipe["train_files"]:
         source = f"embedded corpus: docstrings of the Python {sys.version.split()[0]} standard library"
+    if recipe["replay_files"]:
+        from small_encoders.data_prep.corpus import mix_in_replay
+
+        with args.main_process_first(desc="mixing in the replay text"):
+            texts["train"], replayed = mix_in_replay(texts["train"], recipe["replay_files"], recipe["replay_fraction"],
+                                                     recipe["seed"], recipe["encoding_errors"])
+        source = f"{source}; {replayed}"
     return texts, source, report
 
 

@@ -111,6 +111,8 @@ class Recipe(Mapping):
     evaluations: int = setting(8, "continued pretraining", "with --keep_best: evaluations spread over the planned steps (each on every validation block)", low=1, high=10_000, integer=True)
     early_stopping_patience: int = setting(2, "continued pretraining", "with --keep_best: stop after this many evaluations in a row without a new lowest validation loss (0: never)", low=0, high=10_000, integer=True)
     fail_if_worse: bool = setting(False, "continued pretraining", "exit with code 1 when no step beat the start model (the start's weights are saved either way)")
+    replay_files: str | None = setting(None, "continued pretraining", "general text (globs, one document per line) mixed into the training documents against forgetting; its held-out share is never drawn from")
+    replay_fraction: float = setting(0.0, "continued pretraining", "with --replay_files: the share of the training characters that is general text", kind="fraction0", low=0, high=0.95)
     max_passes: float | None = setting(None, "continued pretraining", "a time budget plans at most this many passes over the training blocks (null: no cap); 3 with --init_from (docs/recipes.md#continued-pretraining)", kind="positive", low=1e-3, high=1e6)
     # logging
     logging_steps: int = setting(50, "logging", "log the training loss every N steps", low=1, high=10**9, integer=True, trainer=True)
@@ -395,6 +397,11 @@ def validate(recipe, check_sources=False):
         raise UserError(f"--streaming must be true or false, got {recipe.streaming!r}")
     if recipe.streaming:
         check_streaming(recipe)
+    if bool(recipe.replay_files) != bool(recipe.replay_fraction):
+        raise UserError("--replay_files and --replay_fraction go together: name the general text and its share "
+                        "(e.g. --replay_fraction 0.2), or neither")
+    if recipe.replay_files and recipe.streaming:
+        raise UserError("--replay_files mixes general text into a corpus held in memory; pass --streaming false")
     if recipe.time_budget is not None and recipe.lr_scheduler_type not in ("linear", "cosine"):
         raise UserError(f"--time_budget needs lr_scheduler_type linear or cosine (a schedule it can end with the "
                         f"budget), got {recipe.lr_scheduler_type!r}")
@@ -429,6 +436,10 @@ def check_recipe_sources(recipe):
         check_source(recipe.init_from, "--init_from")  # a local folder checked whole: config, tokenizer, weights
     elif recipe.tokenizer_name not in ("train-bpe", "train-wordpiece"):
         check_source(recipe.tokenizer_name, "--tokenizer_name", filename="tokenizer_config.json")
+    if recipe.replay_files:
+        from small_encoders.data_prep.corpus import expand_files
+
+        expand_files(recipe.replay_files, "--replay_files")
 
 
 def resolve_report_to(value):

@@ -271,3 +271,40 @@ def test_the_suite_measures_a_continued_model_against_its_start(tmp_path, traine
                            str(tmp_path / "data"), "--output_dir", str(tmp_path / "x"), "--baseline_model",
                            str(tmp_path / "missing")], env=environment(tmp_path), cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 1 and "--baseline_model" in done.stderr.strip().splitlines()[-1]
+
+
+def test_replay_mixes_in_general_text_at_its_share_and_never_its_held_out_documents(tmp_path):
+    from datasets import Dataset
+
+    from small_encoders.data_prep.corpus import load_corpus, mix_in_replay
+
+    general = tmp_path / "general.txt"
+    general.write_text("".join(f"general document number {i} about the wider world.\n" for i in range(400)))
+    domain = Dataset.from_dict({"text": [f"domain paragraph {i} of the novel, long enough to count." for i in range(100)]})
+    held_out = set(load_corpus(train_files=str(general), seed=7)["validation"]["text"])  # the split a run would make
+    assert len(held_out) == 20
+    mixed, line = mix_in_replay(domain, str(general), 0.5, seed=7)
+    replayed = [text for text in mixed["text"] if text.startswith("general")]
+    assert replayed and not held_out & set(replayed)
+    share = sum(map(len, replayed)) / sum(map(len, mixed["text"]))
+    assert 0.5 <= share < 0.55 and "held-out 5% never drawn from" in line  # the share asked for, by characters
+    assert sorted(t for t in mixed["text"] if t.startswith("domain")) == sorted(domain["text"])  # every domain document
+    with pytest.raises(UserError, match="fewer than the .* that --replay_fraction 0.95 asks for"):
+        mix_in_replay(Dataset.from_dict({"text": ["x" * 10**6]}), str(general), 0.95)
+    with pytest.raises(UserError, match="--replay_files and --replay_fraction go together"):
+        load_recipe("domain", {"replay_files": str(general)})
+
+
+@pytest.mark.slow
+def test_a_continued_run_with_replay_and_two_workers_trains_on_the_mix(tmp_path, trained):
+    out = tmp_path / "replay"
+    general = tmp_path / "general.txt"
+    general.write_text("".join(f"general document number {i} about the wider world and its many places.\n"
+                               for i in range(8000)))
+    done = pretrain(tmp_path, SMOKE + ["--init_from", str(trained), "--max_steps", "4", "--replay_files", str(general),
+                                       "--replay_fraction", "0.3", "--dataloader_num_workers", "2",
+                                       "--output_dir", str(out)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "collation in 2 worker processes" in done.stdout
+    result = json.loads((out / "results.json").read_text())
+    assert "replay: " in result["data"] and "(30% of the training characters" in result["data"]
