@@ -25,16 +25,19 @@ from small_encoders.recipes.training import perplexity
 
 
 def evaluation_interval(planned_steps, evaluations, logging_steps):
-    """Steps between two evaluations (and checkpoints): `evaluations` spread over the plan, a multiple of the logging
-    interval (checkpoints are written on logging steps only: recipes/training.py's non-finite-loss check)."""
-    interval = planned_steps // max(1, evaluations) // logging_steps * logging_steps
-    return max(logging_steps, interval)
+    """(steps between two evaluations and checkpoints, the logging interval): `evaluations` spread over the plan. The
+    interval is a multiple of the logging interval (checkpoints are written on logging steps only: recipes/training.py's
+    non-finite-loss check); where the plan is too short for that, the run logs at each evaluation instead."""
+    interval = max(1, planned_steps // max(1, evaluations))
+    if interval < logging_steps:
+        return interval, interval
+    return interval // logging_steps * logging_steps, logging_steps
 
 
 def keep_best_arguments(args, planned_steps, recipe):
     """Set the TrainingArguments that keep the best checkpoint: evaluation and saving every interval, the best loaded at
     the end. Returns the interval."""
-    interval = evaluation_interval(planned_steps, recipe.evaluations, recipe.logging_steps)
+    interval, args.logging_steps = evaluation_interval(planned_steps, recipe.evaluations, recipe.logging_steps)
     args.eval_strategy, args.save_strategy = IntervalStrategy.STEPS, SaveStrategy.STEPS
     args.eval_steps = args.save_steps = interval
     args.load_best_model_at_end, args.metric_for_best_model, args.greater_is_better = True, "eval_loss", False
