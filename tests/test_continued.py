@@ -309,3 +309,20 @@ def test_a_continued_run_with_replay_and_two_workers_trains_on_the_mix(tmp_path,
     assert "collation in 2 worker processes" in done.stdout
     result = json.loads((out / "results.json").read_text())
     assert "replay: " in result["data"] and "(30% of the training characters" in result["data"]
+
+
+def test_the_passes_curve_reads_a_runs_evaluations_against_its_passes(tmp_path):
+    from small_encoders.benchmarks.passes_curve import curve, table
+    from small_encoders.core.run_folder import PretrainingResult, RunFolder
+
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    folder.write_training_log([{"step": 0, "eval_loss": 3.0}, {"step": 10, "loss": 2.0}, {"step": 10, "eval_loss": 3.1},
+                               {"step": 20, "eval_loss": 2.9}])
+    folder.write_result(PretrainingResult(recipe="domain", parameters=1, data="x", block_size=128, mlm_probability=0.3,
+                                          train_steps=20, train_tokens=1, train_seconds=1.0, eval_loss=2.9,
+                                          eval_blocks=1, passes=4.0))
+    assert [round(p, 2) for p, _ in curve(folder.path)] == [0.0, 2.0, 4.0]
+    assert "lowest 18.17 at 4.00 passes" in table([folder.path])  # exp(2.9)
+    with pytest.raises(UserError, match="holds no finished run"):
+        curve(tmp_path)
