@@ -14,8 +14,8 @@ Each command runs from the repository root as the docs spell it, with what makes
 tokenizer: its copy in ../shared). `accelerate launch` runs with two CPU processes. Commands that differ only in their
 values (docs/results.md's many runs of one form) run once. Not run, each with its reason: the install and test commands
 (CI runs them), uploads to the Hub (their `--dry_run` forms run), Hub datasets, the GPU session's scripts, fragments
-written with `...`. A model folder that an earlier command would have made but that was not made here (a run of the
-same form, deduplicated) is replaced by runs/quickstart, and the report says so.
+written with `...`. A model folder that an earlier command would have made but that is not there (a run of the same
+form, deduplicated) is replaced by runs/quickstart, and the report says so.
 
 Writes one log per command and report.json under --output_dir (default runs/docs-commands). tests/test_docs_commands.py
 checks, with nothing run, that every command's script exists and takes every flag it is given.
@@ -218,7 +218,7 @@ def plan(command, made=()):
             argv[index] = STAND_INS["bert-base-uncased"]
             changes.append(f"a tokenizer an earlier run cached -> {argv[index]}")
         elif (index and argv[index - 1] in MODEL_INPUTS and token.startswith("runs/") and token not in made
-              and not token.startswith("runs/quickstart")):
+              and not token.startswith("runs/quickstart") and not (REPO_ROOT / token).exists()):
             argv[index] = "runs/quickstart"
             changes.append(f"{token} (made by a command of the same form, not run again) -> runs/quickstart")
     if argv[0] == "python":
