@@ -464,13 +464,9 @@ def plan(job):
     if recipe.keep_best:
         from small_encoders.recipes.keep_best import keep_best_arguments
 
-        interval = keep_best_arguments(args, job.steps, recipe)
-        job.notes.append(f"keep_best: evaluated every {interval:,} steps"
-                         + (" and before the first (the start model)" if job.continued else "")
-                         + "; the weights with the lowest validation loss are saved"
-                         + (f"; stops after {recipe.early_stopping_patience} evaluations in a row without a new best"
-                            if recipe.early_stopping_patience else ""))
-    job.notes.append(validation_note(job))
+        job.evaluation_interval = keep_best_arguments(args, job.steps, recipe)
+    if not recipe.smoke_run:
+        job.notes.append(validation_note(job))
     if not job.is_main:
         return
     print("\n".join(["=" * 72, *header_lines(job), "=" * 72]), flush=True)
@@ -520,6 +516,16 @@ def validation_tokens(job):
     return len(job.packed["validation"]) * job.recipe.block_size
 
 
+def keep_best_line(job):
+    """The header's line for keep_best (recipes/keep_best.py)."""
+    recipe = job.recipe
+    return (f"keep best         evaluated every {job.evaluation_interval:,} steps"
+            + (" and before the first (the start model)" if job.continued else "")
+            + "; the weights with the lowest validation loss are saved"
+            + (f"; stops after {recipe.early_stopping_patience} evaluations in a row without a new best"
+               if recipe.early_stopping_patience else ""))
+
+
 def header_lines(job):
     """The run header: model, data, tokenizer, masking, batch, plan, speed settings, output and logging."""
     recipe, args, packed, texts, timings = job.recipe, job.args, job.packed, job.texts, job.timings
@@ -543,6 +549,7 @@ def header_lines(job):
         f"masking rate      {recipe.mlm_probability:.0%} (80/10/10), sparse prediction {'on' if job.sparse else 'off'}",
         f"effective batch   {per_step} blocks = {per_step * recipe.block_size:,} tokens per step ({args.world_size} process(es))",
         *([budget_line(job.budget)] if job.budget else []),
+        *([keep_best_line(job)] if recipe.keep_best else []),
         f"planned           {steps:,} steps, {steps * per_step * recipe.block_size:,} tokens"
         + ("" if job.streaming else f" ({steps * per_step / max(1, len(packed['train'])):.2f} epochs)")
         + f", warmup {args.warmup_steps} steps, "
