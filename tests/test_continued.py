@@ -245,8 +245,9 @@ def test_the_suite_measures_a_continued_model_against_its_start(tmp_path, traine
         Return the value of the named attribute of the object , or the default when it has none .
         """) * 40)
     continued = tmp_path / "continued"
+    # --keep_best false: the continued weights are saved even where they are worse (the suite must tell them apart)
     done = pretrain(tmp_path, SMOKE + ["--init_from", str(trained), "--max_steps", "8", "--learning_rate", "1e-3",
-                                       "--output_dir", str(continued)])
+                                       "--keep_best", "false", "--output_dir", str(continued)])
     assert done.returncode == 0, done.stderr[-3000:]
     # No --baseline_model: the run folder names its start, and the suite measures against it by default.
     results = run_suite(tmp_path, continued, tmp_path / "against-start")
