@@ -98,9 +98,10 @@ def test_a_command_line_is_split_joined_and_planned_at_smoke_size(tmp_path):
     planned = plan(launch)
     assert planned.argv[:5] == ["accelerate", "launch", "--cpu", "--num_processes", "2"]
     assert "--smoke" in planned.argv and planned.argv[planned.argv.index("--max_steps") + 1] == "4"
-    suite = DocCommand("x.md:1", "", ["python", "eval/suite.py", "--model_name_or_path", "runs/t20", "--data_dir", "DATA",
-                                      "--protocol", "gpu"])
-    planned = plan(suite, made={"runs/t20"})
+    made_by_docs = "runs/made-by-a-command-not-run-here"  # (runs/t20 may be there in a clone the docs ran in)
+    suite = DocCommand("x.md:1", "", ["python", "eval/suite.py", "--model_name_or_path", made_by_docs, "--data_dir",
+                                      "DATA", "--protocol", "gpu"])
+    planned = plan(suite, made={made_by_docs})
     assert planned.argv[planned.argv.index("--protocol") + 1] == "smoke"
     assert planned.argv[planned.argv.index("--data_dir") + 1] == "../shared/data"
     assert plan(suite).argv[3] == "runs/quickstart"  # a folder no command made here: the quickstart's stands in
