@@ -269,7 +269,8 @@ def outputs_of(argv):
 
 
 def distinct(commands):
-    """The first command of each form (script and flag names); the rest are run by it."""
+    """The first command of each form (script and flag names), and any other that makes a run folder a kept command
+    reads (docs/performance.md's export, of the README's form, makes the folder its benchmark reads)."""
     seen, kept = set(), []
     for command in commands:
         key = (command.argv[0], command.script, tuple(command.flags), command.argv[2] if command.argv[:2] == ["python", "-c"]
@@ -277,7 +278,8 @@ def distinct(commands):
         if key not in seen:
             seen.add(key)
             kept.append(command)
-    return kept
+    read = set().union(*(inputs_of(command.argv) for command in kept))
+    return [command for command in commands if command in kept or outputs_of(command.argv) & read]
 
 
 def run_one(planned, log_path, timeout):

@@ -11,6 +11,7 @@ from conftest import REPO_ROOT
 from small_encoders.benchmarks.docs_commands import (
     SHELL_STEPS,
     DocCommand,
+    distinct,
     extract_commands,
     in_dependency_order,
     plan,
@@ -111,3 +112,9 @@ def test_a_command_line_is_split_joined_and_planned_at_smoke_size(tmp_path):
     reader = DocCommand("README.md:9", "", ["python", "deploy/export.py", "--model_dir", "runs/sst2-model"])
     maker = DocCommand("docs/deploy.md:8", "", ["python", "eval/run_glue.py", "--save_model", "runs/sst2-model"])
     assert in_dependency_order([reader, maker]) == [maker, reader]
+    # A command of a form already kept still runs when it makes what a kept command reads.
+    export = DocCommand("README.md:2", "", ["python", "deploy/export.py", "--model_dir", "a", "--output_dir", "runs/a-onnx"])
+    again = DocCommand("docs/x.md:3", "", ["python", "deploy/export.py", "--model_dir", "b", "--output_dir", "runs/b-onnx"])
+    bench = DocCommand("docs/x.md:4", "", ["python", "deploy/bench.py", "--model_dir", "b", "--onnx", "runs/b-onnx"])
+    assert distinct([export, again, bench]) == [export, again, bench]
+    assert distinct([export, again]) == [export]
