@@ -195,3 +195,14 @@ def test_the_fast_tier_covers_every_test_module():
         if module_slow or not fast:
             uncovered.append(path.name)
     assert uncovered == [], uncovered
+
+
+def test_an_atomic_write_makes_its_folder_and_leaves_no_temporary_file(tmp_path):
+    """`eval/perplexity.py --output_json runs/domain-eval/imdb-start.json` (docs/results.md) into a folder not made yet:
+    found by running the docs' commands (benchmarks/docs_commands.py)."""
+    from small_encoders.core.files import write_atomic
+
+    target = tmp_path / "runs" / "domain-eval" / "imdb-start.json"
+    write_atomic(target, '{"perplexity": 1}')
+    write_atomic(target, b'{"perplexity": 2}')
+    assert target.read_text() == '{"perplexity": 2}' and [p.name for p in target.parent.iterdir()] == [target.name]
