@@ -203,11 +203,6 @@ class RunFolder:
             raise UserError(f"{path} is not a readable JSON file ({error})") from None
 
 
-def start_model(folder):
-    """The model a run folder's model was continued from (`RunFolder.start_model`), or None."""
-    return RunFolder(folder).start_model()
-
-
 def source_commit():
     """The commit of this repository the code runs at, with " (with uncommitted changes)" when the working tree differs
     from it; None outside a git clone (an installed copy). Every result records it."""

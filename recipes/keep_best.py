@@ -117,8 +117,3 @@ def kept_weights(trainer, continued):
     stopped = (stopper is not None and stopper.early_stopping_patience_counter >= stopper.early_stopping_patience)
     return Kept(kept_step=step, kept_loss=loss, start_loss=start, evaluations=len(during),
                 stopped_early_at=state.global_step if stopped else None)
-
-
-def put_back_the_start(model, start_state):
-    """The start's weights (a copy taken before training) into the model, where no step beat them."""
-    model.load_state_dict(start_state)

@@ -596,11 +596,11 @@ def train(job):
     job.train_seconds = sum(segment["seconds"] for segment in job.segments)
     job.kept = None
     if recipe.keep_best:
-        from small_encoders.recipes.keep_best import kept_weights, put_back_the_start
+        from small_encoders.recipes.keep_best import kept_weights
 
         job.kept = kept_weights(trainer, job.continued)
-        if job.kept.kept_start:
-            put_back_the_start(job.model, job.start_state)
+        if job.kept.kept_start:  # no step beat the start: its weights, copied in build_model, are the ones saved
+            job.model.load_state_dict(job.start_state)
     job.metrics = final_metrics(trainer, job.kept.kept_step if job.kept else None)
 
 
