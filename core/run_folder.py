@@ -21,6 +21,7 @@ RECIPE_FILE = "recipe.yaml"
 RESULTS_FILE = "results.json"
 TRAINING_LOG = "training_log.json"
 BUDGET_PLAN = "budget_plan.json"
+EMBEDDING_RESULTS = "embedding_results.json"  # an embedding run's (recipes/train_embeddings.py)
 
 
 def cache_root():
@@ -147,6 +148,14 @@ class RunFolder:
     @property
     def plan_file(self):
         return self.path / BUDGET_PLAN
+
+    @property
+    def embedding_results_file(self):
+        return self.path / EMBEDDING_RESULTS
+
+    def embedding_results(self):
+        """An embedding run's results (recipes/train_embeddings.py), or None."""
+        return self._json(self.embedding_results_file)
 
     def is_finished(self):
         """Whether pretraining finished here (it writes results.json last)."""

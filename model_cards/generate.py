@@ -377,6 +377,10 @@ def reference_run(run_dir, recipe=None):
 def generate(model_dir, result_files=(), output_dir=None, model_name=None, notes=(), onnx=None):
     """Write README.md and loss_curve.png into output_dir (default: the model folder); returns the card path."""
     output_dir = Path(output_dir or model_dir)
+    if RunFolder(model_dir).embedding_results() is not None:  # a sentence embedder (recipes/train_embeddings.py)
+        from small_encoders.model_cards.embedding_card import write_embedding_card
+
+        return write_embedding_card(model_dir, output_dir=output_dir, model_name=model_name)
     card, _ = build_card(model_dir, result_files, model_name, notes, onnx)  # every input read before anything is written
     output_dir.mkdir(parents=True, exist_ok=True)
     log = RunFolder(model_dir).training_log()

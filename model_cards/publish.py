@@ -26,17 +26,18 @@ import sys
 from pathlib import Path
 
 from small_encoders.core.errors import ArgumentParser, UserError, entry_point
-from small_encoders.core.run_folder import RunFolder
+from small_encoders.core.run_folder import EMBEDDING_RESULTS, RunFolder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 UPLOAD_FILES = (
     "config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
     "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "README.md", "loss_curve.png",
-    *RunFolder.PUBLISHED, "modules.json", "sentence_bert_config.json",
+    *RunFolder.PUBLISHED, "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+    EMBEDDING_RESULTS,
     "configuration_small_encoder.py", "modeling_small_encoder.py",
 )
-UPLOAD_DIRS = ("1_Pooling",)
+UPLOAD_DIRS = ("1_Pooling", "2_Normalize")  # sentence-transformers' pooling and normalisation modules
 SPACE_REQUIREMENTS = ("torch", "transformers>=5.17", "gradio>=5.0", "safetensors")
 # A Space serving the model's ONNX export (--onnx): no torch, no transformers, no trust_remote_code.
 ONNX_SPACE_REQUIREMENTS = ("onnxruntime", "tokenizers", "numpy", "huggingface_hub", "gradio>=5.0")

@@ -201,7 +201,7 @@ def type_name(field):
         return special[field.name]
     kinds = typing.get_args(field.type) or (field.type,)
     base = next(kind for kind in kinds if kind is not type(None))
-    name = {str: "text", bool: "bool", int: "int", float: "float", dict: "mapping"}.get(base, "value")
+    name = {str: "text", bool: "bool", int: "int", float: "float", dict: "mapping", list: "list"}.get(base, "value")
     return name + (" or null" if type(None) in kinds else "")
 
 
@@ -212,14 +212,15 @@ def shown_value(value):
     return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
 
-def help_text(recipe=None):
+def help_text(recipe=None, fields=None, groups=GROUPS):
     """Every setting by group, with its type, its help, its range and its value: the default, or `recipe`'s values
-    (`--recipe NAME --help`)."""
-    values = recipe.to_dict() if recipe is not None else DEFAULTS
+    (`--recipe NAME --help`). `fields` (name -> dataclasses.Field, default the pretraining Recipe's) and `groups` let
+    another typed recipe (recipes/embedding_recipe.py) show its own."""
+    fields = Recipe.fields() if fields is None else fields
+    values = recipe.to_dict() if recipe is not None else {name: field_default(f) for name, f in fields.items()}
     source = f"{recipe['recipe']}" if recipe is not None else "default"
     lines = [f"settings (--key value, values read as YAML), each with its {'value in recipe ' + source if recipe is not None else 'default'}:"]
-    fields = Recipe.fields()
-    for group in GROUPS:
+    for group in groups:
         lines.append(f"\n{group}:")
         for name, field in fields.items():
             if field.metadata["group"] == group:
@@ -230,8 +231,12 @@ def help_text(recipe=None):
     return "\n".join(lines)
 
 
-def available_recipes():
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+def field_default(field):
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default
+
+
+def available_recipes(directory=RECIPES_DIR):
+    return sorted(p.stem for p in Path(directory).glob("*.yaml"))
 
 
 def parse_overrides(tokens):
@@ -255,9 +260,10 @@ def parse_overrides(tokens):
     return overrides
 
 
-def check_keys(mapping, where):
-    """An unknown key is one error line naming the nearest field (a typo) or, failing that, pointing at --help."""
-    settable = Recipe.fields()
+def check_keys(mapping, where, settable=None):
+    """An unknown key is one error line naming the nearest field (a typo) or, failing that, pointing at --help.
+    `settable`: the field names (default: the pretraining Recipe's)."""
+    settable = Recipe.fields() if settable is None else settable
     unknown = sorted(set(mapping) - set(settable))
     if unknown:
         near = difflib.get_close_matches(unknown[0], settable, n=1, cutoff=0.6)
@@ -265,15 +271,16 @@ def check_keys(mapping, where):
         raise UserError(f"unknown setting {', '.join('--' + key for key in unknown)} in {where}; {hint}")
 
 
-def recipe_path(name):
-    path = Path(name) if name.endswith((".yaml", ".yml")) else RECIPES_DIR / f"{name}.yaml"
+def recipe_path(name, directory=RECIPES_DIR):
+    path = Path(name) if name.endswith((".yaml", ".yml")) else Path(directory) / f"{name}.yaml"
     if not path.is_file():
-        raise UserError(f"unknown recipe {name!r}; choose one of {', '.join(available_recipes())} or give a .yaml path")
+        raise UserError(f"unknown recipe {name!r}; choose one of {', '.join(available_recipes(directory))} or give a .yaml path")
     return path
 
 
-def read_recipe_file(path, seen=()):
-    """The YAML's settings over those of its `base:` recipe, if it names one (smoke blocks merge the same way)."""
+def read_recipe_file(path, seen=(), settable=None, directory=RECIPES_DIR):
+    """The YAML's settings over those of its `base:` recipe, if it names one (smoke blocks merge the same way).
+    `settable` and `directory`: another typed recipe's field names and folder (default: pretraining's)."""
     try:
         from_file = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as error:
@@ -281,14 +288,14 @@ def read_recipe_file(path, seen=()):
         raise UserError(f"{path} is not a readable YAML recipe ({reason})") from None
     if not isinstance(from_file, dict):
         raise UserError(f"{path} holds a {type(from_file).__name__}, not a recipe's mapping of settings (key: value lines)")
-    check_keys(from_file, str(path))
+    check_keys(from_file, str(path), settable)
     base = from_file.get("base")
     if not base:
         return from_file
-    base_path = recipe_path(base).resolve()
+    base_path = recipe_path(base, directory).resolve()
     if base_path in (*seen, path.resolve()):
         raise UserError(f"{path}: base: {base} leads back to itself")
-    inherited = read_recipe_file(base_path, (*seen, path.resolve()))
+    inherited = read_recipe_file(base_path, (*seen, path.resolve()), settable, directory)
     smoke = {**(inherited.get("smoke") or {}), **(from_file.get("smoke") or {})}
     return {**inherited, **from_file, "smoke": smoke}
 

@@ -4,6 +4,7 @@ checks), so the table stays fast."""
 
 import importlib
 import json
+import shutil
 
 import pytest
 
@@ -13,6 +14,7 @@ ENTRY_POINTS = {
     "demo": "small_encoders.demo.app", "glue_padding": "small_encoders.benchmarks.glue_padding", "throughput": "small_encoders.benchmarks.pretrain_throughput",
     "reference_run": "small_encoders.benchmarks.reference_run", "import_gpu_run": "small_encoders.benchmarks.import_gpu_run",
     "results_table": "small_encoders.benchmarks.results_table", "export": "small_encoders.deploy.export", "bench": "small_encoders.deploy.bench",
+    "train_embeddings": "small_encoders.recipes.train_embeddings",
 }
 
 # (entry point, arguments with {placeholders}, what the error line must say)
@@ -100,6 +102,33 @@ CASES = [
     ("bench", ["--model_dir", "{model}", "--int8", "{missing}", "--data_dir", "{good_glue}"], "no such file"),
     ("results_table", ["{missing}"], "cannot read"),
     ("results_table", ["{data}"], "cannot read"),
+    # an embedding run's data and model: each refused before the output folder is made
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--raw_text_files", "null",
+                          "--train_files", "{pairs_wrong}", "--output_dir", "{out}"], "needs the columns anchor,positive"),
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--raw_text_files", "null",
+                          "--train_files", "{pairs_one}", "--output_dir", "{out}"], "has one column"),
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--raw_text_files", "null",
+                          "--train_files", "{empty_csv}", "--output_dir", "{out}"], "is empty"),
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--raw_text_files", "null",
+                          "--train_files", "{scored_bad}", "--output_dir", "{out}"], "outside 0 to 1"),
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--raw_text_files", "null",
+                          "--train_files", "{text}", "--output_dir", "{out}"], "is plain text"),
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{no_tokenizer}", "--output_dir", "{out}"],
+     "tokenizer"),
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--raw_text_files", "null",
+                          "--output_dir", "{out}"], "no training data"),
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--glue_pairs", "qqp",
+                          "--output_dir", "{out}"], "--glue_pairs"),
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--matryoshka_dims", "[0]",
+                          "--output_dir", "{out}"], "--matryoshka_dims"),
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--raw_pairs", "title",
+                          "--raw_text_sample_by", "line", "--raw_text_files", "{text}", "--output_dir", "{out}"],
+     "--raw_pairs title"),
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--raw_text_files", "{text}",
+                          "--output_dir", "{out}"], "distinct"),
+    ("train_embeddings", ["--recipe", "nosuch", "--model_name_or_path", "{model}"], "unknown recipe"),
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--learning_rat", "1",
+                          "--output_dir", "{out}"], "did you mean --learning_rate"),
 ]
 
 
@@ -121,12 +150,21 @@ def places(tmp_path_factory):
             for split in ("train", "dev"):
                 (root / name / folder / f"{split}.tsv").write_bytes(content)
     (root / "empty_dir").mkdir()
+    (root / "pairs_wrong.csv").write_text("question,answer\nthe ship,the sea\n")
+    (root / "pairs_one.csv").write_text("text\nthe ship\n")
+    (root / "empty.csv").write_text("")
+    (root / "scored_bad.csv").write_text("sentence1,sentence2,score\nthe ship,the sea,0.5\nthe sea,the night,7\n")
+    shutil.copytree(root / "model", root / "no_tokenizer")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (root / "no_tokenizer" / name).unlink()
     (root / "wrong_mmlu" / "val").mkdir(parents=True)
     (root / "wrong_mmlu" / "val" / "astronomy_val.csv").write_text("only,three,fields\n")
     (root / "data" / "glue").mkdir(parents=True)
     (root / "data" / "mmlu").mkdir()
     values = {name: str(root / name) for name in ("model", "file", "binary_glue", "wrong_glue", "good_glue", "empty_dir",
-                                                  "wrong_mmlu", "data")}
+                                                  "wrong_mmlu", "data", "no_tokenizer")}
+    values.update({name: str(root / f"{name}.csv") for name in ("pairs_wrong", "pairs_one", "scored_bad")},
+                  empty_csv=str(root / "empty.csv"))
     values.update(missing=str(root / "missing.txt"), empty=str(root / "empty.txt"), binary=str(root / "binary.txt"),
                   text=str(root / "text.txt"), wrong_json=str(root / "wrong.json"))
     return root, values

@@ -41,7 +41,7 @@ def parser_of(entry, monkeypatch):
     return box["parser"]
 
 
-ARGPARSE_ENTRIES = [entry for entry in ENTRY_POINTS if entry not in ("pretrain", "demo")]
+ARGPARSE_ENTRIES = [entry for entry in ENTRY_POINTS if entry not in ("pretrain", "demo", "train_embeddings")]
 
 
 def one_error_line(capsys, code, expected=None):
@@ -106,6 +106,23 @@ def test_every_numeric_recipe_setting_refuses_a_negative_and_an_absurd_value(key
             load_recipe("quickstart", {key: value})
 
 
+def numeric_embedding_settings():
+    from small_encoders.recipes.embedding_recipe import DEFAULTS, EmbeddingRecipe
+
+    limited = {name for name, field in EmbeddingRecipe.fields().items() if field.metadata["limits"] or field.metadata["kind"]}
+    found = {key for key, value in DEFAULTS.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return sorted(found | limited)
+
+
+@pytest.mark.parametrize("key", numeric_embedding_settings())
+def test_every_numeric_embedding_setting_refuses_a_negative_and_an_absurd_value(key):
+    from small_encoders.recipes.embedding_recipe import load_embedding_recipe
+
+    for value in (-7, 10**13):
+        with pytest.raises(UserError, match=f"--{key}"):
+            load_embedding_recipe("embed", {key: value, "model_name_or_path": "m"})
+
+
 def test_an_absurd_model_is_refused_before_anything_is_allocated(monkeypatch):
     from small_encoders.modeling import build
     from small_encoders.recipes.pretrain_mlm import model_settings_config
@@ -163,6 +180,8 @@ READERS = {  # entry point: arguments that read a model folder M (and name no ot
     "card": lambda w, m, out: ["--model_dir", m, "--output_dir", out],
     "publish": lambda w, m, out: ["--model_dir", m, "--repo_id", "me/model", "--dry_run", out],
     "export": lambda w, m, out: ["--model_dir", m, "--output_dir", out],
+    "train_embeddings": lambda w, m, out: ["--recipe", "embed", "--smoke", "--model_name_or_path", m, "--raw_text_files",
+                                           f"{w}/text.txt", "--output_dir", out],
     "bench": lambda w, m, out: ["--model_dir", m, "--task_name", "sst2", "--data_dir", f"{w}/data/glue", "--rounds", "1",
                                 "--batch1_sentences", "2", "--skip_memory", "--output_json", f"{out}/bench.json"],
 }

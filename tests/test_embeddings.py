@@ -1,0 +1,210 @@
+"""Sentence embeddings: the training script (recipes/train_embeddings.py) on pairs, triplets, scored pairs and raw text;
+the evaluation's three tasks on fixtures whose answer is known; the folder loading in a clean process; card and
+upload. Tiny models, CPU, offline."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import HUB_USER, WORDS, save_tiny_model
+
+from small_encoders.core.errors import UserError
+
+SENTENCES = [" ".join(WORDS[i : i + 5]) for i in range(0, len(WORDS) - 5)]
+DISJOINT = [" ".join(WORDS[i : i + 4]) for i in range(0, len(WORDS) - 6 - 3, 4)]  # no word in two of them
+
+
+def write_glue(root, rows=10):
+    """STS-B, MRPC and QNLI dev files (and MRPC/STS-B train) whose answers a bag-of-words embedder gets exactly right:
+    similar pairs are the same words, dissimilar ones share none."""
+    glue = root / "glue"
+    for folder in ("STS-B", "MRPC", "QNLI"):
+        (glue / folder).mkdir(parents=True)
+    half = DISJOINT[:rows]
+    other = [" ".join(WORDS[-3:]) if i % 2 else " ".join(WORDS[-6:-3]) for i in range(rows)]
+    sts = ["index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"]
+    mrpc = ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"]
+    for i, sentence in enumerate(half):
+        same = i % 2 == 0
+        sts.append(f"{i}\tg\tf\ty\to\ts\ts\t{sentence}\t{sentence if same else other[i]}\t{5.0 if same else 0.0}")
+        mrpc.append(f"{1 if same else 0}\t{i}\t{i}\t{sentence}\t{sentence if same else other[i]}")
+    for split in ("train", "dev"):
+        (glue / "STS-B" / f"{split}.tsv").write_text("\n".join(sts) + "\n")
+        (glue / "MRPC" / f"{split}.tsv").write_text("\ufeff" + "\n".join(mrpc) + "\n")
+    qnli = ["index\tquestion\tsentence\tlabel"]
+    for i, sentence in enumerate(half):
+        words = sentence.split()
+        qnli.append(f"{i}\t{' '.join(words[:3])}\t{sentence}\tentailment")  # the answer holds the question's words
+        qnli.append(f"{i}\t{' '.join(words[:3])}\t{other[i]}\tnot_entailment")
+    (glue / "QNLI" / "dev.tsv").write_text("\n".join(qnli) + "\n")
+    return glue
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("embeddings")
+    model = save_tiny_model(root)
+    glue = write_glue(root)
+    (root / "pairs.csv").write_text("anchor,positive\n" + "".join(f"{a},{b}\n" for a, b in zip(SENTENCES, SENTENCES[1:])))
+    (root / "triplets.jsonl").write_text("".join(json.dumps({"anchor": a, "positive": b, "negative": c}) + "\n"
+                                                 for a, b, c in zip(SENTENCES, SENTENCES[1:], SENTENCES[5:])))
+    (root / "scored.tsv").write_text("sentence1\tsentence2\tscore\n" + "".join(
+        f"{a}\t{b}\t{i % 6}\n" for i, (a, b) in enumerate(zip(SENTENCES, SENTENCES[2:]))))
+    (root / "raw.txt").write_text("\n\n".join(
+        f"Title {i}\n" + ". ".join(s.capitalize() for s in SENTENCES[i : i + 6]) + "." for i in range(0, 20)) + "\n")
+    return root, model, glue
+
+
+def train(args, capsys):
+    from small_encoders.recipes.train_embeddings import main
+
+    code = main(args)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    return captured.out
+
+
+@pytest.mark.slow
+def test_pairs_triplets_scored_pairs_and_raw_text_train_together_into_a_sentence_transformers_folder(world, tmp_path, capsys):
+    root, model, glue = world
+    out = tmp_path / "embedder"
+    printed = train(["--recipe", "embed", "--smoke", "--model_name_or_path", str(model), "--output_dir", str(out),
+                     "--train_files", str(root / "pairs.csv"), "--raw_text_files", str(root / "raw.txt"),
+                     "--raw_pairs", "spans", "--glue_pairs", "[stsb]", "--glue_dir", str(glue), "--max_steps", "6",
+                     "--report_to", "none"], capsys)
+    result = json.loads((out / "embedding_results.json").read_text())
+    assert {name: s["shape"] for name, s in result["training_sets"].items()} == {
+        "pairs": "pairs", "glue-stsb": "scored", "raw-text": "pairs"}
+    assert result["steps"] == 6 and result["saw_stsb_train"] is True
+    assert "CoSENTLoss" in printed and "MultipleNegativesRankingLoss" in printed
+    for name in ("modules.json", "1_Pooling/config.json", "2_Normalize", "config_sentence_transformers.json", "README.md",
+                 "recipe.yaml", "training_log.json", "configuration_small_encoder.py"):
+        assert (out / name).exists(), name
+    assert not list(out.glob("checkpoint-*"))  # the finished folder is the model
+    evaluation = result["evaluation"]
+    assert set(evaluation["model"]) == {"stsb", "mrpc", "qnli"} and evaluation["start_model"] == str(model)
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: sentence-similarity" in card and "library_name: sentence-transformers" in card
+    assert "SentenceTransformer(" in card and "trust_remote_code=True" in card and "| STSB dev" in card
+
+    # Triplets, with the cached loss and Matryoshka: each set its loss, the vectors' first dimensions trained too.
+    out2 = tmp_path / "triplets"
+    printed = train(["--recipe", "embed", "--smoke", "--model_name_or_path", str(model), "--output_dir", str(out2),
+                     "--raw_text_files", "null", "--train_files", str(root / "triplets.jsonl"), "--loss", "cached_mnrl",
+                     "--mini_batch_size", "3", "--matryoshka_dims", "[32,16]", "--evaluate", "false",
+                     "--report_to", "none"], capsys)
+    assert "CachedMultipleNegativesRankingLoss (pieces of 3)" in printed and "Matryoshka over [32, 16]" in printed
+    assert json.loads((out2 / "embedding_results.json").read_text())["training_sets"]["pairs"]["shape"] == "triplets"
+
+    # A scored file on a 0-5 scale reads with --max_score 5 (scores become 0-1).
+    from small_encoders.data_prep.pairs import load_pair_files
+
+    scored, shape = load_pair_files(str(root / "scored.tsv"), max_score=5)
+    assert shape == "scored" and max(scored["score"]) == 1.0 and min(scored["score"]) == 0.0
+    with pytest.raises(UserError, match="--max_score 5"):
+        load_pair_files(str(root / "scored.tsv"))
+
+    # The folder loads in a clean process where this repository is not importable, and encodes to unit vectors.
+    script = HUB_USER + (
+        "import importlib.util, sys\n"
+        "assert importlib.util.find_spec('small_encoders') is None\n"
+        "from sentence_transformers import SentenceTransformer\n"
+        f"model = SentenceTransformer({str(out)!r}, trust_remote_code=True, device='cpu')\n"
+        "vectors = model.encode(['the ship saw the sea', 'the whale'])\n"
+        "print(vectors.shape, round(float((vectors ** 2).sum(1)[0]), 4))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "(2, 32) 1.0"
+
+    # Publishing stages the sentence-transformers files, and the card is the embedder's.
+    from small_encoders.model_cards.publish import stage
+
+    staged = stage(out, tmp_path / "upload", repo_id="me/embedder")
+    assert {"modules.json", "1_Pooling/config.json", "2_Normalize/config.json" if (out / "2_Normalize" / "config.json").exists()
+            else "modules.json", "config_sentence_transformers.json", "embedding_results.json", "README.md"} <= set(staged)
+
+
+def bag_of_words_embedder():
+    """A SentenceTransformer whose vector is the mean of one-hot word vectors: similar = same words, exactly."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from conftest import tiny_vocab
+    from sentence_transformers import SentenceTransformer
+
+    from small_encoders.data_prep.tokenizer import wordpiece_from_vocab
+    from small_encoders.recipes.train_embeddings import st_module
+
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n")
+        tokenizer = wordpiece_from_vocab(Path(scratch) / "vocab.txt")
+    static = st_module("modules").StaticEmbedding(tokenizer, embedding_weights=torch.eye(len(tokenizer)))
+    return SentenceTransformer(modules=[static], device="cpu")
+
+
+def test_the_three_evaluations_give_the_known_answer_on_fixtures_built_for_it(tmp_path):
+    from small_encoders.eval.embeddings import measure, qnli_retrieval, task_data
+
+    glue = write_glue(tmp_path)
+    data = task_data(str(glue))
+    queries, corpus, relevant = data["qnli"]
+    assert len(queries) == 10 and len(corpus) == 10 + 2  # every answer sentence, and the two others once each
+    assert all(len(found) == 1 for found in relevant.values())
+    results = measure(bag_of_words_embedder(), data)
+    assert results["stsb"]["spearman"] == pytest.approx(100) and results["stsb"]["pairs"] == 10
+    assert results["mrpc"]["ap"] == pytest.approx(100) and results["mrpc"]["split"] == "dev"
+    assert results["qnli"]["recall@1"] == pytest.approx(100) and results["qnli"]["ndcg@10"] == pytest.approx(100)
+
+    # Flip the STS-B scores: the same embeddings now disagree with every gold score.
+    sts = glue / "STS-B" / "dev.tsv"
+    lines = sts.read_text().splitlines()
+    sts.write_text("\n".join([lines[0]] + [line.rsplit("\t", 1)[0] + "\t" + str(5.0 - float(line.rsplit("\t", 1)[1]))
+                                           for line in lines[1:]]) + "\n")
+    assert measure(bag_of_words_embedder(), task_data(str(glue)))["stsb"]["spearman"] == pytest.approx(-100)
+
+    # Questions without an entailed answer are no queries; an answer shared by two questions is one corpus entry.
+    from datasets import Dataset
+
+    dev = Dataset.from_dict({"sentence1": ["q1", "q1", "q2", "q3"], "sentence2": ["s1", "s2", "s1", "s3"],
+                             "label": [0, 1, 0, 1]})
+    queries, corpus, relevant = qnli_retrieval(dev)
+    assert sorted(queries.values()) == ["q1", "q2"] and len(corpus) == 3
+    assert relevant == {"q0": {"d0"}, "q1": {"d0"}}
+
+
+def test_raw_text_pairs_are_made_three_ways_and_never_repeat(tmp_path):
+    from small_encoders.data_prep.pairs import raw_text_pairs
+
+    text = tmp_path / "articles.txt"
+    text.write_text("\n\n".join(
+        f"Article {i}\nThe first sentence of article {i} is here. The second one of article {i} follows it. "
+        f"A third sentence of article {i} ends it.\nHeading.\nAnother paragraph of article {i} with words." for i in range(8)))
+    titles, line = raw_text_pairs(str(text), "title", "paragraph", max_pairs=100)
+    assert set(titles["anchor"]) == {f"Article {i}" for i in range(8)} and "title pairs from 8 of 8 documents" in line
+    assert all("Heading." != p for p in titles["positive"])  # a short heading line is no passage
+    following, _ = raw_text_pairs(str(text), "next", "paragraph", max_pairs=100)
+    for anchor, positive in zip(following["anchor"], following["positive"]):
+        number = anchor.split("article ")[1].split()[0]
+        assert f"article {number}" in positive  # the next sentence of the same document
+    spans, _ = raw_text_pairs(str(text), "spans", "paragraph", max_pairs=100)
+    pairs = list(zip(spans["anchor"], spans["positive"]))
+    assert len(pairs) == len(set(pairs)) and all(a != p for a, p in pairs)
+    assert all(a.split("article ")[1][0] == p.split("article ")[1][0] for a, p in pairs)  # both from one document
+
+
+def test_the_embedding_recipe_is_typed_and_its_help_lists_every_setting(capsys):
+    from small_encoders.recipes.embedding_recipe import EmbeddingRecipe, load_embedding_recipe
+    from small_encoders.recipes.train_embeddings import main
+
+    recipe = load_embedding_recipe("embed-no-stsb", {"model_name_or_path": "m", "learning_rate": "3e-4"})
+    assert recipe.glue_pairs == ["mrpc"] and recipe.learning_rate == 3e-4 and recipe.raw_pairs == "spans"
+    assert main(["--recipe", "embed", "--help"]) == 0
+    shown = capsys.readouterr().out
+    for name in EmbeddingRecipe.fields():
+        assert f"--{name} " in shown, name
+    assert "embed-raw" in shown and "--glue_pairs (list; embed: [mrpc, stsb])" in shown
+    with pytest.raises(UserError, match="did you mean --raw_pairs"):
+        load_embedding_recipe("embed", {"raw_pair": "title", "model_name_or_path": "m"})
