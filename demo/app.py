@@ -45,6 +45,23 @@ class DemoError(Exception):
     """A problem with the model or the input, shown on the page as a message."""
 
 
+def pooling_of(name):
+    """"cls" when a model folder (or Hub repository) is a sentence-transformers model pooling the first token, else
+    "mean" (its own setting for mean-pooled embedders, and the default for a plain encoder)."""
+    path = Path(name) / "1_Pooling" / "config.json"
+    if not path.is_file() and not Path(name).exists():
+        try:  # a Hub model: its pooling file, when it has one
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(name, "1_Pooling/config.json"))
+        except Exception:  # no such file, or no network: a plain encoder, mean-pooled
+            return "mean"
+    if not path.is_file():
+        return "mean"
+    settings = json.loads(path.read_text())
+    return "cls" if settings.get("pooling_mode") == "cls" or settings.get("pooling_mode_cls_token") else "mean"
+
+
 class Demo:
     """The model behind the page: what it can do is decided by the heads its config names."""
 
@@ -144,9 +161,20 @@ class Demo:
         batch.pop("token_type_ids", None)
         with self.torch.no_grad():
             hidden = self.encoder(**batch).last_hidden_state.float()
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = self.torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+        if self.pooling == "cls":
+            vectors = hidden[:, 0]
+        else:
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            vectors = (hidden * mask).sum(1) / mask.sum(1)
+        pooled = self.torch.nn.functional.normalize(vectors, dim=-1)
         return sentences, (pooled @ pooled.T).tolist()
+
+    @property
+    def pooling(self):
+        """The folder's own sentence pooling (a sentence embedder's 1_Pooling/config.json: mean or cls), else mean."""
+        if not hasattr(self, "_pooling"):
+            self._pooling = pooling_of(self.name)
+        return self._pooling
 
     def classify(self, text, text_pair=None):
         """[(label name, probability)] best first, or [(name, score)] for a one-output (regression) head."""
@@ -240,7 +268,7 @@ class OnnxDemo:
 
     def describe(self):
         what = {"fill-mask": "fill-mask", "sequence-classification": "classification",
-                "feature-extraction": "sentence similarity"}.get(self.task, self.task)
+                "feature-extraction": "sentence similarity", "sentence-embedding": "sentence similarity"}.get(self.task, self.task)
         return (f"**{self.name}**: ONNX Runtime, `{self.file}` (a {self.record.get('model_type', 'model')} {self.task} export), "
                 f"vocabulary {self.tokenizer.get_vocab_size():,}, reads up to {self.max_length} tokens. Here: {what}.")
 
@@ -277,17 +305,20 @@ class OnnxDemo:
         return [(self.tokenizer.decode([int(i)]).strip(), float(probabilities[i])) for i in best]
 
     def similarity(self, sentences):
-        if self.task != "feature-extraction":
+        if self.task not in ("feature-extraction", "sentence-embedding"):
             raise self._refuse("sentence similarity")
         sentences = [s.strip() for s in sentences if s.strip()]
         if len(sentences) < 2:
             raise DemoError("give at least two sentences, one per line")
         if len(sentences) > MAX_SENTENCES:
             raise DemoError(f"give at most {MAX_SENTENCES} sentences")
-        hidden, mask = self._run(self.tokenizer.encode_batch(sentences))
-        mask = mask[..., None].astype(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1)
-        pooled /= self.np.linalg.norm(pooled, axis=-1, keepdims=True)
+        output, mask = self._run(self.tokenizer.encode_batch(sentences))
+        if self.task == "sentence-embedding":  # the export pools (and normalises) itself: one vector per sentence
+            pooled = output
+        else:
+            mask = mask[..., None].astype(output.dtype)
+            pooled = (output * mask).sum(1) / mask.sum(1)
+        pooled = pooled / self.np.linalg.norm(pooled, axis=-1, keepdims=True)
         return sentences, (pooled @ pooled.T).tolist()
 
     def classify(self, text, text_pair=None):

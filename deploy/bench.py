@@ -1,4 +1,5 @@
-"""How fast a fine-tuned classifier serves on this machine's CPU: PyTorch eager against ONNX Runtime fp32 and int8.
+"""How fast a fine-tuned classifier (or a sentence embedder) serves on this machine's CPU: PyTorch eager against ONNX
+Runtime fp32 and int8.
 
     python deploy/export.py --model_dir runs/sst2-model --output_dir runs/sst2-onnx --int8
     python deploy/bench.py --model_dir runs/sst2-model --onnx runs/sst2-onnx --task_name sst2 --data_dir ../shared/data/glue
@@ -10,6 +11,9 @@ The backends take turns round by round (--rounds, default 3) so a slow spell of 
 them; a throughput is the median of the rounds, latencies pool every round's calls. Tokenization is done once,
 before the clock, and is the same for every backend; the figures are the model's time alone. Every backend gets
 the same number of threads (--threads, default all of torch's).
+
+A sentence embedder's folder (recipes/train_embeddings.py) is served as sentence vectors (the encoder, its pooling and
+normalisation) over STS-B dev's 3,000 sentences, and its quality column is STS-B dev Spearman instead of accuracy.
 
 `--onnx DIR` is an export folder of deploy/export.py (model.onnx, and model_int8.onnx when it was made with --int8);
 `--int8 PATH` names another int8 file or folder. Results: a table on stdout, --output_json with the machine, the
@@ -33,6 +37,28 @@ from small_encoders.deploy.export import EXPORT_FILE, INT8_FILE, ONNX_FILE, sess
 BACKENDS = ("pytorch", "onnxruntime-fp32", "onnxruntime-int8")
 
 
+def is_embedder(model_dir):
+    """Whether a folder is a sentence embedder (recipes/train_embeddings.py's): served as sentence vectors, measured
+    on STS-B dev."""
+    from small_encoders.core.run_folder import RunFolder
+
+    return RunFolder(model_dir).embedding_results() is not None
+
+
+def quality(outputs, labels, embedder):
+    """A classifier's dev accuracy, or an embedder's STS-B dev Spearman (x100 / 100: a fraction like accuracy) of the
+    cosine between each pair's two vectors (the first half of the sentences against the second)."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    if not embedder:
+        return float((outputs.argmax(-1) == labels).mean())
+    half = len(outputs) // 2
+    a, b = outputs[:half], outputs[half:]
+    cosine = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
+    return float(spearmanr(cosine, labels)[0])
+
+
 def percentile(values, q):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
@@ -46,16 +72,22 @@ class Backend:
         self.name = name
         if name == "pytorch":
             import torch
-            from transformers import AutoModelForSequenceClassification
+            from transformers import AutoModel, AutoModelForSequenceClassification
 
             import small_encoders.modeling  # noqa: F401  registers the SmallEncoder family
+            from small_encoders.deploy.export import sentence_modules, wrap_sentence_embedder
             from small_encoders.eval.loading import quiet_load_reports
 
             torch.set_num_threads(threads)
             self.torch = torch
+            embedder = is_embedder(spec)
             with quiet_load_reports():
-                self.model = AutoModelForSequenceClassification.from_pretrained(
-                    spec, trust_remote_code=True, dtype=torch.float32).eval()
+                auto = AutoModel if embedder else AutoModelForSequenceClassification
+                self.model = auto.from_pretrained(spec, trust_remote_code=True, dtype=torch.float32).eval()
+            if embedder:  # the encoder, its pooling and normalisation: what SentenceTransformer.encode computes
+                pooling, normalised, _ = sentence_modules(spec)
+                self.model = wrap_sentence_embedder(self.model, pooling, normalised)
+            self.embedder = embedder
             self.inputs = None
         else:
             self.session = session_for(spec, threads, **settings)
@@ -65,7 +97,8 @@ class Backend:
         if self.inputs is None:
             with self.torch.inference_mode():
                 tensors = {name: self.torch.from_numpy(value) for name, value in batch.items()}
-                return self.model(**tensors).logits.numpy()
+                out = self.model(**tensors)
+                return (out if self.embedder else out.logits).numpy()
         return self.session.run(None, {name: value for name, value in batch.items() if name in self.inputs})[0]
 
 
@@ -165,9 +198,10 @@ def resolve_sources(args):
         record = folder / EXPORT_FILE
         if record.is_file():
             task = json.loads(record.read_text()).get("task")
-            if task != "sequence-classification":
-                raise UserError(f"--onnx {folder}: an export for {task}, not sequence-classification; export the "
-                                f"fine-tuned classifier (deploy/export.py --model_dir {model_dir})")
+            wanted = "sentence-embedding" if is_embedder(model_dir) else "sequence-classification"
+            if task != wanted:
+                raise UserError(f"--onnx {folder}: an export for {task}, not {wanted}; export the model of --model_dir "
+                                f"(deploy/export.py --model_dir {model_dir})")
         sources["onnxruntime-fp32"] = folder / ONNX_FILE
         if args.int8 is None and (folder / INT8_FILE).is_file():
             sources["onnxruntime-int8"] = folder / INT8_FILE
@@ -180,11 +214,19 @@ def resolve_sources(args):
     return sources
 
 
-def load_dev(args, tokenizer):
+def load_dev(args, tokenizer, embedder=False):
     import numpy as np
 
     from small_encoders.eval.glue_data import TASKS, eval_splits, load_glue
 
+    if embedder:  # STS-B dev's sentences, every first sentence then every second one; the labels are the gold scores
+        dev = load_glue("stsb", args.data_dir, splits=["validation"])["validation"]
+        if args.max_sentences:
+            dev = dev.select(range(min(max(2, args.max_sentences // 2), len(dev))))
+        encoded = tokenizer(list(dev["sentence1"]) + list(dev["sentence2"]), padding="longest", truncation=True,
+                            max_length=args.max_length, return_tensors="np")
+        names = ["input_ids", "attention_mask"] + (["token_type_ids"] if "token_type_ids" in encoded else [])
+        return {name: encoded[name].astype(np.int64) for name in names}, np.array(dev["label"]), "validation"
     if args.task_name not in TASKS or TASKS[args.task_name]["num_labels"] < 2:
         raise UserError(f"--task_name {args.task_name}: choose a GLUE classification task")
     split = eval_splits(args.task_name)[0]
@@ -217,11 +259,14 @@ def run(args):
 
     sources = resolve_sources(args)
     tokenizer = load_tokenizer(sources["pytorch"], "--model_dir")
-    encoded, labels, split = load_dev(args, tokenizer)
+    embedder = is_embedder(sources["pytorch"])
+    if embedder:
+        args.task_name = "stsb"
+    encoded, labels, split = load_dev(args, tokenizer, embedder)
     threads = args.threads or torch.get_num_threads()
     batch1 = batches_of(encoded, 1, args.batch1_sentences)
     batch32 = batches_of(encoded, args.batch_size)
-    print(f"{args.task_name} {split}: {len(labels)} sentences; batch 1 over the first {len(batch1)}, batch "
+    print(f"{args.task_name} {split}: {len(encoded['input_ids'])} sentences{' (a sentence embedder: STS-B Spearman)' if embedder else ''}; batch 1 over the first {len(batch1)}, batch "
           f"{args.batch_size} over all ({len(batch32)} batches); {threads} threads; backends: {', '.join(sources)}",
           flush=True)
     backends = {name: Backend(name, spec, threads) for name, spec in sources.items()}
@@ -238,7 +283,7 @@ def run(args):
                 latency[name][size] += seconds
                 throughput[name][size].append(sum(len(b["input_ids"]) for b in batches) / sum(seconds))
                 if size == args.batch_size and name not in accuracy:
-                    accuracy[name] = float((logits.argmax(-1) == labels).mean())
+                    accuracy[name] = quality(logits, labels, embedder)
         print(f"round {round_number + 1}/{args.rounds}: " + ", ".join(
             f"{name} {statistics.median(throughput[name][args.batch_size]):,.0f}/s" for name in backends), flush=True)
     rows = []
@@ -258,7 +303,7 @@ def run(args):
         row["accuracy_change_points"] = 100 * (row["accuracy"] - base["accuracy"])
     size = args.batch_size
     print(f"\n| backend | batch 1 sentences/s | batch 1 p50 / p95 ms | batch {size} sentences/s | batch {size} p50 / p95 ms "
-          f"| vs PyTorch (batch {size}) | dev accuracy | peak memory |")
+          f"| vs PyTorch (batch {size}) | {'STS-B dev Spearman' if embedder else 'dev accuracy'} | peak memory |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         one, many = row["batch1"], row[f"batch{size}"]
@@ -270,7 +315,8 @@ def run(args):
         if row.get("operator_shares"):
             print(f"{row['backend']}, kernel time by operator (batch {size}): " + ", ".join(
                 f"{name} {100 * share:.0f}%" for name, share in row["operator_shares"].items()))
-    result = {"task": args.task_name, "split": split, "sentences": len(labels), "batch1_sentences": len(batch1),
+    result = {"task": args.task_name, "split": split, "sentences": len(encoded["input_ids"]),
+              "quality": "stsb_spearman" if embedder else "accuracy", "batch1_sentences": len(batch1),
               "batch_size": size, "rounds": args.rounds, "threads": threads, "rows": rows, "machine": machine(),
               "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                            "transformers": transformers.__version__, "numpy": np.__version__},

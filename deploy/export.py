@@ -2,11 +2,14 @@
 
     python deploy/export.py --model_dir runs/sst2-model --output_dir runs/sst2-onnx --int8
     python deploy/export.py --model_dir runs/tuned-5m --output_dir runs/tuned-5m-onnx --task feature-extraction
+    python deploy/export.py --model_dir runs/embed --output_dir runs/embed-onnx --int8     # a sentence embedder
 
 The output folder holds model.onnx (dynamic batch and sequence length; inputs input_ids and attention_mask, plus
 token_type_ids for models that read them), with --int8 model_int8.onnx (weights quantised to int8, activations
 quantised on the fly: ONNX Runtime's dynamic quantisation), the tokenizer and config.json beside them, and
-export.json (what was exported, from where, at which commit, and the measured difference from PyTorch). It runs
+export.json (what was exported, from where, at which commit, and the measured difference from PyTorch). A sentence
+embedder's folder (recipes/train_embeddings.py) exports as `sentence-embedding`: the encoder with its pooling and
+normalisation, one vector per sentence, checked against SentenceTransformer.encode as well. It runs
 with onnxruntime and tokenizers alone: no torch, no transformers, no trust_remote_code (docs/deploy.md).
 
 Exporter: torch.onnx with the dynamo exporter (torch.export, then onnxscript). optimum-onnx, the Hugging Face
@@ -34,6 +37,7 @@ TASKS = {  # task -> (Auto class name, output name)
     "fill-mask": ("AutoModelForMaskedLM", "logits"),
     "sequence-classification": ("AutoModelForSequenceClassification", "logits"),
     "feature-extraction": ("AutoModel", "last_hidden_state"),
+    "sentence-embedding": ("AutoModel", "sentence_embedding"),  # a sentence-transformers folder: pooled, normalised
 }
 EXPORT_FILE = "export.json"
 ONNX_FILE, INT8_FILE = "model.onnx", "model_int8.onnx"
@@ -61,8 +65,13 @@ def weights_digest(model_dir):
     return digest.hexdigest() if files else None
 
 
-def task_of(config):
-    """The task a folder was saved for, from its architectures: a classifier, a masked LM, else the bare encoder."""
+def task_of(config, model_dir=None):
+    """The task a folder was saved for: a sentence embedder (recipes/train_embeddings.py's folder), else from its
+    architectures: a classifier, a masked LM, else the bare encoder."""
+    from small_encoders.core.run_folder import RunFolder
+
+    if model_dir is not None and RunFolder(model_dir).embedding_results() is not None:
+        return "sentence-embedding"
     names = " ".join(getattr(config, "architectures", None) or ())
     if "ForSequenceClassification" in names:
         return "sequence-classification"
@@ -110,6 +119,56 @@ def wrap(model, output_name):
             return getattr(self.model(input_ids=input_ids, attention_mask=attention_mask, **extra), output_name)
 
     return Exported().eval()
+
+
+def sentence_modules(model_dir):
+    """(pooling mode "mean" or "cls", whether the vectors are normalised, max_seq_length) of a sentence-transformers
+    folder, from its own files (modules.json, 1_Pooling/config.json, sentence_bert_config.json)."""
+    folder = Path(model_dir)
+    if not (folder / "modules.json").is_file():
+        raise UserError(f"--task sentence-embedding: {folder} has no modules.json (it is not a sentence-transformers "
+                        f"folder; make one with recipes/train_embeddings.py)")
+    modules = json.loads((folder / "modules.json").read_text())
+    pooling = next((m for m in modules if m["type"].endswith("Pooling")), None)
+    if pooling is None:
+        raise UserError(f"--task sentence-embedding: {folder}/modules.json has no pooling module")
+    settings = json.loads((folder / pooling["path"] / "config.json").read_text())
+    modes = [name for name in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens",
+                               "lasttoken") if settings.get(f"pooling_mode_{name}")]
+    mode = settings.get("pooling_mode") or (modes[0] if len(modes) == 1 else None)
+    mode = {"cls_token": "cls", "mean_tokens": "mean"}.get(mode, mode)
+    if mode not in ("mean", "cls"):
+        raise UserError(f"--task sentence-embedding: {folder}'s pooling ({mode or modes}) is not exported here; "
+                        f"mean and cls are")
+    normalised = any(m["type"].endswith("Normalize") for m in modules)
+    if any(not m["type"].endswith(("Transformer", "Pooling", "Normalize")) for m in modules):
+        raise UserError(f"--task sentence-embedding: {folder} has modules other than Transformer, Pooling and Normalize")
+    length = json.loads((folder / "sentence_bert_config.json").read_text()).get("max_seq_length", 128) \
+        if (folder / "sentence_bert_config.json").is_file() else 128
+    return mode, normalised, length
+
+
+def wrap_sentence_embedder(model, pooling, normalised):
+    """The encoder, its pooling and normalisation as one module: (input_ids, attention_mask) -> sentence vectors,
+    what SentenceTransformer.encode returns."""
+    import torch
+
+    class Embedder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+            if pooling == "cls":
+                vectors = hidden[:, 0]
+            else:
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                vectors = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(vectors, p=2, dim=-1) if normalised else vectors
+
+    return Embedder().eval()
 
 
 def load_model(model_dir, task):
@@ -195,11 +254,23 @@ def agreement(got, expected, task, mask):
 
     if task == "sequence-classification":
         return float((got.argmax(-1) == expected.argmax(-1)).mean())
+    if task == "sentence-embedding":  # the cosine of each sentence's vector with PyTorch's
+        return float(((got * expected).sum(-1) / (np.linalg.norm(got, axis=-1) * np.linalg.norm(expected, axis=-1) + 1e-12)).mean())
     real = mask.astype(bool)
     if task == "fill-mask":
         return float((got.argmax(-1)[real] == expected.argmax(-1)[real]).mean())
     a, b = got[real], expected[real]
     return float(((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)).mean())
+
+
+def difference_from_encode(model_dir, got):
+    """Largest |ONNX Runtime - SentenceTransformer.encode| on the check sentences (the folder loaded as a user loads it)."""
+    import numpy as np
+
+    from small_encoders.eval.embeddings import embedder_from_folder
+
+    expected = embedder_from_folder(model_dir).encode(CHECK_SENTENCES, convert_to_numpy=True, batch_size=len(CHECK_SENTENCES))
+    return float(np.abs(got - expected).max())
 
 
 def session_for(path, threads=None, **settings):
@@ -229,7 +300,7 @@ def run(args):
     import small_encoders.modeling  # noqa: F401
 
     config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=True)
-    task = args.task or task_of(config)
+    task = args.task or task_of(config, model_dir)
     if task not in TASKS:
         raise UserError(f"--task {task}: choose one of {', '.join(TASKS)}")
     out = Path(args.output_dir)
@@ -237,8 +308,14 @@ def run(args):
     tokenizer = load_tokenizer(model_dir, "--model_dir")
     model = load_model(model_dir, task)
     names = input_names_for(tokenizer, model)
-    wrapped = wrap(model, TASKS[task][1])
-    sample = encode(tokenizer, CHECK_SENTENCES[:2], names)
+    max_length, sentence = 128, None
+    if task == "sentence-embedding":
+        pooling, normalised, max_length = sentence_modules(model_dir)
+        wrapped = wrap_sentence_embedder(model, pooling, normalised)
+        sentence = {"pooling": pooling, "normalized": normalised, "max_seq_length": max_length}
+    else:
+        wrapped = wrap(model, TASKS[task][1])
+    sample = encode(tokenizer, CHECK_SENTENCES[:2], names, max_length)
     staging = out.with_name(out.name + ".partial")  # the folder appears whole or not at all
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -246,8 +323,11 @@ def run(args):
         started = time.time()
         export_onnx(wrapped, sample, names, staging / ONNX_FILE, args.opset)
         seconds = time.time() - started
-        feeds = encode(tokenizer, CHECK_SENTENCES, names)
+        feeds = encode(tokenizer, CHECK_SENTENCES, names, max_length)
         difference, got, expected = largest_difference(session_for(staging / ONNX_FILE), wrapped, feeds)
+        if sentence is not None:  # and against sentence-transformers itself, as a user encodes
+            sentence["max_abs_difference_from_encode"] = difference_from_encode(model_dir, got)
+            difference = max(difference, sentence["max_abs_difference_from_encode"])
         print(f"exported {task} to {out / ONNX_FILE} in {seconds:.1f} s; largest |ONNX Runtime - PyTorch| on "
               f"{len(CHECK_SENTENCES)} sentences (batch {feeds['input_ids'].shape}): {difference:.2e} "
               f"(tolerance {args.tolerance:g})")
@@ -259,7 +339,7 @@ def run(args):
                   "check": {"sentences": len(CHECK_SENTENCES), "max_abs_difference": difference,
                             "tolerance": args.tolerance},
                   "files": {ONNX_FILE: (staging / ONNX_FILE).stat().st_size}, "commit": source_commit(),
-                  "command": " ".join(["python"] + sys.argv)}
+                  "command": " ".join(["python"] + sys.argv), **({"sentence_embedding": sentence} if sentence else {})}
         if args.int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -268,7 +348,8 @@ def run(args):
                                  per_channel=args.int8_scales == "channel")
             got_int8 = session_for(staging / INT8_FILE).run(None, feeds)[0]
             agreed = agreement(got_int8, expected, task, feeds["attention_mask"])
-            measure = "cosine of the hidden states" if task == "feature-extraction" else "predictions that agree"
+            measure = {"feature-extraction": "cosine of the hidden states", "sentence-embedding": "cosine of the sentence "
+                       "vectors"}.get(task, "predictions that agree")
             print(f"int8 copy {out / INT8_FILE}: {(staging / INT8_FILE).stat().st_size / 2**20:.1f} MiB "
                   f"(float32 {(staging / ONNX_FILE).stat().st_size / 2**20:.1f} MiB); {measure} with PyTorch on the "
                   f"check sentences: {agreed:.4f} (accuracy on a dev set: deploy/bench.py)")

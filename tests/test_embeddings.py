@@ -118,6 +118,34 @@ def test_pairs_triplets_scored_pairs_and_raw_text_train_together_into_a_sentence
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "(2, 32) 1.0"
 
+    # The export pools and normalises: its vectors are SentenceTransformer.encode's (float32), int8 close in cosine;
+    # the demo's similarity (PyTorch and ONNX) and the benchmark serve the same vectors.
+    from small_encoders.deploy.export import main as export
+
+    assert export(["--model_dir", str(out), "--output_dir", str(tmp_path / "onnx"), "--int8"]) == 0
+    record = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert record["task"] == "sentence-embedding" and record["sentence_embedding"]["pooling"] == "mean"
+    assert record["sentence_embedding"]["max_abs_difference_from_encode"] <= 1e-4
+    assert record["int8"]["agreement"] >= 0.98  # the mean cosine of the int8 vectors with PyTorch's
+    from small_encoders.demo.app import Demo, OnnxDemo
+    from small_encoders.eval.embeddings import embedder_from_folder
+
+    sentences = ["the ship saw the sea", "the whale came at night", "a small house"]
+    vectors = embedder_from_folder(out).encode(sentences)
+    expected = (vectors @ vectors.T).flatten().tolist()
+    assert sum(Demo(str(out)).similarity(sentences)[1], []) == pytest.approx(expected, abs=1e-5)
+    onnx_demo = OnnxDemo(str(out), str(tmp_path / "onnx"))  # serves the int8 copy when there is one
+    assert onnx_demo.file == "model_int8.onnx" and "sentence similarity" in onnx_demo.describe()
+    assert sum(onnx_demo.similarity(sentences)[1], []) == pytest.approx(expected, abs=0.05)
+    from small_encoders.deploy.bench import main as bench
+
+    assert bench(["--model_dir", str(out), "--onnx", str(tmp_path / "onnx"), "--data_dir", str(glue), "--rounds", "1",
+                  "--batch1_sentences", "2", "--skip_memory", "--output_json", str(tmp_path / "bench.json")]) in (0, None)
+    measured = json.loads((tmp_path / "bench.json").read_text())
+    assert measured["quality"] == "stsb_spearman" and measured["sentences"] == 20
+    assert [row["backend"] for row in measured["rows"]] == ["pytorch", "onnxruntime-fp32", "onnxruntime-int8"]
+    assert all(row["batch32"]["sentences_per_second"] > 0 for row in measured["rows"])
+
     # Publishing stages the sentence-transformers files, and the card is the embedder's.
     from small_encoders.model_cards.publish import stage
 
