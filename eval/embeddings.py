@@ -28,6 +28,7 @@ from small_encoders.core.files import write_atomic
 from small_encoders.core.run_folder import add_sentence_transformers_files  # noqa: F401  (where a saved folder gets these files)
 
 TASKS = ("stsb", "mrpc", "qnli")
+TASK_NAMES = {"stsb": "STS-B", "mrpc": "MRPC", "qnli": "QNLI retrieval"}
 # What each task reports (results.json keys), the first being the one a table leads with.
 METRICS = {"stsb": ("spearman",), "mrpc": ("ap",), "qnli": ("ndcg@10", "mrr@10", "recall@1", "recall@10")}
 
@@ -175,10 +176,30 @@ def embedder_from_folder(path):
 
 
 def compare_with_start(model, start, data_dir=None, max_pairs=None, max_seq_length=128):
-    """{"model": measures, "start": measures of `start` mean-pooled, "start_model": start} for a trained embedder."""
+    """{"model": measures, "start": measures of `start` mean-pooled, "start_model": start} for a trained embedder.
+    The start's measures are kept in the cache folder (keyed by its weights, the data and the settings): every
+    embedder trained from one start is compared with the same floor, measured once."""
     data = task_data(data_dir, max_pairs)
-    return {"model": measure(model, data), "start": measure(load_embedder(start, max_seq_length), data),
+    return {"model": measure(model, data), "start": start_measures(start, data, data_dir, max_pairs, max_seq_length),
             "start_model": str(start), "data_dir": data_dir}
+
+
+def start_measures(start, data, data_dir, max_pairs, max_seq_length):
+    import hashlib
+
+    from small_encoders.core.run_folder import cache_root
+    from small_encoders.deploy.export import weights_digest
+
+    local = Path(start).is_dir()
+    key = json.dumps([weights_digest(start) if local else str(start), str(Path(data_dir).resolve()) if data_dir else None,
+                      max_pairs, max_seq_length, sorted(METRICS)])
+    path = cache_root() / "embedding-floor" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
+    if local and path.is_file():
+        return json.loads(path.read_text())
+    measured = measure(load_embedder(start, max_seq_length), data)
+    if local:
+        write_atomic(path, json.dumps(measured))
+    return measured
 
 
 def summary_lines(evaluation):
@@ -199,7 +220,7 @@ def summary_markdown(results):
         size = (f"{model[task]['pairs']:,} pairs" if "pairs" in model[task]
                 else f"{model[task]['queries']:,} questions, {model[task]['corpus']:,} sentences")
         for metric in METRICS[task]:
-            rows.append(f"| {task.upper()} {model[task]['split']} ({size}) | {metric} | {start[task][metric]:.2f} | "
+            rows.append(f"| {TASK_NAMES[task]} {model[task]['split']} ({size}) | {metric} | {start[task][metric]:.2f} | "
                         f"{model[task][metric]:.2f} | {model[task][metric] - start[task][metric]:+.2f} |")
     saw = results.get("saw_stsb_train")
     note = ("" if saw is None else f"\n\nThe model {'saw' if saw else 'did not see'} STS-B train in its training data.")

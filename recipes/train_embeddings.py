@@ -95,7 +95,7 @@ def training_sets(recipe):
         add("hub", *pairs.load_hub_pairs(recipe.dataset_name, recipe.dataset_config, recipe.dataset_split,
                                          recipe.max_score), f" from the Hub dataset {recipe.dataset_name}")
     for task in recipe.glue_pairs:
-        add(f"glue-{task}", *pairs.glue_pairs(task, recipe.glue_dir), f" from {task.upper()} train")
+        add(f"glue-{task}", *pairs.glue_pairs(task, recipe.glue_dir), f" from {pairs.GLUE_NAMES[task]} train")
     if recipe.raw_text_files:
         dataset, line = pairs.raw_text_pairs(recipe.raw_text_files, recipe.raw_pairs, recipe.raw_text_sample_by,
                                              recipe.max_raw_pairs, recipe.seed, recipe.encoding_errors)
@@ -229,7 +229,7 @@ def training_arguments(recipe, shapes):
         output_dir=recipe.output_dir, **same, max_steps=recipe.max_steps, warmup_steps=0, bf16=bf16,
         batch_sampler="no_duplicates", multi_dataset_batch_sampler=recipe.multi_dataset_batch_sampler,
         save_strategy="steps", eval_strategy="no", logging_first_step=True, data_seed=recipe.seed,
-        dataloader_drop_last=True, dataloader_pin_memory=torch.cuda.is_available())
+        dataloader_drop_last=True, dataloader_pin_memory=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available())
 
 
 def measure_step_seconds(trainer, steps=3):

@@ -44,6 +44,19 @@ def check_pretraining(rest, fragment):
         load_recipe(rest[where + 1], overrides, smoke="--smoke" in rest)
 
 
+def check_embedding_training(rest, fragment):
+    """The same for recipes/train_embeddings.py and its EmbeddingRecipe."""
+    from small_encoders.recipes.embedding_recipe import FIELDS as EMBEDDING_FIELDS
+    from small_encoders.recipes.embedding_recipe import load_embedding_recipe
+
+    where = rest.index("--recipe")
+    overrides = parse_overrides([t for i, t in enumerate(rest) if t != "--smoke" and i not in (where, where + 1)])
+    unknown = sorted(set(overrides) - set(EMBEDDING_FIELDS))
+    assert not unknown, f"settings an embedding recipe does not have: {unknown}"
+    if not fragment:
+        load_embedding_recipe(rest[where + 1], overrides, smoke="--smoke" in rest)
+
+
 def check_script(script, rest, fragment):
     """Run the script's main up to its argument parsing: the arguments parse (a fragment: each flag is one it has)."""
     module = importlib.import_module("small_encoders." + script[: -len(".py")].replace("/", "."))
@@ -81,6 +94,8 @@ def test_a_documented_command_names_a_file_that_exists_and_flags_its_script_take
     script, rest, fragment = script_arguments(command)
     if script == "recipes/pretrain_mlm.py":
         check_pretraining(rest, fragment)
+    elif script == "recipes/train_embeddings.py":
+        check_embedding_training(rest, fragment)
     else:
         check_script(script, rest, fragment)
 

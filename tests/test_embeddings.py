@@ -86,7 +86,7 @@ def test_pairs_triplets_scored_pairs_and_raw_text_train_together_into_a_sentence
     assert set(evaluation["model"]) == {"stsb", "mrpc", "qnli"} and evaluation["start_model"] == str(model)
     card = (out / "README.md").read_text()
     assert "pipeline_tag: sentence-similarity" in card and "library_name: sentence-transformers" in card
-    assert "SentenceTransformer(" in card and "trust_remote_code=True" in card and "| STSB dev" in card
+    assert "SentenceTransformer(" in card and "trust_remote_code=True" in card and "| STS-B dev" in card
 
     # Triplets, with the cached loss and Matryoshka: each set its loss, the vectors' first dimensions trained too.
     out2 = tmp_path / "triplets"
