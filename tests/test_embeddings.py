@@ -236,3 +236,54 @@ def test_the_embedding_recipe_is_typed_and_its_help_lists_every_setting(capsys):
     assert "embed-raw" in shown and "--glue_pairs (list; embed: [mrpc, stsb])" in shown
     with pytest.raises(UserError, match="did you mean --raw_pairs"):
         load_embedding_recipe("embed", {"raw_pair": "title", "model_name_or_path": "m"})
+
+
+def test_a_hub_dataset_of_pairs_reads_like_a_file(tmp_path):
+    """The Hub path through `datasets.load_dataset`, here on a local dataset folder (no hub is reachable)."""
+    from small_encoders.data_prep.pairs import load_hub_pairs
+
+    folder = tmp_path / "my-pairs"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps({"sentence1": a, "sentence2": b}) + "\n"
+                                                for a, b in zip(SENTENCES, SENTENCES[1:])))
+    pairs, shape = load_hub_pairs(str(folder))
+    assert shape == "pairs" and pairs.column_names == ["anchor", "positive"] and len(pairs) == len(SENTENCES) - 1
+    with pytest.raises(UserError, match="could not load the Hub dataset"):
+        load_hub_pairs(str(tmp_path / "nosuch"))
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_killed_embedding_run_resumes_from_its_last_checkpoint(world, tmp_path, capsys, monkeypatch):
+    from small_encoders.recipes import train_embeddings
+
+    root, model, _ = world
+    args = ["--recipe", "embed", "--smoke", "--model_name_or_path", str(model), "--output_dir", str(tmp_path / "run"),
+            "--max_steps", "6", "--evaluate", "false", "--report_to", "none"]
+    make = train_embeddings.make_trainer_class
+
+    def killed_after_the_first_checkpoint():
+        base = make()
+
+        class Dies(base):
+            def _save_checkpoint(self, *a, **k):
+                super()._save_checkpoint(*a, **k)
+                raise Killed
+
+        return Dies
+
+    monkeypatch.setattr(train_embeddings, "make_trainer_class", killed_after_the_first_checkpoint)
+    with pytest.raises(Killed):
+        train_embeddings.main(args)
+    assert (tmp_path / "run" / "checkpoint-2").is_dir() and not (tmp_path / "run" / "embedding_results.json").exists()
+    assert capsys.readouterr().out.count("'loss'") == 2  # steps 1 and 2 before the kill
+    monkeypatch.setattr(train_embeddings, "make_trainer_class", make)
+    printed = train(args + ["--resume_from_checkpoint", "latest"], capsys)
+    result = json.loads((tmp_path / "run" / "embedding_results.json").read_text())
+    assert result["steps"] == 6 and "trained         6 steps" in printed
+    steps = [entry["step"] for entry in json.loads((tmp_path / "run" / "training_log.json").read_text()) if "loss" in entry]
+    assert steps == [1, 2, 4, 6]  # one history across the kill
+    assert printed.count("'loss'") == 2  # and the resumed run trained only the steps after its checkpoint
