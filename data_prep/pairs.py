@@ -27,6 +27,7 @@ SHAPES = {"pairs": ("anchor", "positive"), "triplets": ("anchor", "positive", "n
           "scored": ("sentence1", "sentence2", "score")}
 WANTED = "anchor,positive[,negative] or sentence1,sentence2[,score]"
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+GLUE_NAMES = {"mrpc": "MRPC", "stsb": "STS-B"}
 MIN_WORDS = 4  # a line shorter than this is a heading ("Etymology and terminology."), not a sentence of text
 
 

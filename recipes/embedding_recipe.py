@@ -4,7 +4,6 @@ recipe (merge, resolve, validate; recipes/recipe.py) and shown the same way by `
 """
 
 import dataclasses
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from small_encoders.core import checks
 from small_encoders.core.errors import UserError
 from small_encoders.recipes.recipe import (
     RECIPES_DIR,
+    TypedSettings,
     check_keys,
     read_recipe_file,
     recipe_path,
@@ -27,7 +27,7 @@ LOSSES = ("mnrl", "cached_mnrl")
 
 
 @dataclasses.dataclass
-class EmbeddingRecipe(Mapping):
+class EmbeddingRecipe(TypedSettings):
     """Every setting of an embedding run; read as `recipe.name` or `recipe["name"]`."""
 
     # data: any mix of the four sources; each becomes its own training set with its own loss
@@ -89,24 +89,6 @@ class EmbeddingRecipe(Mapping):
     smoke: dict = setting({}, "recipe", "settings --smoke applies (a run of seconds on a CPU)")
     recipe: str = setting("", "recipe", "the recipe's name (set by loading)", kind="internal")
     smoke_run: bool = setting(False, "recipe", "whether --smoke was given (set by loading)", kind="internal")
-
-    def __getitem__(self, key):
-        if key not in FIELDS:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def __iter__(self):
-        return iter(FIELDS)
-
-    def __len__(self):
-        return len(FIELDS)
-
-    @staticmethod
-    def fields():
-        return {f.name: f for f in dataclasses.fields(EmbeddingRecipe) if f.metadata["kind"] != "internal"}
-
-    def to_dict(self):
-        return {name: getattr(self, name) for name in FIELDS}
 
     def sources(self):
         """The training sources this recipe names, as short words for messages."""

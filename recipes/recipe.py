@@ -40,8 +40,36 @@ def setting(default, group, help, low=None, high=None, integer=False, choices=No
     return dataclasses.field(default=default, metadata=metadata)
 
 
+class TypedSettings(Mapping):
+    """A dataclass of settings, read as `settings.name` or `settings["name"]`: also a read-only mapping, so
+    `dict(settings, key=value)` gives a changed copy. `fields()` lists the user's settings (name -> dataclasses.Field,
+    each with its group, help and range in its metadata), in the order of the class."""
+
+    @classmethod
+    def names(cls):
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def __getitem__(self, key):
+        if key not in self.names():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(self.names())
+
+    def __len__(self):
+        return len(self.names())
+
+    @classmethod
+    def fields(cls):
+        return {f.name: f for f in dataclasses.fields(cls) if f.metadata["kind"] != "internal"}
+
+    def to_dict(self):
+        return {name: getattr(self, name) for name in self.names()}
+
+
 @dataclasses.dataclass
-class Recipe(Mapping):
+class Recipe(TypedSettings):
     """Every setting of a pretraining run. Read as `recipe.name` or `recipe["name"]` (a recipe is also a read-only
     mapping, so `dict(recipe, key=value)` gives a changed copy); `Recipe.fields()` lists them with their help."""
 
@@ -129,26 +157,6 @@ class Recipe(Mapping):
     # set by loading, not by the user
     recipe: str = setting("", "recipe", "the recipe's name (set by loading)", kind="internal")
     smoke_run: bool = setting(False, "recipe", "whether --smoke was given (set by loading)", kind="internal")
-
-    # A mapping, read-only: recipe["key"], dict(recipe), {**recipe}.
-    def __getitem__(self, key):
-        if key not in FIELDS:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def __iter__(self):
-        return iter(FIELDS)
-
-    def __len__(self):
-        return len(FIELDS)
-
-    @staticmethod
-    def fields():
-        """The user's settings (name -> dataclasses.Field), in the order of the class."""
-        return {f.name: f for f in dataclasses.fields(Recipe) if f.metadata["kind"] != "internal"}
-
-    def to_dict(self):
-        return {name: getattr(self, name) for name in FIELDS}
 
     def training_arguments(self, **machine):
         """The Trainer's arguments: every field TrainingArguments takes under its own name, then what this run decides

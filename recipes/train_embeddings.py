@@ -12,7 +12,6 @@ model card.
 """
 
 import importlib.metadata
-import math
 import shlex
 import sys
 import time
@@ -189,8 +188,9 @@ def loss_line(recipe, shapes):
 def make_trainer_class():
     """SentenceTransformerTrainer with what the time budget reads (recipes/budget.py): evaluation and saving timed
     apart from training, a learning-rate schedule whose length may change; and a stop on a non-finite loss."""
-    import torch
     from sentence_transformers import SentenceTransformerTrainer
+
+    from small_encoders.recipes.training import budget_scheduler, check_finite_loss
 
     class EmbeddingTrainer(SentenceTransformerTrainer):
         def __init__(self, *args, **kwargs):
@@ -198,10 +198,7 @@ def make_trainer_class():
             self.eval_seconds, self.save_seconds, self.lr_lambda = 0.0, 0.0, None
 
         def create_scheduler(self, num_training_steps, optimizer=None):
-            if self.lr_lambda is None or self.lr_scheduler is not None:
-                return super().create_scheduler(num_training_steps, optimizer)
-            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, self.lr_lambda)
-            return self.lr_scheduler
+            return budget_scheduler(self, super().create_scheduler, num_training_steps, optimizer)
 
         def _save_checkpoint(self, *args, **kwargs):  # Trainer has no public hook around a checkpoint's writing
             started = time.perf_counter()
@@ -211,9 +208,7 @@ def make_trainer_class():
                 self.save_seconds += time.perf_counter() - started
 
         def log(self, logs, *args, **kwargs):
-            if "loss" in logs and not math.isfinite(logs["loss"]):
-                raise UserError(f"training loss became {logs['loss']} at step {self.state.global_step}; lower "
-                                f"--learning_rate (the last checkpoint in {self.args.output_dir} holds good weights)")
+            check_finite_loss(self, logs)
             super().log(logs, *args, **kwargs)
 
     return EmbeddingTrainer

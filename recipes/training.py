@@ -133,6 +133,26 @@ def earlier_segments(checkpoint):
     return saved.get("attributes", {}).get("segments", [])
 
 
+def budget_scheduler(trainer, default, num_training_steps, optimizer=None):
+    """A Trainer's scheduler: a time budget's schedule (`trainer.lr_lambda`, whose length a re-plan may change), else
+    the Trainer's own (`default`)."""
+    if trainer.lr_lambda is None or trainer.lr_scheduler is not None:
+        return default(num_training_steps, optimizer)
+    trainer.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or trainer.optimizer, trainer.lr_lambda)
+    return trainer.lr_scheduler
+
+
+def check_finite_loss(trainer, logs):
+    """Stop, in one error line, on a NaN or infinite training loss (checked at logging steps, before a checkpoint of
+    the same step is written: the last checkpoint holds good weights)."""
+    if "loss" in logs and not math.isfinite(logs["loss"]):
+        raise NonFiniteLossError(
+            f"training loss became {logs['loss']} at step {trainer.state.global_step}; the last checkpoint in "
+            f"{trainer.args.output_dir} holds the last good weights. Lower --learning_rate or raise --warmup_ratio, "
+            f"then --resume_from_checkpoint it"
+        )
+
+
 class MLMTrainer(Trainer):
     """`Trainer` that logs `eval_perplexity = exp(eval_loss)` and stops on a NaN/inf training loss.
 
@@ -240,10 +260,7 @@ class MLMTrainer(Trainer):
         super()._issue_warnings_after_load(type(load_result)(missing, load_result.unexpected_keys))
 
     def create_scheduler(self, num_training_steps, optimizer=None):
-        if self.lr_lambda is None or self.lr_scheduler is not None:
-            return super().create_scheduler(num_training_steps, optimizer)
-        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, self.lr_lambda)
-        return self.lr_scheduler
+        return budget_scheduler(self, super().create_scheduler, num_training_steps, optimizer)
 
     def evaluate(self, *args, **kwargs):
         started = time.perf_counter()
@@ -280,12 +297,7 @@ class MLMTrainer(Trainer):
             self.save_seconds += time.perf_counter() - started
 
     def log(self, logs, *args, **kwargs):
-        if "loss" in logs and not math.isfinite(logs["loss"]):
-            raise NonFiniteLossError(
-                f"training loss became {logs['loss']} at step {self.state.global_step}; the last checkpoint in "
-                f"{self.args.output_dir} holds the last good weights. Lower --learning_rate or raise --warmup_ratio, "
-                f"then --resume_from_checkpoint it"
-            )
+        check_finite_loss(self, logs)
         if "eval_loss" in logs and self.reports_perplexity:
             logs["eval_perplexity"] = perplexity(logs["eval_loss"])
         super().log(logs, *args, **kwargs)

@@ -17,6 +17,7 @@ from small_encoders.benchmarks.docs_commands import (
     plan,
     split_chain,
 )
+from small_encoders.recipes.embedding_recipe import EmbeddingRecipe, load_embedding_recipe
 from small_encoders.recipes.recipe import FIELDS, load_recipe, parse_overrides
 
 COMMANDS = extract_commands()
@@ -34,27 +35,15 @@ def script_arguments(command):
     return command.script, rest, "..." in argv or any(token.startswith("[") for token in argv)
 
 
-def check_pretraining(rest, fragment):
-    """Every --key is a recipe setting; a whole command's values pass the recipe's checks (paths are not opened)."""
+def check_recipe_command(rest, fragment, fields, load):
+    """Every --key is a setting of the script's typed recipe (`fields`); a whole command's values pass the recipe's
+    checks (`load`; paths are not opened)."""
     where = rest.index("--recipe")
     overrides = parse_overrides([t for i, t in enumerate(rest) if t != "--smoke" and i not in (where, where + 1)])
-    unknown = sorted(set(overrides) - set(FIELDS))
-    assert not unknown, f"settings pretraining does not have: {unknown}"
+    unknown = sorted(set(overrides) - set(fields))
+    assert not unknown, f"settings the recipe does not have: {unknown}"
     if not fragment:
-        load_recipe(rest[where + 1], overrides, smoke="--smoke" in rest)
-
-
-def check_embedding_training(rest, fragment):
-    """The same for recipes/train_embeddings.py and its EmbeddingRecipe."""
-    from small_encoders.recipes.embedding_recipe import FIELDS as EMBEDDING_FIELDS
-    from small_encoders.recipes.embedding_recipe import load_embedding_recipe
-
-    where = rest.index("--recipe")
-    overrides = parse_overrides([t for i, t in enumerate(rest) if t != "--smoke" and i not in (where, where + 1)])
-    unknown = sorted(set(overrides) - set(EMBEDDING_FIELDS))
-    assert not unknown, f"settings an embedding recipe does not have: {unknown}"
-    if not fragment:
-        load_embedding_recipe(rest[where + 1], overrides, smoke="--smoke" in rest)
+        load(rest[where + 1], overrides, smoke="--smoke" in rest)
 
 
 def check_script(script, rest, fragment):
@@ -93,9 +82,9 @@ def test_a_documented_command_names_a_file_that_exists_and_flags_its_script_take
         return
     script, rest, fragment = script_arguments(command)
     if script == "recipes/pretrain_mlm.py":
-        check_pretraining(rest, fragment)
+        check_recipe_command(rest, fragment, FIELDS, load_recipe)
     elif script == "recipes/train_embeddings.py":
-        check_embedding_training(rest, fragment)
+        check_recipe_command(rest, fragment, EmbeddingRecipe.names(), load_embedding_recipe)
     else:
         check_script(script, rest, fragment)
 
