@@ -49,6 +49,7 @@ STAND_INS = {
     "my-reviews/*.txt.gz": f"{SHARED}/pretrain-corpus/imdb-unsup/train_unsup_000.txt.gz",
     "bert-base-uncased": f"{SHARED}/tokenizers/bert-base-uncased",
     "google/bert_uncased_L-4_H-256_A-4": START_MODEL,
+    "my-docs/*.txt": f"{SHARED}/pretrain-corpus/wikipedia/enwiki2015_0000.txt.gz",
 }
 SHELL_STEPS = ("git", "ln", "cd")
 # Flags whose value is a model or tokenizer folder that an earlier command makes.
@@ -62,6 +63,9 @@ SMOKE_FLAGS = {
     "eval/perplexity.py": ["--max_blocks", "8"],
     "eval/mmlu_probe.py": ["--max_questions_per_subject", "1"],
     "deploy/bench.py": ["--rounds", "1", "--max_sentences", "64", "--batch1_sentences", "8"],
+    "recipes/train_embeddings.py": ["--smoke", "--time_budget", "null", "--max_steps", "4", "--max_raw_pairs", "64",
+                                    "--report_to", "none", "--overwrite_output_dir", "true"],
+    "eval/embeddings.py": ["--max_pairs", "40"],
     "benchmarks/reference_run.py": ["--smoke"],
     "benchmarks/time_to_first_step.py": ["--timeout_minutes", "3", "--variants", "streaming"],
 }
@@ -200,6 +204,8 @@ def not_run_reason(command):
         return "uploads to the Hub: its --dry_run form runs"
     if "--dataset_name" in argv and "/" in argv[argv.index("--dataset_name") + 1]:
         return "streams a Hub dataset (no Hub here)"
+    if "pairs.csv" in argv:
+        return "a user's own pair file (tests/test_embeddings.py trains on pair, triplet and scored files)"
     return ""
 
 
