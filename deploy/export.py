@@ -285,6 +285,25 @@ def session_for(path, threads=None, **settings):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def quantize_int8(staging, out, feeds, expected, task, scales):
+    """Write model_int8.onnx beside model.onnx (ONNX Runtime's dynamic quantisation) and compare it with PyTorch on
+    the check sentences: (its size in bytes, the record's int8 entry)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with quiet_logger(""):  # the root logger: the quantiser's advice to pre-process (for static quantisation)
+        quantize_dynamic(str(staging / ONNX_FILE), str(staging / INT8_FILE), weight_type=QuantType.QInt8,
+                         per_channel=scales == "channel")
+    got_int8 = session_for(staging / INT8_FILE).run(None, feeds)[0]
+    agreed = agreement(got_int8, expected, task, feeds["attention_mask"])
+    measure = {"feature-extraction": "cosine of the hidden states",
+               "sentence-embedding": "cosine of the sentence vectors"}.get(task, "predictions that agree")
+    print(f"int8 copy {out / INT8_FILE}: {(staging / INT8_FILE).stat().st_size / 2**20:.1f} MiB "
+          f"(float32 {(staging / ONNX_FILE).stat().st_size / 2**20:.1f} MiB); {measure} with PyTorch on the "
+          f"check sentences: {agreed:.4f} (accuracy on a dev set: deploy/bench.py)")
+    return (staging / INT8_FILE).stat().st_size, {
+        "quantization": f"onnxruntime dynamic, QInt8 weights, a scale per {scales}", "agreement": agreed, "measure": measure}
+
+
 def run(args):
     import onnxruntime  # noqa: F401  (fails here, clearly, when the runtime is not installed)
     from transformers import AutoConfig
@@ -341,21 +360,7 @@ def run(args):
                   "files": {ONNX_FILE: (staging / ONNX_FILE).stat().st_size}, "commit": source_commit(),
                   "command": " ".join(["python"] + sys.argv), **({"sentence_embedding": sentence} if sentence else {})}
         if args.int8:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            with quiet_logger(""):  # the root logger: the quantiser's advice to pre-process (for static quantisation)
-                quantize_dynamic(str(staging / ONNX_FILE), str(staging / INT8_FILE), weight_type=QuantType.QInt8,
-                                 per_channel=args.int8_scales == "channel")
-            got_int8 = session_for(staging / INT8_FILE).run(None, feeds)[0]
-            agreed = agreement(got_int8, expected, task, feeds["attention_mask"])
-            measure = {"feature-extraction": "cosine of the hidden states", "sentence-embedding": "cosine of the sentence "
-                       "vectors"}.get(task, "predictions that agree")
-            print(f"int8 copy {out / INT8_FILE}: {(staging / INT8_FILE).stat().st_size / 2**20:.1f} MiB "
-                  f"(float32 {(staging / ONNX_FILE).stat().st_size / 2**20:.1f} MiB); {measure} with PyTorch on the "
-                  f"check sentences: {agreed:.4f} (accuracy on a dev set: deploy/bench.py)")
-            record["files"][INT8_FILE] = (staging / INT8_FILE).stat().st_size
-            record["int8"] = {"quantization": f"onnxruntime dynamic, QInt8 weights, a scale per {args.int8_scales}",
-                              "agreement": agreed, "measure": measure}
+            record["files"][INT8_FILE], record["int8"] = quantize_int8(staging, out, feeds, expected, task, args.int8_scales)
         tokenizer.save_pretrained(str(staging))
         config.save_pretrained(str(staging))  # what optimum-style loaders read; the weights are in the .onnx files
         write_atomic(staging / EXPORT_FILE, json.dumps(record, indent=1))

@@ -88,23 +88,6 @@ def test_pairs_triplets_scored_pairs_and_raw_text_train_together_into_a_sentence
     assert "pipeline_tag: sentence-similarity" in card and "library_name: sentence-transformers" in card
     assert "SentenceTransformer(" in card and "trust_remote_code=True" in card and "| STS-B dev" in card
 
-    # Triplets, with the cached loss and Matryoshka: each set its loss, the vectors' first dimensions trained too.
-    out2 = tmp_path / "triplets"
-    printed = train(["--recipe", "embed", "--smoke", "--model_name_or_path", str(model), "--output_dir", str(out2),
-                     "--raw_text_files", "null", "--train_files", str(root / "triplets.jsonl"), "--loss", "cached_mnrl",
-                     "--mini_batch_size", "3", "--matryoshka_dims", "[32,16]", "--evaluate", "false",
-                     "--report_to", "none"], capsys)
-    assert "CachedMultipleNegativesRankingLoss (pieces of 3)" in printed and "Matryoshka over [32, 16]" in printed
-    assert json.loads((out2 / "embedding_results.json").read_text())["training_sets"]["pairs"]["shape"] == "triplets"
-
-    # A scored file on a 0-5 scale reads with --max_score 5 (scores become 0-1).
-    from small_encoders.data_prep.pairs import load_pair_files
-
-    scored, shape = load_pair_files(str(root / "scored.tsv"), max_score=5)
-    assert shape == "scored" and max(scored["score"]) == 1.0 and min(scored["score"]) == 0.0
-    with pytest.raises(UserError, match="--max_score 5"):
-        load_pair_files(str(root / "scored.tsv"))
-
     # The folder loads in a clean process where this repository is not importable, and encodes to unit vectors.
     script = HUB_USER + (
         "import importlib.util, sys\n"
@@ -152,6 +135,27 @@ def test_pairs_triplets_scored_pairs_and_raw_text_train_together_into_a_sentence
     staged = stage(out, tmp_path / "upload", repo_id="me/embedder")
     assert {"modules.json", "1_Pooling/config.json", "2_Normalize/config.json" if (out / "2_Normalize" / "config.json").exists()
             else "modules.json", "config_sentence_transformers.json", "embedding_results.json", "README.md"} <= set(staged)
+
+
+@pytest.mark.slow
+def test_triplets_train_with_the_cached_loss_and_matryoshka_and_a_0_to_5_file_reads_with_its_scale(world, tmp_path, capsys):
+    root, model, _ = world
+    # Triplets, with the cached loss and Matryoshka: each set its loss, the vectors' first dimensions trained too.
+    out2 = tmp_path / "triplets"
+    printed = train(["--recipe", "embed", "--smoke", "--model_name_or_path", str(model), "--output_dir", str(out2),
+                     "--raw_text_files", "null", "--train_files", str(root / "triplets.jsonl"), "--loss", "cached_mnrl",
+                     "--mini_batch_size", "3", "--matryoshka_dims", "[32,16]", "--evaluate", "false",
+                     "--report_to", "none"], capsys)
+    assert "CachedMultipleNegativesRankingLoss (pieces of 3)" in printed and "Matryoshka over [32, 16]" in printed
+    assert json.loads((out2 / "embedding_results.json").read_text())["training_sets"]["pairs"]["shape"] == "triplets"
+
+    # A scored file on a 0-5 scale reads with --max_score 5 (scores become 0-1).
+    from small_encoders.data_prep.pairs import load_pair_files
+
+    scored, shape = load_pair_files(str(root / "scored.tsv"), max_score=5)
+    assert shape == "scored" and max(scored["score"]) == 1.0 and min(scored["score"]) == 0.0
+    with pytest.raises(UserError, match="--max_score 5"):
+        load_pair_files(str(root / "scored.tsv"))
 
 
 def bag_of_words_embedder():
