@@ -7,8 +7,9 @@ with a fine-tuned sequence-classification head, classification with the label na
     python demo/app.py --onnx runs/sst2-onnx                                # deploy/export.py's folder, no torch
 
 It loads stock RoBERTa / BERT / ELECTRA folders and SmallEncoder folders (their modeling code travels with
-the folder, so it is loaded with `trust_remote_code`). With `--onnx` it serves an ONNX export instead, with
-onnxruntime and tokenizers alone (the int8 copy when the export has one; the export's one task). The same file
+the folder, so it is loaded with `trust_remote_code`). With `--onnx` it serves an export instead, with onnxruntime or
+OpenVINO and tokenizers alone, loaded by deploy/serving.py (the artefact the export measured fastest that the installed
+runtimes can run, or `--backend NAME`; the export's one task). The same file
 is the app of a Hugging Face Space: `model_cards/publish.py --space_id ...` writes it with a `space_config.json`
 naming the model (and, with `--onnx`, the export's folder in the model's repository, so the Space needs no torch).
 A folder that is not a model, or a sentence without the mask token, gets a message on the page instead of a
@@ -195,17 +196,36 @@ class Demo:
         return sorted(((names.get(i, f"LABEL_{i}"), p) for i, p in enumerate(probabilities)), key=lambda x: -x[1])
 
 
-ONNX_FILES = ("model_int8.onnx", "model.onnx")  # the int8 copy first: the cheaper one on a CPU
 HUB_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
+def serving_module(folder):
+    """deploy/serving.py: the package's when it is installed, else the copy deploy/export.py put in the export folder
+    (a Space, a Hub user)."""
+    try:
+        from small_encoders.deploy import serving
+
+        return serving
+    except ImportError:
+        import importlib.util
+
+        path = Path(folder) / "serving.py"
+        if not path.is_file():
+            raise DemoError(f"{folder}: the export has no serving.py (export it again with deploy/export.py)") from None
+        spec = importlib.util.spec_from_file_location("serving", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+
 class OnnxDemo:
-    """The page served from an ONNX export (deploy/export.py's folder) with onnxruntime and tokenizers alone: the
-    export's one task, fill-mask (a masked-LM export), classification (a classifier's) or sentence similarity (a
+    """The page served from an export (deploy/export.py's folder) with onnxruntime or OpenVINO and tokenizers alone,
+    loaded by deploy/serving.py (the fastest artefact the installed runtimes can run, or `backend`): the export's one
+    task, fill-mask (a masked-LM export), classification (a classifier's) or sentence similarity (an embedder's or a
     bare encoder's). `onnx` is the export's folder, or in a Space the folder's name in the model's Hub repository
     (model_cards/publish.py --onnx puts it under onnx/, the tokenizer and config.json at the repository's root)."""
 
-    def __init__(self, model_name_or_path, onnx):
+    def __init__(self, model_name_or_path, onnx, backend="auto"):
         self.name = str(model_name_or_path)
         folder = Path(onnx)
         if not folder.is_dir():
@@ -216,28 +236,18 @@ class OnnxDemo:
             raise DemoError(f"--onnx {onnx}: not an export folder (make one with deploy/export.py)")
         try:
             import numpy
-            import onnxruntime
-            from tokenizers import Tokenizer
+            import tokenizers  # noqa: F401
         except ImportError as error:
-            raise DemoError(f"serving an ONNX export needs onnxruntime and tokenizers ({error})") from None
+            raise DemoError(f"serving an export needs numpy, tokenizers and onnxruntime or openvino ({error})") from None
+        serving = serving_module(folder)
         self.np = numpy
-        self.record = json.loads((folder / "export.json").read_text())
-        self.task = self.record.get("task")
-        self.file = next((name for name in ONNX_FILES if (folder / name).is_file()), None)
-        tokenizer_file = self._beside(folder, "tokenizer.json")
-        if self.file is None or tokenizer_file is None or self._beside(folder, "config.json") is None:
-            raise DemoError(f"--onnx {onnx}: the export's model.onnx, tokenizer.json or config.json is missing")
-        self.config = json.loads(self._beside(folder, "config.json").read_text())
-        settings = self._settings(folder)
-        self.session = onnxruntime.InferenceSession(str(folder / self.file), providers=["CPUExecutionProvider"])
-        self.inputs = {item.name for item in self.session.get_inputs()}
-        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
-        self.mask_token = settings.get("mask_token") or "[MASK]"
-        self.max_length = min(int(settings.get("model_max_length") or 512),
-                              int(self.config.get("max_position_embeddings") or 514) - 2, 512)
-        self.tokenizer.enable_truncation(self.max_length)
-        pad = settings.get("pad_token")
-        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id(pad) or 0, pad_token=pad or "[PAD]")
+        try:
+            self.model = serving.ExportedModel(folder, backend)
+        except serving.ServingError as error:
+            raise DemoError(f"--onnx {onnx}: {error}") from None
+        self.record, self.task, self.config = self.model.record, self.model.task, self.model.config
+        self.tokenizer, self.max_length = self.model.tokenizer, self.model.max_length
+        self.mask_token = self.model.settings.get("mask_token") or "[MASK]"
         self.has_mlm_head = self.task == "fill-mask"
         self.has_classifier = self.task == "sequence-classification"
 
@@ -251,25 +261,10 @@ class OnnxDemo:
             raise DemoError(f"{self.name!r}: cannot read its ONNX export {subfolder}/ ({type(error).__name__})") from None
         return Path(local) / subfolder
 
-    @staticmethod
-    def _beside(folder, name):
-        """`name` in the export's folder, else in the folder above it (the model repository's root)."""
-        return next((p for p in (folder / name, folder.parent / name) if p.is_file()), None)
-
-    def _settings(self, folder):
-        """The tokenizer's special tokens and length from tokenizer_config.json / special_tokens_map.json."""
-        settings = {}
-        for name in ("special_tokens_map.json", "tokenizer_config.json"):
-            path = self._beside(folder, name)
-            if path is not None:
-                for key, value in json.loads(path.read_text()).items():
-                    settings[key] = value.get("content") if isinstance(value, dict) else value
-        return settings
-
     def describe(self):
         what = {"fill-mask": "fill-mask", "sequence-classification": "classification",
                 "feature-extraction": "sentence similarity", "sentence-embedding": "sentence similarity"}.get(self.task, self.task)
-        return (f"**{self.name}**: ONNX Runtime, `{self.file}` (a {self.record.get('model_type', 'model')} {self.task} export), "
+        return (f"**{self.name}**: {self.model.describe()}, a {self.record.get('model_type', 'model')} {self.task} export, "
                 f"vocabulary {self.tokenizer.get_vocab_size():,}, reads up to {self.max_length} tokens. Here: {what}.")
 
     def _refuse(self, wanted):
@@ -278,12 +273,8 @@ class OnnxDemo:
                          f"(deploy/export.py), or the model folder without --onnx")
 
     def _run(self, encodings):
-        np = self.np
-        feeds = {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-                 "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)}
-        if "token_type_ids" in self.inputs:
-            feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        return self.session.run(None, feeds)[0], feeds["attention_mask"]
+        feeds = self.model.feeds(encodings)
+        return self.model.runner(feeds), feeds["attention_mask"]
 
     def _softmax(self, logits):
         exp = self.np.exp(logits - logits.max())
@@ -336,12 +327,12 @@ class OnnxDemo:
 
 
 @lru_cache(maxsize=4)
-def get_demo(model_name_or_path, onnx=None):
-    return OnnxDemo(model_name_or_path, onnx) if onnx else Demo(model_name_or_path)
+def get_demo(model_name_or_path, onnx=None, backend="auto"):
+    return OnnxDemo(model_name_or_path, onnx, backend) if onnx else Demo(model_name_or_path)
 
 
 def demo_of(source):
-    """The page's model: `source` is a model name, or (name, onnx) for an ONNX export."""
+    """The page's model: `source` is a model name, or (name, onnx[, backend]) for an export."""
     return get_demo(*source) if isinstance(source, tuple) else get_demo(source)
 
 
@@ -395,10 +386,10 @@ def status_page(model_name_or_path):
         return message(error)
 
 
-def build_app(model_name_or_path, onnx=None):
+def build_app(model_name_or_path, onnx=None, backend="auto"):
     import gradio as gr
 
-    model = (str(model_name_or_path), str(onnx)) if onnx else str(model_name_or_path)
+    model = (str(model_name_or_path), str(onnx), backend) if onnx else str(model_name_or_path)
     try:
         mask = demo_of(model).mask_token
     except DemoError:
@@ -445,7 +436,10 @@ def main(argv=None):
     parser.add_argument("--model_name_or_path", default=default_model(),
                         help="model folder or Hub id (default: $MODEL_NAME_OR_PATH, or the Space's space_config.json)")
     parser.add_argument("--onnx", default=space_setting("onnx"), metavar="DIR",
-                        help="serve this ONNX export (deploy/export.py's folder) with onnxruntime instead of PyTorch")
+                        help="serve this export (deploy/export.py's folder) with onnxruntime or OpenVINO instead of PyTorch")
+    parser.add_argument("--backend", default=space_setting("backend") or "auto",
+                        help="with --onnx: the export's artefact to serve (deploy/serving.py's names; default auto: "
+                             "the fastest the export measured that the installed runtimes can run)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     args = parser.parse_args(argv)
@@ -462,11 +456,11 @@ def main(argv=None):
         print(f"error: {problem}", file=sys.stderr)
         return 1
     try:
-        print(get_demo(args.model_name_or_path, args.onnx).describe().replace("**", "").replace("`", ""))
+        print(get_demo(args.model_name_or_path, args.onnx, args.backend).describe().replace("**", "").replace("`", ""))
     except DemoError as error:  # a model that cannot load: no page to serve (a Space shows the message on its page)
         print(f"error: {error}", file=sys.stderr)
         return 1
-    build_app(args.model_name_or_path, args.onnx).launch(server_name=args.host, server_port=args.port)
+    build_app(args.model_name_or_path, args.onnx, args.backend).launch(server_name=args.host, server_port=args.port)
     return 0
 
 

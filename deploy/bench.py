@@ -1,5 +1,6 @@
-"""How fast a fine-tuned classifier (or a sentence embedder) serves on this machine's CPU: PyTorch eager against ONNX
-Runtime fp32 and int8.
+"""How fast a fine-tuned classifier (or a sentence embedder) serves on this machine's CPU: PyTorch eager (float32, and
+bf16 autocast where the CPU has bf16) against every artefact of its export (deploy/export.py): ONNX Runtime float32,
+int8 dynamic and static, OpenVINO at its default precision and in strict float32, OpenVINO int8.
 
     python deploy/export.py --model_dir runs/sst2-model --output_dir runs/sst2-onnx --int8
     python deploy/bench.py --model_dir runs/sst2-model --onnx runs/sst2-onnx --task_name sst2 --data_dir ../shared/data/glue
@@ -15,9 +16,12 @@ the same number of threads (--threads, default all of torch's).
 A sentence embedder's folder (recipes/train_embeddings.py) is served as sentence vectors (the encoder, its pooling and
 normalisation) over STS-B dev's 3,000 sentences, and its quality column is STS-B dev Spearman instead of accuracy.
 
-`--onnx DIR` is an export folder of deploy/export.py (model.onnx, and model_int8.onnx when it was made with --int8);
-`--int8 PATH` names another int8 file or folder. Results: a table on stdout, --output_json with the machine, the
-versions and the commit (docs/performance.md#cpu-inference).
+`--onnx DIR` is an export folder of deploy/export.py: every artefact in it whose runtime is installed is a row
+(model.onnx; model_int8.onnx with --int8; model_int8_static.onnx with --int8_static; openvino/ with --openvino), and
+the summary line gives the export's default (what deploy/serving.py loads) against PyTorch float32 and bf16.
+`--int8 PATH` names another int8 file or folder; `--length_sorted` batches the sentences by length for every backend.
+Results: a table on stdout, --output_json with the machine (its bf16, AMX and VNNI instructions), the versions and
+the commit (docs/performance.md#cpu-inference).
 """
 
 import argparse
@@ -32,9 +36,12 @@ from pathlib import Path
 
 from small_encoders.core import checks
 from small_encoders.core.errors import ArgumentParser, UserError, entry_point
-from small_encoders.deploy.export import EXPORT_FILE, INT8_FILE, ONNX_FILE, session_for
+from small_encoders.deploy.export import EXPORT_FILE, INT8_FILE, ONNX_FILE
+from small_encoders.deploy.serving import BACKENDS, INSTALL, Runner, cpu_features, installed
 
-BACKENDS = ("pytorch", "onnxruntime-fp32", "onnxruntime-int8")
+# PyTorch's two rows, then every artefact of the export folder (deploy/serving.py's names), OpenVINO's float32 row
+# (the same IR with strict float32: what its default precision buys on this CPU) after OpenVINO's default.
+TORCH_BACKENDS = ("pytorch", "pytorch-bf16")
 
 
 def is_embedder(model_dir):
@@ -65,12 +72,14 @@ def percentile(values, q):
 
 
 class Backend:
-    """One way of running the classifier: a callable from a dict of int64 arrays to logits (a numpy array).
-    `settings`: ONNX Runtime SessionOptions attributes (its profiler, for operator_shares)."""
+    """One way of running the model: a callable from a dict of int64 arrays to its output (a numpy array): PyTorch
+    eager in float32 or under bf16 autocast, else deploy/serving.py's Runner over an export artefact. `settings`:
+    the runtime's own options (ONNX Runtime's profiler, for operator_shares)."""
 
     def __init__(self, name, spec, threads, **settings):
         self.name = name
-        if name == "pytorch":
+        self.runner = None
+        if name in TORCH_BACKENDS:
             import torch
             from transformers import AutoModel, AutoModelForSequenceClassification
 
@@ -88,18 +97,20 @@ class Backend:
                 pooling, normalised, _ = sentence_modules(spec)
                 self.model = wrap_sentence_embedder(self.model, pooling, normalised)
             self.embedder = embedder
-            self.inputs = None
+            self.autocast = name == "pytorch-bf16"
+        elif name == "openvino-f32":
+            self.runner = Runner(spec, "openvino", threads, INFERENCE_PRECISION_HINT="f32")
         else:
-            self.session = session_for(spec, threads, **settings)
-            self.inputs = {item.name for item in self.session.get_inputs()}
+            self.runner = Runner(spec, name, threads, **settings)
+        self.session = getattr(self.runner, "session", None)
 
     def __call__(self, batch):
-        if self.inputs is None:
-            with self.torch.inference_mode():
-                tensors = {name: self.torch.from_numpy(value) for name, value in batch.items()}
-                out = self.model(**tensors)
-                return (out if self.embedder else out.logits).numpy()
-        return self.session.run(None, {name: value for name, value in batch.items() if name in self.inputs})[0]
+        if self.runner is not None:
+            return self.runner(batch)
+        torch = self.torch
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            out = self.model(**{name: torch.from_numpy(value) for name, value in batch.items()})
+            return (out if self.embedder else out.logits).float().numpy()
 
 
 def operator_shares(name, spec, threads, batches, top=8):
@@ -121,14 +132,16 @@ def operator_shares(name, spec, threads, batches, top=8):
     return {op: round(value / total, 4) for op, value in spent.most_common(top)}
 
 
-def batches_of(encoded, size, limit=None):
-    """Consecutive batches of `size` rows, each cut to its longest row (dynamic padding, as a server would pad)."""
+def batches_of(encoded, size, limit=None, order=None):
+    """Consecutive batches of `size` rows (in `order` when given: length-sorted), each cut to its longest row
+    (dynamic padding, as a server would pad)."""
     import numpy as np
 
     count = len(encoded["input_ids"]) if limit is None else min(limit, len(encoded["input_ids"]))
+    order = np.arange(count) if order is None else order[:count]
     out = []
     for start in range(0, count, size):
-        rows = slice(start, min(start + size, count))
+        rows = order[start:start + size]
         width = int(encoded["attention_mask"][rows].sum(1).max())
         out.append({name: np.ascontiguousarray(value[rows, :width]) for name, value in encoded.items()})
     return out
@@ -182,8 +195,16 @@ def peak_memory(name, spec, threads, batches):
     return value
 
 
+def bf16_cpu():
+    """Whether this CPU computes in bf16 natively (AMX or AVX-512 BF16): where PyTorch's bf16 autocast is a row."""
+    features = cpu_features()
+    return features["amx_bf16"] or features["avx512_bf16"]
+
+
 def resolve_sources(args):
-    """{backend: what it loads}: the model folder for PyTorch, the .onnx files for ONNX Runtime."""
+    """{backend: what it loads}: the model folder for PyTorch (and its bf16 autocast where the CPU has bf16), every
+    artefact of the export folder whose runtime is installed (a note for those skipped), in deploy/serving.py's
+    order; --backends keeps a subset."""
     from small_encoders.core.hub import check_model_folder
 
     model_dir = Path(args.model_dir)
@@ -191,6 +212,8 @@ def resolve_sources(args):
         raise UserError(f"--model_dir {model_dir}: no such folder (give a fine-tuned model folder, e.g. run_glue.py --save_model)")
     check_model_folder(model_dir, "--model_dir")
     sources = {"pytorch": model_dir}
+    if bf16_cpu():
+        sources["pytorch-bf16"] = model_dir
     if args.onnx:
         folder = Path(args.onnx)
         if not (folder / ONNX_FILE).is_file():
@@ -202,16 +225,40 @@ def resolve_sources(args):
             if task != wanted:
                 raise UserError(f"--onnx {folder}: an export for {task}, not {wanted}; export the model of --model_dir "
                                 f"(deploy/export.py --model_dir {model_dir})")
-        sources["onnxruntime-fp32"] = folder / ONNX_FILE
-        if args.int8 is None and (folder / INT8_FILE).is_file():
-            sources["onnxruntime-int8"] = folder / INT8_FILE
+        for name, (module, file, _) in reversed(BACKENDS.items()):  # ONNX Runtime float32 first, then the faster ones
+            if not (folder / file).is_file():
+                continue
+            if not installed(module):
+                print(f"note: {file} is not measured: {module} is not installed ({INSTALL[module]})", flush=True)
+                continue
+            if name == "openvino":
+                sources["openvino-f32"] = folder / file
+            sources[name] = folder / file
     if args.int8:
         path = Path(args.int8)
         path = path / INT8_FILE if path.is_dir() else path
         if not path.is_file():
             raise UserError(f"--int8 {args.int8}: no such file (deploy/export.py --int8 writes {INT8_FILE})")
         sources["onnxruntime-int8"] = path
+    if args.backends:
+        unknown = [name for name in args.backends if name not in sources]
+        if unknown:
+            raise UserError(f"--backends {','.join(unknown)}: not available here; available: {', '.join(sources)}")
+        sources = {name: sources[name] for name in sources if name in args.backends or name == "pytorch"}
     return sources
+
+
+def default_backend(args, sources):
+    """What deploy/serving.py's "auto" would load from the export folder (None without one)."""
+    if not args.onnx:
+        return None
+    from small_encoders.deploy.serving import ServingError, choose
+
+    try:
+        name = choose(args.onnx)
+    except ServingError:
+        return None
+    return name if name in sources else None
 
 
 def load_dev(args, tokenizer, embedder=False):
@@ -245,10 +292,13 @@ def machine():
     from small_encoders.core.run_folder import cpu_model_name
 
     return {"cpu": cpu_model_name() or "unknown CPU", "cores": os.cpu_count(),
-            "vector_instructions": torch.backends.cpu.get_cpu_capability(), "system": platform.platform()}
+            "vector_instructions": torch.backends.cpu.get_cpu_capability(), "features": cpu_features(),
+            "system": platform.platform()}
 
 
 def run(args):
+    from importlib.metadata import version
+
     import numpy as np
     import onnxruntime
     import torch
@@ -265,7 +315,10 @@ def run(args):
     encoded, labels, split = load_dev(args, tokenizer, embedder)
     threads = args.threads or torch.get_num_threads()
     batch1 = batches_of(encoded, 1, args.batch1_sentences)
-    batch32 = batches_of(encoded, args.batch_size)
+    order = None
+    if args.length_sorted:  # longest first, as sentence-transformers' encode sorts: less padding in every batch
+        order = np.argsort(-encoded["attention_mask"].sum(1), kind="stable")
+    batch32 = batches_of(encoded, args.batch_size, order=order)
     print(f"{args.task_name} {split}: {len(encoded['input_ids'])} sentences{' (a sentence embedder: STS-B Spearman)' if embedder else ''}; batch 1 over the first {len(batch1)}, batch "
           f"{args.batch_size} over all ({len(batch32)} batches); {threads} threads; backends: {', '.join(sources)}",
           flush=True)
@@ -283,6 +336,8 @@ def run(args):
                 latency[name][size] += seconds
                 throughput[name][size].append(sum(len(b["input_ids"]) for b in batches) / sum(seconds))
                 if size == args.batch_size and name not in accuracy:
+                    if order is not None:  # back to the dev set's order
+                        logits = logits[np.argsort(order, kind="stable")]
                     accuracy[name] = quality(logits, labels, embedder)
         print(f"round {round_number + 1}/{args.rounds}: " + ", ".join(
             f"{name} {statistics.median(throughput[name][args.batch_size]):,.0f}/s" for name in backends), flush=True)
@@ -294,7 +349,7 @@ def run(args):
             row[f"batch{size}"] = {"sentences_per_second": statistics.median(throughput[name][size]),
                                    "p50_ms": 1000 * percentile(latency[name][size], 50),
                                    "p95_ms": 1000 * percentile(latency[name][size], 95)}
-        if args.profile and name != "pytorch":
+        if args.profile and name not in TORCH_BACKENDS and name.startswith("onnxruntime"):
             row["operator_shares"] = operator_shares(name, spec, threads, batch32)
         rows.append(row)
     base = rows[0]
@@ -311,14 +366,29 @@ def run(args):
         print(f"| {row['backend']} | {one['sentences_per_second']:,.1f} | {one['p50_ms']:.1f} / {one['p95_ms']:.1f} | "
               f"{many['sentences_per_second']:,.1f} | {many['p50_ms']:.1f} / {many['p95_ms']:.1f} | "
               f"{row['speedup_batch32']:.2f}x | {100 * row['accuracy']:.2f} ({row['accuracy_change_points']:+.2f}) | {memory} |")
+    chosen = default_backend(args, sources)
+    summary = None
+    if chosen:
+        by_name = {row["backend"]: row for row in rows}
+        row = by_name[chosen]
+        summary = {"backend": chosen, "vs_pytorch_batch1": row["batch1"]["sentences_per_second"] / base["batch1"]["sentences_per_second"],
+                   f"vs_pytorch_batch{size}": row["speedup_batch32"], "accuracy_change_points": row["accuracy_change_points"]}
+        if "pytorch-bf16" in by_name:
+            summary["vs_pytorch_bf16"] = row[f"batch{size}"]["sentences_per_second"] / by_name["pytorch-bf16"][f"batch{size}"]["sentences_per_second"]
+        print(f"\nthe export's default ({chosen}, what deploy/serving.py loads): {summary[f'vs_pytorch_batch{size}']:.2f}x PyTorch "
+              f"float32 at batch {size}, {summary['vs_pytorch_batch1']:.2f}x at batch 1"
+              + (f", {summary['vs_pytorch_bf16']:.2f}x PyTorch bf16 autocast" if "vs_pytorch_bf16" in summary else "")
+              + f"; {'Spearman' if embedder else 'accuracy'} {summary['accuracy_change_points']:+.2f} points")
     for row in rows:
         if row.get("operator_shares"):
             print(f"{row['backend']}, kernel time by operator (batch {size}): " + ", ".join(
                 f"{name} {100 * share:.0f}%" for name, share in row["operator_shares"].items()))
     result = {"task": args.task_name, "split": split, "sentences": len(encoded["input_ids"]),
               "quality": "stsb_spearman" if embedder else "accuracy", "batch1_sentences": len(batch1),
-              "batch_size": size, "rounds": args.rounds, "threads": threads, "rows": rows, "machine": machine(),
+              "batch_size": size, "rounds": args.rounds, "threads": threads, "length_sorted": args.length_sorted,
+              "rows": rows, "default": summary, "machine": machine(),
               "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+                           **({"openvino": version("openvino")} if installed("openvino") else {}),
                            "transformers": transformers.__version__, "numpy": np.__version__},
               "commit": source_commit(), "command": " ".join(["python"] + sys.argv)}
     if args.output_json:
@@ -348,6 +418,11 @@ def main(argv=None):
                         help="do not measure each backend's peak memory (a process of its own per backend)")
     parser.add_argument("--profile", action="store_true",
                         help="also print where each ONNX backend's time goes, by operator type (ONNX Runtime's profiler)")
+    parser.add_argument("--backends", type=lambda text: [x.strip() for x in text.split(",") if x.strip()], default=None,
+                        help="measure only these (comma-separated; PyTorch float32 always, as the base)")
+    parser.add_argument("--length_sorted", action="store_true",
+                        help="batch the dev sentences sorted by length, longest first (as sentence-transformers' "
+                             "encode does), for every backend alike")
     parser.add_argument("--output_json", default=None)
     run(parser.parse_args(argv))
 

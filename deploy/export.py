@@ -32,6 +32,7 @@ from pathlib import Path
 from small_encoders.core import checks
 from small_encoders.core.errors import ArgumentParser, UserError, entry_point
 from small_encoders.core.files import write_atomic
+from small_encoders.deploy import runtimes, serving
 
 TASKS = {  # task -> (Auto class name, output name)
     "fill-mask": ("AutoModelForMaskedLM", "logits"),
@@ -237,12 +238,18 @@ def export_onnx(wrapped, sample, names, path, opset):
     program.save(str(path), external_data=False)
 
 
-def largest_difference(session, wrapped, feeds):
-    import numpy as np
+def outputs_of(wrapped, feeds):
+    """PyTorch's output for a batch of int64 arrays, as numpy."""
     import torch
 
     with torch.no_grad():
-        expected = wrapped(**{name: torch.from_numpy(value) for name, value in feeds.items()}).numpy()
+        return wrapped(**{name: torch.from_numpy(value) for name, value in feeds.items()}).numpy()
+
+
+def largest_difference(session, wrapped, feeds):
+    import numpy as np
+
+    expected = outputs_of(wrapped, feeds)
     got = session.run(None, feeds)[0]
     return float(np.abs(got - expected).max()), got, expected
 
@@ -313,6 +320,8 @@ def run(args):
     from small_encoders.data_prep.tokenizer import load_tokenizer
 
     model_dir = Path(args.model_dir)
+    if args.openvino:  # before any work: the optional runtime is there
+        runtimes.require("openvino", "--openvino")
     if not model_dir.is_dir():
         raise UserError(f"--model_dir {model_dir}: no such folder (give a saved model folder)")
     check_model_folder(model_dir, "--model_dir")
@@ -361,6 +370,10 @@ def run(args):
                   "command": " ".join(["python"] + sys.argv), **({"sentence_embedding": sentence} if sentence else {})}
         if args.int8:
             record["files"][INT8_FILE], record["int8"] = quantize_int8(staging, out, feeds, expected, task, args.int8_scales)
+        record.update(runtimes.stage(args, staging, task, tokenizer, names, max_length, lambda batch: outputs_of(wrapped, batch)))
+        shutil.copyfile(Path(serving.__file__), staging / "serving.py")  # the loader, beside what it loads
+        record["files"] = {path.relative_to(staging).as_posix(): path.stat().st_size
+                           for path in sorted(staging.rglob("*")) if path.is_file()}
         tokenizer.save_pretrained(str(staging))
         config.save_pretrained(str(staging))  # what optimum-style loaders read; the weights are in the .onnx files
         write_atomic(staging / EXPORT_FILE, json.dumps(record, indent=1))
@@ -384,6 +397,21 @@ def main(argv=None):
     parser.add_argument("--int8_scales", default="channel", choices=["channel", "tensor"],
                         help="int8 weight scales: one per output channel (default; as fast as one per tensor on the "
                              "project's CPU and closer to float32) or one per weight tensor (docs/performance.md#cpu-inference)")
+    parser.add_argument("--openvino", action="store_true",
+                        help="also write OpenVINO's IR (openvino/model.xml) and, with calibration text, its NNCF int8 "
+                             "copy (openvino/model_int8.xml); needs the deploy extra (pip install -e '.[deploy]')")
+    parser.add_argument("--int8_static", action="store_true",
+                        help="also write model_int8_static.onnx (ONNX Runtime static int8, calibrated)")
+    parser.add_argument("--calibration_task", default=None,
+                        help="a GLUE task whose train sentences calibrate the int8 copies and, held out, decide the "
+                             "default backend (e.g. sst2; a sentence embedder's default: stsb when --data_dir is given)")
+    parser.add_argument("--data_dir", default=None, help="GLUE TSV folders for --calibration_task (default: the Hub)")
+    parser.add_argument("--calibration_sentences", type=checks.bounded(int, 8, 100000), default=320,
+                        help="train sentences that calibrate (default 320)")
+    parser.add_argument("--pick_sentences", type=checks.bounded(int, 32, 100000), default=512,
+                        help="further train sentences on which every artefact is timed and checked (default 512)")
+    parser.add_argument("--threads", type=checks.bounded(int, 1, 1024), default=None,
+                        help="threads for the timing that picks the default backend (default: the runtime's)")
     parser.add_argument("--tolerance", type=checks.bounded(float, 0, 1e3), default=TOLERANCE,
                         help="largest absolute difference from PyTorch the float32 export may show")
     parser.add_argument("--opset", type=checks.bounded(int, 17, 30), default=18)

@@ -177,25 +177,35 @@ def collect_results(model_dir, extra_files):
 
 
 def onnx_usage(name, record):
-    """The card's section for the ONNX files of deploy/export.py (its export.json record), uploaded under onnx/."""
+    """The card's section for the files of deploy/export.py (its export.json record), uploaded under onnx/: what they
+    are, and the snippet that serves them with deploy/serving.py's copy (onnx/serving.py), no torch needed."""
     files = record.get("files", {})
-    int8 = "model_int8.onnx" in files
-    field = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}  # tokenizers' Encoding
-    feeds = ", ".join(f'"{name}": np.array([encoded.{field[name]}], dtype=np.int64)'
-                      for name in record.get("inputs", ["input_ids", "attention_mask"]))
     check = record.get("check", {})
-    lines = ["## ONNX Runtime (CPU, no PyTorch)", "",
+    serving = record.get("serving") or {}
+    written = [f"`onnx/{file}` ({what})" for file, what in (
+        ("model_int8.onnx", "dynamic int8: weights int8, activations quantised on the fly"),
+        ("model_int8_static.onnx", "static int8, calibrated"), ("openvino/model.xml", "OpenVINO IR"),
+        ("openvino/model_int8.xml", "OpenVINO int8, NNCF")) if file in files]
+    picked = ""
+    if serving.get("default"):
+        row = serving["measured"][serving["default"]]
+        features = ", ".join(k for k, v in (serving.get("cpu_features") or {}).items() if v and k != "avx2")
+        picked = (f" On the CPU it was exported on ({features or 'no AVX-512'}), the fastest that kept {serving['min_agreement']} "
+                  f"agreement with PyTorch was `{serving['default']}` ({row['sentences_per_second']:,.0f} sentences/s at "
+                  f"batch {serving['batch_size']}); `serving.py` loads it when its runtime is installed, the next one "
+                  f"in that order when not.")
+    lines = ["## ONNX Runtime / OpenVINO (CPU, no PyTorch)", "",
              f"`onnx/model.onnx` is this model exported for {record.get('task')} by `deploy/export.py` of small-encoders "
              f"({record.get('exporter')}, opset {record.get('opset')}, dynamic batch and sequence length; the largest "
              f"difference from PyTorch on its check sentences was {check.get('max_abs_difference', float('nan')):.1e})"
-             + ("; `onnx/model_int8.onnx` is its dynamically quantised int8 copy (weights int8, activations quantised "
-                "on the fly), smaller and faster on CPUs" if int8 else "") + ". It needs `onnxruntime` and `tokenizers` only:", "",
-             "```python", "import numpy as np", "import onnxruntime as ort", "from huggingface_hub import hf_hub_download",
-             "from tokenizers import Tokenizer", "",
-             f'tokenizer = Tokenizer.from_file(hf_hub_download("{name}", "tokenizer.json"))',
-             f'session = ort.InferenceSession(hf_hub_download("{name}", "onnx/{"model_int8.onnx" if int8 else "model.onnx"}"))',
-             'encoded = tokenizer.encode("A small encoder, served on a CPU.")',
-             f"{record.get('output', 'logits')} = session.run(None, {{{feeds}}})[0]", "```", ""]
+             + (f"; beside it {', '.join(written)}" if written else "") + "." + picked
+             + " It needs `onnxruntime` (or `openvino`), `tokenizers` and `numpy` only:", "",
+             "```python", "import sys", "from huggingface_hub import snapshot_download", "",
+             f'folder = snapshot_download("{name}", allow_patterns=["onnx/*", "*.json"])',
+             'sys.path.insert(0, f"{folder}/onnx")  # onnx/serving.py: the loader that picks the runtime',
+             "from serving import ExportedModel", "",
+             'model = ExportedModel(f"{folder}/onnx")  # or backend="onnxruntime", "openvino-int8", ...',
+             f"{record.get('output', 'logits')} = model([\"A small encoder, served on a CPU.\"])", "```", ""]
     return lines
 
 

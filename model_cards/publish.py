@@ -44,9 +44,21 @@ ONNX_SPACE_REQUIREMENTS = ("onnxruntime", "tokenizers", "numpy", "huggingface_hu
 ONNX_FOLDER = "onnx"  # where --onnx puts the export in the model's repository
 
 
+def space_runtime(onnx_dir):
+    """What a Space serving the export of `onnx_dir` installs beside onnxruntime: "openvino" when the export's default
+    backend is OpenVINO's, else "onnxruntime" (False without an export)."""
+    import json
+
+    if not onnx_dir:
+        return False
+    default = (json.loads((Path(onnx_dir) / "export.json").read_text()).get("serving") or {}).get("default") or ""
+    return "openvino" if default.startswith("openvino") else "onnxruntime"
+
+
 def stage_space(model_repo_id, space_id, target, onnx=False):
     """Write the Space that serves `model_repo_id` with demo/app.py into `target` (with `onnx`, from the export under
-    onnx/ in the model's repository, with onnxruntime); returns the relative paths."""
+    onnx/ in the model's repository, with onnxruntime, and OpenVINO when `onnx` is "openvino"); returns the relative
+    paths."""
     import json
 
     target = Path(target)
@@ -56,7 +68,7 @@ def stage_space(model_repo_id, space_id, target, onnx=False):
     shutil.copy2(REPO_ROOT / "demo" / "app.py", target / "app.py")
     config = {"model_name_or_path": model_repo_id, **({"onnx": ONNX_FOLDER} if onnx else {})}
     (target / "space_config.json").write_text(json.dumps(config))
-    requirements = ONNX_SPACE_REQUIREMENTS if onnx else SPACE_REQUIREMENTS
+    requirements = ONNX_SPACE_REQUIREMENTS + (("openvino",) if onnx == "openvino" else ()) if onnx else SPACE_REQUIREMENTS
     (target / "requirements.txt").write_text("\n".join(requirements) + "\n")
     title = space_id.split("/")[-1]
     (target / "README.md").write_text(
@@ -120,6 +132,7 @@ def stage(model_dir, target, result_files=(), repo_id=None, onnx_dir=None):
         if onnx:
             (target / ONNX_FOLDER).mkdir()
             for name in [*onnx["files"], "export.json"]:  # the model files the record lists, and the record
+                (target / ONNX_FOLDER / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(Path(onnx_dir) / name, target / ONNX_FOLDER / name)
         if result_files or onnx or not (target / "README.md").exists():
             generate(model_dir, result_files, output_dir=target, model_name=repo_id, onnx=onnx)
@@ -151,7 +164,7 @@ def publish(model_dir, repo_id, private=True, revision=None, result_files=(), co
                                  commit_message=commit_message or f"Upload {Path(model_dir).name}")
         urls = [getattr(info, "commit_url", str(info))]
         if space_id:
-            stage_space(repo_id, space_id, Path(staging) / "space", onnx=bool(onnx_dir))
+            stage_space(repo_id, space_id, Path(staging) / "space", onnx=space_runtime(onnx_dir))
             api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
             space = api.upload_folder(folder_path=str(Path(staging) / "space"), repo_id=space_id, repo_type="space",
                                       commit_message=f"Demo of {repo_id}")
@@ -182,7 +195,7 @@ def main(argv=None):
             print(f"  {name}  ({(Path(args.dry_run) / name).stat().st_size:,} bytes)")
         if args.space_id:
             space_dir = Path(str(Path(args.dry_run)) + "-space")
-            files = stage_space(args.repo_id, args.space_id, space_dir, onnx=bool(args.onnx))
+            files = stage_space(args.repo_id, args.space_id, space_dir, onnx=space_runtime(args.onnx))
             print(f"and the Space {args.space_id} (in {space_dir}): {', '.join(files)}")
         return 0
     try:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT, tiny_config
 
+from small_encoders.deploy import bench as bench_module
 from small_encoders.deploy.export import TOLERANCE
 from small_encoders.deploy.export import main as export_main
 
@@ -188,7 +189,10 @@ def test_the_benchmark_measures_every_backend_on_the_dev_set(tmp_path, classifie
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(report.read_text())
-    assert [row["backend"] for row in result["rows"]] == ["pytorch", "onnxruntime-fp32", "onnxruntime-int8"]
+    names = [row["backend"] for row in result["rows"]]  # PyTorch's bf16 autocast row where the CPU has bf16
+    assert [name for name in names if name != "pytorch-bf16"] == ["pytorch", "onnxruntime", "onnxruntime-int8"]
+    assert ("pytorch-bf16" in names) == bench_module.bf16_cpu()
+    result["rows"] = [row for row in result["rows"] if row["backend"] != "pytorch-bf16"]
     assert result["sentences"] == 36 and result["batch1_sentences"] == 5 and result["commit"]
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -225,16 +229,18 @@ def test_publish_uploads_the_export_and_the_cards_snippet_runs_without_torch(tmp
     upload = tmp_path / "upload"
     assert publish_main(["--model_dir", str(classifier), "--repo_id", "me/tiny-sst2", "--onnx", str(out),
                          "--dry_run", str(upload)]) in (0, None)
-    assert {p.name for p in (upload / "onnx").iterdir()} == {"model.onnx", "model_int8.onnx", "export.json"}
+    assert {p.name for p in (upload / "onnx").iterdir()} == {"model.onnx", "model_int8.onnx", "serving.py", "export.json"}
     card = (upload / "README.md").read_text()
-    snippet = card.split("## ONNX Runtime (CPU, no PyTorch)")[1].split("```python\n")[1].split("```")[0]
-    assert 'hf_hub_download("me/tiny-sst2", "onnx/model_int8.onnx")' in snippet
+    snippet = card.split("## ONNX Runtime / OpenVINO (CPU, no PyTorch)")[1].split("```python\n")[1].split("```")[0]
+    assert 'snapshot_download("me/tiny-sst2", allow_patterns=["onnx/*", "*.json"])' in snippet
     local = (f"import sys\nsys.modules['torch'] = None\nsys.modules['transformers'] = None\n"
-             f"def hf_hub_download(repo_id, filename):\n    return {str(upload)!r} + '/' + filename\n")
-    script = local + snippet.replace("from huggingface_hub import hf_hub_download\n", "") + "\nprint(logits.tolist())\n"
+             f"def snapshot_download(repo_id, allow_patterns):\n    return {str(upload)!r}\n")
+    script = (local + snippet.replace("from huggingface_hub import snapshot_download\n", "")
+              + "\nprint(logits.tolist())\nprint(model.backend)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    logits = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
+    logits, backend = np.array(json.loads(done.stdout.strip().splitlines()[-2])), done.stdout.strip().splitlines()[-1]
+    assert backend == "onnxruntime-int8"  # no pick recorded: the int8 copy before float32
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(classifier)
@@ -289,6 +295,6 @@ print(json.dumps(dict(
     expected = dict(Demo(classifier).classify("the old captain saw the sea"))
     assert dict(got["classify"]).keys() == expected.keys()
     assert all(abs(p - expected[name]) < 0.05 for name, p in got["classify"])
-    assert "ONNX Runtime" in got["describe"] and "model_int8.onnx" in got["describe"]
+    assert "onnxruntime-int8" in got["describe"] and "model_int8.onnx" in got["describe"]
     assert got["refused"].startswith("**Error:** this ONNX export serves sequence-classification only")
     assert "--task feature-extraction" in got["similarity"]

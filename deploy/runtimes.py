@@ -1,0 +1,207 @@
+"""What the faster CPU runtimes need, written by deploy/export.py beside model.onnx, and the pick among them:
+
+- OpenVINO: the ONNX graph converted to OpenVINO's IR (openvino/model.xml, float32 weights; the runtime chooses bf16
+  on CPUs with AMX or AVX-512 BF16), and with calibration text an int8 copy made by NNCF's post-training
+  quantisation (openvino/model_int8.xml).
+- ONNX Runtime static int8 (model_int8_static.onnx): int8 weights and int8 activations whose scales come from
+  calibration text (quantize_static, QDQ), where dynamic int8 measures each activation again on every call.
+- The pick: every artefact written is timed on held-out sentences of the calibration text (batches of 32, the
+  artefacts taking turns) and compared with PyTorch on them; those within the quality check, fastest first, are
+  export.json's `serving.ranking`, which deploy/serving.py's "auto" follows on this kind of CPU.
+
+Calibration text is a GLUE task's train sentences (--calibration_task, --data_dir): never the dev set a benchmark
+reads. A sentence embedder's default is STS-B train.
+"""
+
+import statistics
+import time
+
+from small_encoders.core.errors import UserError
+from small_encoders.deploy.serving import BACKENDS, INSTALL, Runner, cpu_features, installed
+
+# The quality check of a reduced-precision artefact against PyTorch on the held-out sentences: the share of
+# predictions that agree (a classifier, a masked LM) or the mean cosine of the outputs (vectors, hidden states).
+MIN_AGREEMENT = {"sequence-classification": 0.99, "fill-mask": 0.95, "sentence-embedding": 0.99, "feature-extraction": 0.98}
+PICK_BATCH = 32
+
+
+def calibration_sentences(task, data_dir, count):
+    """Up to `count` rows of a GLUE task's train split as (texts, second texts or None), shuffled with a fixed seed."""
+    from small_encoders.eval.glue_data import TASKS, load_glue
+
+    if task not in TASKS:
+        raise UserError(f"--calibration_task {task}: choose a GLUE task ({', '.join(TASKS)})")
+    try:
+        train = load_glue(task, data_dir, splits=["train"])["train"]
+    except (OSError, ValueError) as error:
+        raise UserError(f"--calibration_task {task}: cannot read its train split ({str(error).splitlines()[0]})") from None
+    train = train.shuffle(seed=0).select(range(min(count, len(train))))
+    first, second = list(train["sentence1"]), list(train["sentence2"])
+    if task == "stsb":  # an embedder reads sentences one at a time: both sides of each pair, alone
+        return first + second, None
+    return first, (second if TASKS[task]["text"][1] else None)
+
+
+def require(module, flag):
+    if not installed(module):
+        raise UserError(f"{flag} needs the {module} package, which is not installed: {INSTALL[module]}")
+
+
+def write_openvino(staging, feeds_batches, tolerance, check):
+    """openvino/model.xml from model.onnx, checked in strict float32 against the ONNX export within `tolerance`;
+    with calibration batches, openvino/model_int8.xml (NNCF). Returns the record's openvino entry."""
+    import numpy as np
+    import openvino
+
+    folder = staging / "openvino"
+    folder.mkdir(exist_ok=True)
+    model = openvino.convert_model(str(staging / "model.onnx"))
+    openvino.save_model(model, str(folder / "model.xml"), compress_to_fp16=False)
+    strict = Runner(folder / "model.xml", "openvino", INFERENCE_PRECISION_HINT="f32")
+    difference = max(float(np.abs(strict(feeds) - check(feeds)).max()) for feeds in feeds_batches[:2])
+    if not difference <= tolerance:
+        raise UserError(f"OpenVINO's float32 run of the export differs from ONNX Runtime by {difference:.3g}, more than "
+                        f"--tolerance {tolerance:g}; nothing was written")
+    entry = {"ir": "openvino/model.xml", "float32_max_abs_difference": difference, "version": openvino.__version__}
+    print(f"OpenVINO IR openvino/model.xml: float32 within {difference:.2e} of ONNX Runtime")
+    return entry
+
+
+def write_openvino_int8(staging, calibration):
+    import nncf
+    import openvino
+
+    from small_encoders.deploy.export import quiet_logger
+
+    model = openvino.Core().read_model(str(staging / "openvino" / "model.xml"))
+    with quiet_logger("nncf"):
+        nncf.set_log_level(40)
+        quantized = nncf.quantize(model, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
+                                  subset_size=sum(len(feeds["input_ids"]) for feeds in calibration))
+    openvino.save_model(quantized, str(staging / "openvino" / "model_int8.xml"))
+    return {"quantization": f"NNCF {nncf.__version__} post-training, transformer preset", "ir": "openvino/model_int8.xml"}
+
+
+def write_ort_static(staging, calibration, scales):
+    """model_int8_static.onnx: ONNX Runtime's static quantisation (QDQ, int8 weights per channel, activations whose
+    ranges come from the calibration batches)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from small_encoders.deploy.export import quiet_logger
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(calibration)
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with quiet_logger(""):
+        quantize_static(str(staging / "model.onnx"), str(staging / "model_int8_static.onnx"), Reader(),
+                        quant_format=QuantFormat.QDQ, per_channel=scales == "channel", weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, op_types_to_quantize=["MatMul", "Gemm"],
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    return {"quantization": "onnxruntime static (QDQ), QInt8 weights, QUInt8 activations, MatMul/Gemm",
+            "file": "model_int8_static.onnx"}
+
+
+def agreement_of(got, expected, task):
+    import numpy as np
+
+    if task in ("sequence-classification", "fill-mask"):
+        return float((got.argmax(-1) == expected.argmax(-1)).mean())
+    a, b = got.reshape(-1, got.shape[-1]), expected.reshape(-1, expected.shape[-1])
+    return float(((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)).mean())
+
+
+def pick(staging, batches, expected, task, threads=None, rounds=3):
+    """Time every artefact in the folder whose runtime is installed on `batches` (turns, `rounds` rounds, the median)
+    and compare it with PyTorch's `expected` outputs: the export.json `serving` entry, fastest first among those that
+    pass the quality check."""
+    import numpy as np
+
+    names = [name for name, (module, file, _) in BACKENDS.items() if (staging / file).is_file() and installed(module)]
+    runners = {name: Runner(staging / BACKENDS[name][1], name, threads) for name in names}
+    rates, outputs = {name: [] for name in names}, {}
+    sentences = sum(len(b["input_ids"]) for b in batches)
+    for name, runner in runners.items():  # warm-up: first calls compile and allocate
+        runner(batches[0])
+    for round_number in range(rounds):
+        for name in names if round_number % 2 == 0 else list(reversed(names)):
+            started, got = time.perf_counter(), [runners[name](b) for b in batches]
+            rates[name].append(sentences / (time.perf_counter() - started))
+            outputs.setdefault(name, np.concatenate([g.reshape(len(b["input_ids"]), -1) for g, b in zip(got, batches)])
+                               if task != "fill-mask" else got)
+    measured = {}
+    for name in names:
+        if task == "fill-mask":  # per-batch logits of different widths: agreement batch by batch
+            agreed = statistics.fmean(agreement_of(g, e, task) for g, e in zip(outputs[name], expected))
+        else:
+            agreed = agreement_of(outputs[name], np.concatenate([e.reshape(len(e), -1) for e in expected]), task)
+        measured[name] = {"sentences_per_second": round(statistics.median(rates[name]), 1), "agreement": round(agreed, 5),
+                          "passes": agreed >= MIN_AGREEMENT[task], "precision": runners[name].precision}
+    ranking = sorted((n for n in names if measured[n]["passes"]), key=lambda n: -measured[n]["sentences_per_second"])
+    base = measured.get("onnxruntime", {}).get("sentences_per_second")
+    print(f"serving pick on {sentences} held-out sentences, batch {PICK_BATCH}, median of {rounds} rounds "
+          f"(agreement with PyTorch: {'mean cosine' if task not in ('sequence-classification', 'fill-mask') else 'predictions'}, "
+          f"at least {MIN_AGREEMENT[task]}):")
+    for name in names:
+        row = measured[name]
+        ratio = f", {row['sentences_per_second'] / base:.2f}x ONNX Runtime float32" if base else ""
+        print(f"  {name:<24} {row['sentences_per_second']:>8,.1f} sentences/s{ratio}; agreement {row['agreement']:.4f}"
+              f"{'' if row['passes'] else ' (fails the check: not served by default)'}; {row['precision']}")
+    if ranking:
+        print(f"default backend: {ranking[0]} (deploy/serving.py loads it; force another with backend=...)")
+    return {"ranking": ranking, "default": ranking[0] if ranking else None, "measured": measured,
+            "batch_size": PICK_BATCH, "sentences": sentences, "rounds": rounds, "min_agreement": MIN_AGREEMENT[task],
+            "threads": threads, "cpu_features": cpu_features()}
+
+
+def batches_from(tokenizer, texts, pairs, names, max_length, size=PICK_BATCH):
+    """Batches of `size` sentences, each padded to its longest."""
+    out = []
+    for start in range(0, len(texts), size):
+        chunk = texts[start:start + size]
+        second = pairs[start:start + size] if pairs is not None else None
+        encoded = tokenizer(chunk, second, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+        out.append({name: encoded[name].astype("int64") for name in names})
+    return out
+
+
+def stage(args, staging, task, tokenizer, names, max_length, expected_of):
+    """Write what --openvino and --int8_static ask, calibrated on --calibration_task's train sentences (STS-B train for
+    a sentence embedder when --data_dir is given), and pick the default backend on the held-out ones.
+    `expected_of(feeds)` is PyTorch's output. Returns the export record's entries."""
+    record = {}
+    if args.openvino:
+        require("openvino", "--openvino")
+    calibration_task = args.calibration_task or ("stsb" if task == "sentence-embedding" and args.data_dir else None)
+    if args.int8_static and not calibration_task:
+        raise UserError("--int8_static needs calibration text: --calibration_task TASK --data_dir DIR (a GLUE task's "
+                        "train sentences, e.g. sst2)")
+    calibration, held_out = None, None
+    if calibration_task:
+        texts, pairs = calibration_sentences(calibration_task, args.data_dir, args.calibration_sentences + args.pick_sentences)
+        cut = min(args.calibration_sentences, len(texts) // 2)
+        calibration = batches_from(tokenizer, texts[:cut], pairs[:cut] if pairs else None, names, max_length, 8)
+        held_out = batches_from(tokenizer, texts[cut:cut + args.pick_sentences],
+                                pairs[cut:cut + args.pick_sentences] if pairs else None, names, max_length)
+        record["calibration"] = {"task": calibration_task, "split": "train", "sentences": cut,
+                                 "held_out_sentences": sum(len(b["input_ids"]) for b in held_out)}
+    if args.int8_static:
+        record["int8_static"] = write_ort_static(staging, calibration, args.int8_scales)
+    if args.openvino:
+        checked = held_out or [expected_sample(tokenizer, names, max_length)]
+        record["openvino"] = write_openvino(staging, checked, args.tolerance, Runner(staging / "model.onnx", "onnxruntime"))
+        if calibration:
+            require("nncf", "--openvino with calibration text")
+            record["openvino"]["int8"] = write_openvino_int8(staging, calibration)
+    if held_out:
+        record["serving"] = pick(staging, held_out, [expected_of(feeds) for feeds in held_out], task, threads=args.threads)
+    return record
+
+
+def expected_sample(tokenizer, names, max_length):
+    from small_encoders.deploy.export import CHECK_SENTENCES, encode
+
+    return encode(tokenizer, CHECK_SENTENCES, names, max_length)

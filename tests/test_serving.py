@@ -1,0 +1,152 @@
+"""deploy/serving.py and the faster artefacts of deploy/export.py: every backend's parity with PyTorch (OpenVINO's
+float32 IR, its default precision and NNCF int8, ONNX Runtime's static and dynamic int8), the pick that export.json
+records and the wrapper follows, a forced backend, and a runtime that is not installed (one line naming the extra)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+
+from small_encoders.deploy import serving
+from small_encoders.deploy.export import TOLERANCE
+from small_encoders.deploy.export import main as export_main
+
+SENTENCES = ["the old captain saw the sea", "a ship", "she said the house was very small and the night was long",
+             "the whale came at night", "a small house by the sea"]
+
+
+def record_folder(tmp_path, files, serving_entry=None):
+    folder = tmp_path / "export"
+    for name in files:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"")
+    (folder / "export.json").write_text(json.dumps({"task": "sequence-classification",
+                                                    **({"serving": serving_entry} if serving_entry else {})}))
+    return folder
+
+
+def test_auto_follows_the_exports_measured_order_and_never_serves_what_failed_its_check(tmp_path, monkeypatch):
+    files = ["model.onnx", "model_int8.onnx", "model_int8_static.onnx", "openvino/model.xml", "openvino/model_int8.xml"]
+    measured = {name: {"passes": name != "openvino-int8"} for name in serving.BACKENDS}
+    folder = record_folder(tmp_path, files, {"ranking": ["onnxruntime-int8-static", "openvino", "onnxruntime"],
+                                             "measured": measured})
+    monkeypatch.setattr(serving, "installed", lambda module: True)
+    assert serving.choose(folder) == "onnxruntime-int8-static"
+    (folder / "model_int8_static.onnx").unlink()  # the first of the order gone: the next one
+    assert serving.choose(folder) == "openvino"
+    monkeypatch.setattr(serving, "installed", lambda module: module != "openvino")  # OpenVINO not installed
+    assert serving.choose(folder) == "onnxruntime"  # not the int8 copy the export measured and left out
+    # no pick recorded (an export without calibration text): the fixed order, int8 before float32
+    plain = record_folder(tmp_path / "plain", ["model.onnx", "model_int8.onnx"])
+    assert serving.choose(plain) == "onnxruntime-int8"
+    assert serving.choose(plain, "onnxruntime") == "onnxruntime"
+
+
+def test_a_forced_backend_that_cannot_run_is_one_line_saying_what_to_do(tmp_path, monkeypatch):
+    folder = record_folder(tmp_path, ["model.onnx", "openvino/model.xml"])
+    monkeypatch.setattr(serving, "installed", lambda module: module != "openvino")
+    with pytest.raises(serving.ServingError, match=r'openvino package, which is not installed: pip install -e "\.\[deploy\]"'):
+        serving.choose(folder, "openvino")
+    with pytest.raises(serving.ServingError, match="no model_int8.onnx for the onnxruntime-int8 backend .*--int8"):
+        serving.choose(folder, "onnxruntime-int8")
+    with pytest.raises(serving.ServingError, match="choose auto or one of"):
+        serving.choose(folder, "tensorrt")
+    with pytest.raises(serving.ServingError, match="not an export folder"):
+        serving.choose(tmp_path)
+
+
+@pytest.fixture
+def classifier(tmp_path, tiny_tokenizer):
+    from small_encoders.modeling import SmallEncoderForSequenceClassification
+
+    torch.manual_seed(0)
+    config = tiny_config(position_embedding_type="rope", mlp_type="swiglu", norm_type="rmsnorm", num_labels=2)
+    model = SmallEncoderForSequenceClassification(config)
+    folder = tmp_path / "classifier"
+    model.save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    glue = tmp_path / "glue" / "SST-2"
+    glue.mkdir(parents=True)
+    words = "the old captain saw sea a ship she said house was very small and night long whale came at by".split()
+    rng = np.random.default_rng(0)
+    rows = [" ".join(rng.choice(words, size=int(rng.integers(3, 14)))) + f"\t{i % 2}" for i in range(200)]
+    (glue / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    return folder
+
+
+def pytorch_logits(folder, sentences):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        return model(**tokenizer(sentences, padding=True, return_tensors="pt")).logits.numpy()
+
+
+@pytest.mark.slow
+def test_every_artefact_agrees_with_pytorch_and_the_pick_is_the_fastest_that_passes(tmp_path, classifier):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    out = tmp_path / "onnx"
+    assert export_main(["--model_dir", str(classifier), "--output_dir", str(out), "--int8", "--int8_static", "--openvino",
+                        "--calibration_task", "sst2", "--data_dir", str(tmp_path / "glue"), "--calibration_sentences", "64",
+                        "--pick_sentences", "96"]) in (0, None)
+    record = json.loads((out / "export.json").read_text())
+    for name, (_, file, _) in serving.BACKENDS.items():
+        assert (out / file).is_file() and file in record["files"], name
+    assert record["openvino"]["float32_max_abs_difference"] <= TOLERANCE
+    assert record["calibration"] == {"task": "sst2", "split": "train", "sentences": 64, "held_out_sentences": 96}
+    picked = record["serving"]
+    assert set(picked["measured"]) == set(serving.BACKENDS)
+    speeds = [picked["measured"][name]["sentences_per_second"] for name in picked["ranking"]]
+    assert speeds == sorted(speeds, reverse=True) and picked["default"] == picked["ranking"][0]
+    assert all(picked["measured"][name]["passes"] for name in picked["ranking"])
+    assert "onnxruntime" in picked["ranking"]  # float32 always agrees with PyTorch
+    expected = pytorch_logits(classifier, SENTENCES)
+    assert serving.ExportedModel(out).backend == picked["default"]
+    for name in serving.BACKENDS:  # each artefact, forced, from text: float32 within the tolerance, the rest close
+        model = serving.ExportedModel(out, backend=name)
+        got = model(SENTENCES)
+        assert model.backend == name and got.shape == expected.shape
+        bound = TOLERANCE if name == "onnxruntime" else 0.05 * (1 + np.abs(expected).max())
+        assert np.abs(got - expected).max() <= bound, name
+    strict = serving.Runner(out / "openvino" / "model.xml", "openvino", INFERENCE_PRECISION_HINT="f32")
+    model = serving.ExportedModel(out, backend="onnxruntime")
+    assert np.abs(strict(model.feeds(model.encode_batch(SENTENCES))) - expected).max() <= TOLERANCE
+    assert (out / "serving.py").read_bytes() == open(serving.__file__, "rb").read()  # the loader travels with the files
+
+
+@pytest.mark.slow
+def test_a_runtime_that_is_not_installed_is_one_error_line_and_auto_falls_back(tmp_path, classifier):
+    out = tmp_path / "onnx"
+    assert export_main(["--model_dir", str(classifier), "--output_dir", str(out), "--int8"]) in (0, None)
+    (out / "openvino").mkdir()
+    (out / "openvino" / "model.xml").write_text("<net/>")  # as if exported with --openvino
+    script = f"""
+import sys
+sys.modules['openvino'] = None  # not installed
+sys.modules['torch'] = None
+sys.path.insert(0, {str(out)!r})
+from serving import ExportedModel, ServingError
+print(ExportedModel({str(out)!r}).backend)
+try:
+    ExportedModel({str(out)!r}, backend='openvino')
+except ServingError as error:
+    print(error)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    auto, refusal = done.stdout.strip().splitlines()[-2:]
+    assert auto == "onnxruntime-int8"
+    assert refusal == 'the openvino backend needs the openvino package, which is not installed: pip install -e ".[deploy]" (or pip install openvino)'
+    script = ("import sys\nsys.modules['openvino'] = None\nfrom small_encoders.deploy.export import main\n"
+              f"sys.exit(main(['--model_dir', {str(classifier)!r}, '--output_dir', {str(tmp_path / 'ov')!r}, '--openvino']))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode in (1, 2) and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert errors == ['error: --openvino needs the openvino package, which is not installed: pip install -e ".[deploy]" (or pip install openvino)']
+    assert not (tmp_path / "ov").exists()
