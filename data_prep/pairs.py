@@ -107,15 +107,17 @@ def load_hub_pairs(name, config=None, split="train", max_score=1.0):
 
 
 def glue_pairs(task, glue_dir=None):
-    """A GLUE train set as embedding pairs: MRPC's paraphrases (label 1) as positive pairs, STS-B's pairs scored 0-5
-    as scores in [0, 1]. Only the train split is read (dev and test are for evaluation)."""
+    """A GLUE train set as scored pairs: MRPC's pairs with their label (1 a paraphrase, 0 not) as the score, STS-B's
+    0-5 scores divided by 5. Both train with CoSENT, which ranks every pair of a batch by its score: MRPC's
+    non-paraphrases (most share many words with their sentence) are negatives that in-batch negatives of the
+    paraphrases alone never show (with the paraphrases only, MRPC's average precision fell below the start's in every
+    run of docs/results.md). Only the train split is read (dev and test are for evaluation)."""
     from small_encoders.eval.glue_data import load_glue
 
     train = load_glue(task, glue_dir, splits=["train"])["train"]
     if task == "mrpc":
-        positives = train.filter(lambda row: row["label"] == 1, desc="MRPC paraphrases")
-        return as_shape(positives.rename_columns({"sentence1": "anchor", "sentence2": "positive"}).remove_columns("label"),
-                        "MRPC train")
+        scored = train.map(lambda row: {"score": float(row["label"])}, remove_columns=["label"], desc="MRPC labels as scores")
+        return as_shape(scored, "MRPC train")
     if task == "stsb":
         return as_shape(train.rename_column("label", "score"), "STS-B train", max_score=5.0)
     raise UserError(f"--glue_pairs: no pairs are made from {task}; choose mrpc or stsb")

@@ -39,7 +39,7 @@ class EmbeddingRecipe(TypedSettings):
     raw_text_sample_by: str = setting("paragraph", "data", "raw .txt files: one document per line, per blank-line paragraph, or per file", choices=("line", "paragraph", "document"))
     raw_pairs: str = setting("spans", "data", "pairs made from a raw document: title (its first line and the text after it), spans (two distinct passages of it) or next (a sentence and the next)", choices=PAIR_KINDS)
     max_raw_pairs: int = setting(50_000, "data", "raw-text pairs made at most (a seeded sample of the documents)", low=1, high=10**9, integer=True)
-    glue_pairs: list = setting([], "data", "labelled pairs of GLUE train sets: mrpc (its paraphrases as positive pairs), stsb (scored pairs); never a dev or test split")
+    glue_pairs: list = setting([], "data", "labelled pairs of GLUE train sets, as scored pairs (CoSENT): mrpc (1 a paraphrase, 0 not), stsb (0-5 scores); never a dev or test split")
     glue_dir: str | None = setting(None, "data", "local GLUE TSV folders (MRPC/train.tsv, ...); default: the Hub's nyu-mll/glue")
     max_score: float = setting(1.0, "data", "the top of a pair file's score scale (scores run from 0 to it; 5 for STS-B-style files)", kind="positive", low=1e-9, high=1e9)
     max_train_pairs: int | None = setting(None, "data", "use at most this many rows of each training set", low=1, high=10**10, integer=True)
@@ -67,7 +67,7 @@ class EmbeddingRecipe(TypedSettings):
     save_steps: int = setting(500, "training", "write a checkpoint every N steps (a multiple of --logging_steps)", low=1, high=10**9, integer=True, trainer=True)
     save_total_limit: int = setting(2, "training", "checkpoints kept", low=1, high=10**6, integer=True, trainer=True)
     seed: int = setting(42, "training", "seed of the data order and the pairs made from raw text", low=0, high=checks.MAX_SEED, integer=True, trainer=True)
-    bf16: Any = setting("auto", "training", "auto (on where the GPU supports it), true or false", choices=("auto", True, False))
+    bf16: Any = setting("auto", "training", "bf16 autocast: auto (on where the GPU supports it, or the CPU computes bf16 natively: AMX or AVX-512 BF16), true or false", choices=("auto", True, False))
     resume_from_checkpoint: str | None = setting(None, "training", "a checkpoint folder, or latest")
     overwrite_output_dir: bool = setting(False, "training", "replace a different run in --output_dir")
     # time budget
