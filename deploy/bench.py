@@ -315,10 +315,10 @@ def run(args):
     encoded, labels, split = load_dev(args, tokenizer, embedder)
     threads = args.threads or torch.get_num_threads()
     batch1 = batches_of(encoded, 1, args.batch1_sentences)
-    order = None
+    sentence_order = None
     if args.length_sorted:  # longest first, as sentence-transformers' encode sorts: less padding in every batch
-        order = np.argsort(-encoded["attention_mask"].sum(1), kind="stable")
-    batch32 = batches_of(encoded, args.batch_size, order=order)
+        sentence_order = np.argsort(-encoded["attention_mask"].sum(1), kind="stable")
+    batch32 = batches_of(encoded, args.batch_size, order=sentence_order)
     print(f"{args.task_name} {split}: {len(encoded['input_ids'])} sentences{' (a sentence embedder: STS-B Spearman)' if embedder else ''}; batch 1 over the first {len(batch1)}, batch "
           f"{args.batch_size} over all ({len(batch32)} batches); {threads} threads; backends: {', '.join(sources)}",
           flush=True)
@@ -336,8 +336,8 @@ def run(args):
                 latency[name][size] += seconds
                 throughput[name][size].append(sum(len(b["input_ids"]) for b in batches) / sum(seconds))
                 if size == args.batch_size and name not in accuracy:
-                    if order is not None:  # back to the dev set's order
-                        logits = logits[np.argsort(order, kind="stable")]
+                    if sentence_order is not None:  # back to the dev set's order
+                        logits = logits[np.argsort(sentence_order, kind="stable")]
                     accuracy[name] = quality(logits, labels, embedder)
         print(f"round {round_number + 1}/{args.rounds}: " + ", ".join(
             f"{name} {statistics.median(throughput[name][args.batch_size]):,.0f}/s" for name in backends), flush=True)

@@ -208,6 +208,21 @@ def test_the_three_evaluations_give_the_known_answer_on_fixtures_built_for_it(tm
     assert relevant == {"q0": {"d0"}, "q1": {"d0"}}
 
 
+def test_glue_train_sets_become_scored_pairs_with_every_mrpc_pair_labelled(tmp_path):
+    """MRPC's paraphrases score 1 and its non-paraphrases 0 (CoSENT ranks them apart), STS-B's 0-5 scores are divided
+    by 5; every train row is kept, and the dev split is never read."""
+    from small_encoders.data_prep.pairs import glue_pairs
+
+    glue = write_glue(tmp_path)
+    (glue / "MRPC" / "dev.tsv").write_text("not a GLUE file")  # read, it would fail
+    mrpc, shape = glue_pairs("mrpc", str(glue))
+    assert shape == "scored" and mrpc.column_names == ["sentence1", "sentence2", "score"]
+    assert mrpc["score"] == [1.0 if i % 2 == 0 else 0.0 for i in range(10)]
+    assert all(row["sentence1"] == row["sentence2"] for row in mrpc if row["score"] == 1.0)
+    stsb, shape = glue_pairs("stsb", str(glue))
+    assert shape == "scored" and stsb["score"] == [1.0 if i % 2 == 0 else 0.0 for i in range(10)]
+
+
 def test_raw_text_pairs_are_made_three_ways_and_never_repeat(tmp_path):
     from small_encoders.data_prep.pairs import raw_text_pairs
 

@@ -1,10 +1,14 @@
 """Side experiment (issue 57): STS-B dev Spearman and MRPC dev AP over steps, STS-B (CoSENT) + MRPC train labelled 0/1 (CoSENT)."""
-import sys, time, json
+import json
+import sys
+import time
+
 from datasets import DatasetDict
-from small_encoders.recipes import train_embeddings as te
-from small_encoders.eval.glue_data import load_glue
+from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments, evaluation, losses
+
 from small_encoders.data_prep import pairs
-from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments, losses, evaluation
+from small_encoders.eval.glue_data import load_glue
+from small_encoders.recipes import train_embeddings as te
 
 steps, lr, bf16, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "bf16", sys.argv[4]
 glue = "/work/shared/data/glue"
