@@ -2,7 +2,7 @@
 no torch, no transformers. One file with no import from this repository: deploy/export.py copies it into every
 export folder as serving.py, so a Hub user, the demo's ONNX page and its Space load a model the same way.
 
-    from serving import ExportedModel                  # the copy in the export folder (or small_encoders.deploy.serving)
+    from small_encoders.deploy.serving import ExportedModel   # or the copy in the export folder, serving.py
     model = ExportedModel("runs/sst2-onnx")             # backend "auto": the one deploy/export.py measured fastest here
     model.backend                                       # e.g. "openvino-int8"
     logits = model(["a gripping film", "two hours that feel like four"])

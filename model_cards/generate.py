@@ -200,11 +200,11 @@ def onnx_usage(name, record):
              f"difference from PyTorch on its check sentences was {check.get('max_abs_difference', float('nan')):.1e})"
              + (f"; beside it {', '.join(written)}" if written else "") + "." + picked
              + " It needs `onnxruntime` (or `openvino`), `tokenizers` and `numpy` only:", "",
-             "```python", "import sys", "from huggingface_hub import snapshot_download", "",
+             "```python", "import importlib.util", "from huggingface_hub import snapshot_download", "",
              f'folder = snapshot_download("{name}", allow_patterns=["onnx/*", "*.json"])',
-             'sys.path.insert(0, f"{folder}/onnx")  # onnx/serving.py: the loader that picks the runtime',
-             "from serving import ExportedModel", "",
-             'model = ExportedModel(f"{folder}/onnx")  # or backend="onnxruntime", "openvino-int8", ...',
+             'spec = importlib.util.spec_from_file_location("serving", f"{folder}/onnx/serving.py")  # the loader',
+             "serving = importlib.util.module_from_spec(spec)", "spec.loader.exec_module(serving)", "",
+             'model = serving.ExportedModel(f"{folder}/onnx")  # or backend="onnxruntime", "openvino-int8", ...',
              f"{record.get('output', 'logits')} = model([\"A small encoder, served on a CPU.\"])", "```", ""]
     return lines
 

@@ -130,8 +130,11 @@ def test_a_runtime_that_is_not_installed_is_one_error_line_and_auto_falls_back(t
 import sys
 sys.modules['openvino'] = None  # not installed
 sys.modules['torch'] = None
-sys.path.insert(0, {str(out)!r})
-from serving import ExportedModel, ServingError
+import importlib.util
+spec = importlib.util.spec_from_file_location('serving', {str(out / 'serving.py')!r})
+serving = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(serving)
+ExportedModel, ServingError = serving.ExportedModel, serving.ServingError
 print(ExportedModel({str(out)!r}).backend)
 try:
     ExportedModel({str(out)!r}, backend='openvino')
