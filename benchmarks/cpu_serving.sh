@@ -8,7 +8,7 @@
 # 2. stock-bert: a stock BertForSequenceClassification of the same size (6 x 384, BERT's uncased vocabulary, 22.7M),
 #    its weights untrained (speed and agreement only: its accuracy means nothing),
 # 3. embedder: the sentence embedder of recipes/train_embeddings.py given as EMBEDDER (a folder), served on STS-B dev.
-# Each is exported with every artefact (deploy/export.py --int8 --int8_static --openvino, calibrated on the task's
+# Each is exported with every artefact (deploy/export.py --int8 --int8_static --openvino --ort_fusions, calibrated on the task's
 # train sentences, the pick timed on held-out ones) and benchmarked with deploy/bench.py (batch 1 and 32, 3 rounds,
 # the backends taking turns); the JSON files go to RESULTS. Needs the deploy extra (pip install -e ".[deploy]").
 set -euo pipefail
@@ -24,7 +24,7 @@ export_and_bench() {  # name, model folder, calibration task, bench arguments...
     local name=$1 model=$2 task=$3
     shift 3
     python deploy/export.py --model_dir "$model" --output_dir "$WORK/$name-export" --overwrite --int8 --int8_static \
-        --openvino --calibration_task "$task" --data_dir "$DATA/glue" 2>&1 | grep -v "Loading weights" | tee "$RESULTS/$name-export.log"
+        --openvino --ort_fusions --calibration_task "$task" --data_dir "$DATA/glue" 2>&1 | grep -v "Loading weights" | tee "$RESULTS/$name-export.log"
     cp "$WORK/$name-export/export.json" "$RESULTS/$name-export.json"
     python deploy/bench.py --model_dir "$model" --onnx "$WORK/$name-export" --data_dir "$DATA/glue" --rounds "$ROUNDS" \
         --output_json "$RESULTS/$name-bench.json" "$@" 2>&1 | grep -v "Loading weights" | tee "$RESULTS/$name-bench.log"

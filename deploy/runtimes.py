@@ -105,6 +105,26 @@ def write_ort_static(staging, calibration, scales):
             "file": "model_int8_static.onnx"}
 
 
+def write_fused(staging, feeds, expected, tolerance):
+    """model_fused.onnx: model.onnx rewritten by onnxscript's ONNX Runtime fusions (attention into the com.microsoft
+    MultiHeadAttention operator where the graph matches), checked against PyTorch within `tolerance`. Returns the
+    record's entry: which fusions matched."""
+    import numpy as np
+    import onnx_ir
+    from onnxscript.rewriter.ort_fusions import optimize_for_ort
+
+    model, counts = optimize_for_ort(onnx_ir.load(str(staging / "model.onnx")))
+    onnx_ir.save(model, str(staging / "model_fused.onnx"))
+    difference = float(np.abs(Runner(staging / "model_fused.onnx", "onnxruntime-fused")(feeds) - expected).max())
+    if not difference <= tolerance:
+        raise UserError(f"the fused graph differs from PyTorch by {difference:.3g}, more than --tolerance {tolerance:g}; "
+                        f"nothing was written (export without --ort_fusions)")
+    matched = {name: count for name, count in counts.items() if count}
+    print(f"fused graph model_fused.onnx: {', '.join(f'{n} x{c}' for n, c in matched.items()) or 'no fusion matched'}; "
+          f"within {difference:.2e} of PyTorch")
+    return {"file": "model_fused.onnx", "fusions": matched, "max_abs_difference": difference}
+
+
 def agreement_of(got, expected, task):
     import numpy as np
 
@@ -169,7 +189,7 @@ def batches_from(tokenizer, texts, pairs, names, max_length, size=PICK_BATCH):
 
 
 def stage(args, staging, task, tokenizer, names, max_length, expected_of):
-    """Write what --openvino and --int8_static ask, calibrated on --calibration_task's train sentences (STS-B train for
+    """Write what --ort_fusions, --openvino and --int8_static ask, calibrated on --calibration_task's train sentences (STS-B train for
     a sentence embedder when --data_dir is given), and pick the default backend on the held-out ones.
     `expected_of(feeds)` is PyTorch's output. Returns the export record's entries."""
     record = {}
@@ -188,6 +208,9 @@ def stage(args, staging, task, tokenizer, names, max_length, expected_of):
                                 pairs[cut:cut + args.pick_sentences] if pairs else None, names, max_length)
         record["calibration"] = {"task": calibration_task, "split": "train", "sentences": cut,
                                  "held_out_sentences": sum(len(b["input_ids"]) for b in held_out)}
+    if args.ort_fusions:
+        sample = expected_sample(tokenizer, names, max_length)
+        record["ort_fusions"] = write_fused(staging, sample, expected_of(sample), args.tolerance)
     if args.int8_static:
         record["int8_static"] = write_ort_static(staging, calibration, args.int8_scales)
     if args.openvino:

@@ -92,27 +92,29 @@ def test_every_artefact_agrees_with_pytorch_and_the_pick_is_the_fastest_that_pas
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
     out = tmp_path / "onnx"
-    assert export_main(["--model_dir", str(classifier), "--output_dir", str(out), "--int8", "--int8_static", "--openvino",
+    assert export_main(["--model_dir", str(classifier), "--output_dir", str(out), "--int8", "--int8_static", "--openvino", "--ort_fusions",
                         "--calibration_task", "sst2", "--data_dir", str(tmp_path / "glue"), "--calibration_sentences", "64",
                         "--pick_sentences", "96"]) in (0, None)
     record = json.loads((out / "export.json").read_text())
     for name, (_, file, _) in serving.BACKENDS.items():
         assert (out / file).is_file() and file in record["files"], name
     assert record["openvino"]["float32_max_abs_difference"] <= TOLERANCE
+    assert record["ort_fusions"]["max_abs_difference"] <= TOLERANCE
+    assert record["ort_fusions"]["fusions"].get("sdpa_via_mha", 0) >= 2  # each layer's attention, fused
     assert record["calibration"] == {"task": "sst2", "split": "train", "sentences": 64, "held_out_sentences": 96}
     picked = record["serving"]
     assert set(picked["measured"]) == set(serving.BACKENDS)
     speeds = [picked["measured"][name]["sentences_per_second"] for name in picked["ranking"]]
     assert speeds == sorted(speeds, reverse=True) and picked["default"] == picked["ranking"][0]
     assert all(picked["measured"][name]["passes"] for name in picked["ranking"])
-    assert "onnxruntime" in picked["ranking"]  # float32 always agrees with PyTorch
+    assert {"onnxruntime", "onnxruntime-fused"} <= set(picked["ranking"])  # float32 always agrees with PyTorch
     expected = pytorch_logits(classifier, SENTENCES)
     assert serving.ExportedModel(out).backend == picked["default"]
     for name in serving.BACKENDS:  # each artefact, forced, from text: float32 within the tolerance, the rest close
         model = serving.ExportedModel(out, backend=name)
         got = model(SENTENCES)
         assert model.backend == name and got.shape == expected.shape
-        bound = TOLERANCE if name == "onnxruntime" else 0.05 * (1 + np.abs(expected).max())
+        bound = TOLERANCE if name in ("onnxruntime", "onnxruntime-fused") else 0.05 * (1 + np.abs(expected).max())
         assert np.abs(got - expected).max() <= bound, name
     strict = serving.Runner(out / "openvino" / "model.xml", "openvino", INFERENCE_PRECISION_HINT="f32")
     model = serving.ExportedModel(out, backend="onnxruntime")
