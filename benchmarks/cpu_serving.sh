@@ -49,9 +49,10 @@ for model in $MODELS; do
             python - "$DATA/tokenizers/bert-base-uncased" "$WORK/bert-6x384" <<'EOF'
 import sys
 import torch
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-tokenizer = BertTokenizerFast(vocab_file=f"{sys.argv[1]}/vocab.txt", do_lower_case=True)
-config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=384, num_hidden_layers=6, num_attention_heads=6,
+from transformers import BertConfig, BertForSequenceClassification
+from small_encoders.data_prep.tokenizer import load_tokenizer
+tokenizer = load_tokenizer(sys.argv[1])  # BERT's uncased WordPiece from its vocab.txt
+config = BertConfig(vocab_size=len(tokenizer), hidden_size=384, num_hidden_layers=6, num_attention_heads=6,
                     intermediate_size=1536, max_position_embeddings=512, num_labels=2)
 torch.manual_seed(0)
 model = BertForSequenceClassification(config)
