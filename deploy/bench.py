@@ -296,6 +296,53 @@ def machine():
             "system": platform.platform()}
 
 
+def measure_rounds(args, sources, threads, batch1, batch32, labels, embedder, sentence_order):
+    """The backends taking turns for --rounds rounds (the order reversed every round): ({backend: {size: seconds per
+    call}}, {backend: {size: sentences/s per round}}, {backend: dev accuracy or Spearman})."""
+    import numpy as np
+
+    backends = {name: Backend(name, spec, threads) for name, spec in sources.items()}
+    for backend in backends.values():  # warm-up: first-call allocations and graph preparation stay off the clock
+        timed(backend, batch32[:2] + batch1[:4])
+    latency = {name: {1: [], args.batch_size: []} for name in backends}
+    throughput = {name: {1: [], args.batch_size: []} for name in backends}
+    accuracy = {}
+    for round_number in range(args.rounds):
+        order = list(backends) if round_number % 2 == 0 else list(reversed(backends))
+        for name in order:
+            for size, batches in ((1, batch1), (args.batch_size, batch32)):
+                seconds, logits = timed(backends[name], batches)
+                latency[name][size] += seconds
+                throughput[name][size].append(sum(len(b["input_ids"]) for b in batches) / sum(seconds))
+                if size == args.batch_size and name not in accuracy:
+                    if sentence_order is not None:  # back to the dev set's order
+                        logits = logits[np.argsort(sentence_order, kind="stable")]
+                    accuracy[name] = quality(logits, labels, embedder)
+        print(f"round {round_number + 1}/{args.rounds}: " + ", ".join(
+            f"{name} {statistics.median(throughput[name][args.batch_size]):,.0f}/s" for name in backends), flush=True)
+    return latency, throughput, accuracy
+
+
+def default_summary(args, sources, rows, embedder):
+    """The export's default backend (what deploy/serving.py loads) against PyTorch float32 and bf16, printed; None
+    without an export."""
+    chosen = default_backend(args, sources)
+    if not chosen:
+        return None
+    size, base = args.batch_size, rows[0]
+    by_name = {row["backend"]: row for row in rows}
+    row = by_name[chosen]
+    summary = {"backend": chosen, "vs_pytorch_batch1": row["batch1"]["sentences_per_second"] / base["batch1"]["sentences_per_second"],
+               f"vs_pytorch_batch{size}": row["speedup_batch32"], "accuracy_change_points": row["accuracy_change_points"]}
+    if "pytorch-bf16" in by_name:
+        summary["vs_pytorch_bf16"] = row[f"batch{size}"]["sentences_per_second"] / by_name["pytorch-bf16"][f"batch{size}"]["sentences_per_second"]
+    print(f"\nthe export's default ({chosen}, what deploy/serving.py loads): {summary[f'vs_pytorch_batch{size}']:.2f}x PyTorch "
+          f"float32 at batch {size}, {summary['vs_pytorch_batch1']:.2f}x at batch 1"
+          + (f", {summary['vs_pytorch_bf16']:.2f}x PyTorch bf16 autocast" if "vs_pytorch_bf16" in summary else "")
+          + f"; {'Spearman' if embedder else 'accuracy'} {summary['accuracy_change_points']:+.2f} points")
+    return summary
+
+
 def run(args):
     from importlib.metadata import version
 
@@ -322,25 +369,7 @@ def run(args):
     print(f"{args.task_name} {split}: {len(encoded['input_ids'])} sentences{' (a sentence embedder: STS-B Spearman)' if embedder else ''}; batch 1 over the first {len(batch1)}, batch "
           f"{args.batch_size} over all ({len(batch32)} batches); {threads} threads; backends: {', '.join(sources)}",
           flush=True)
-    backends = {name: Backend(name, spec, threads) for name, spec in sources.items()}
-    for backend in backends.values():  # warm-up: first-call allocations and graph preparation stay off the clock
-        timed(backend, batch32[:2] + batch1[:4])
-    latency = {name: {1: [], args.batch_size: []} for name in backends}
-    throughput = {name: {1: [], args.batch_size: []} for name in backends}
-    accuracy = {}
-    for round_number in range(args.rounds):
-        order = list(backends) if round_number % 2 == 0 else list(reversed(backends))
-        for name in order:
-            for size, batches in ((1, batch1), (args.batch_size, batch32)):
-                seconds, logits = timed(backends[name], batches)
-                latency[name][size] += seconds
-                throughput[name][size].append(sum(len(b["input_ids"]) for b in batches) / sum(seconds))
-                if size == args.batch_size and name not in accuracy:
-                    if sentence_order is not None:  # back to the dev set's order
-                        logits = logits[np.argsort(sentence_order, kind="stable")]
-                    accuracy[name] = quality(logits, labels, embedder)
-        print(f"round {round_number + 1}/{args.rounds}: " + ", ".join(
-            f"{name} {statistics.median(throughput[name][args.batch_size]):,.0f}/s" for name in backends), flush=True)
+    latency, throughput, accuracy = measure_rounds(args, sources, threads, batch1, batch32, labels, embedder, sentence_order)
     rows = []
     for name, spec in sources.items():
         memory = peak_memory(name, str(spec), threads, batch32) if not args.skip_memory else None
@@ -366,19 +395,7 @@ def run(args):
         print(f"| {row['backend']} | {one['sentences_per_second']:,.1f} | {one['p50_ms']:.1f} / {one['p95_ms']:.1f} | "
               f"{many['sentences_per_second']:,.1f} | {many['p50_ms']:.1f} / {many['p95_ms']:.1f} | "
               f"{row['speedup_batch32']:.2f}x | {100 * row['accuracy']:.2f} ({row['accuracy_change_points']:+.2f}) | {memory} |")
-    chosen = default_backend(args, sources)
-    summary = None
-    if chosen:
-        by_name = {row["backend"]: row for row in rows}
-        row = by_name[chosen]
-        summary = {"backend": chosen, "vs_pytorch_batch1": row["batch1"]["sentences_per_second"] / base["batch1"]["sentences_per_second"],
-                   f"vs_pytorch_batch{size}": row["speedup_batch32"], "accuracy_change_points": row["accuracy_change_points"]}
-        if "pytorch-bf16" in by_name:
-            summary["vs_pytorch_bf16"] = row[f"batch{size}"]["sentences_per_second"] / by_name["pytorch-bf16"][f"batch{size}"]["sentences_per_second"]
-        print(f"\nthe export's default ({chosen}, what deploy/serving.py loads): {summary[f'vs_pytorch_batch{size}']:.2f}x PyTorch "
-              f"float32 at batch {size}, {summary['vs_pytorch_batch1']:.2f}x at batch 1"
-              + (f", {summary['vs_pytorch_bf16']:.2f}x PyTorch bf16 autocast" if "vs_pytorch_bf16" in summary else "")
-              + f"; {'Spearman' if embedder else 'accuracy'} {summary['accuracy_change_points']:+.2f} points")
+    summary = default_summary(args, sources, rows, embedder)
     for row in rows:
         if row.get("operator_shares"):
             print(f"{row['backend']}, kernel time by operator (batch {size}): " + ", ".join(
