@@ -8,8 +8,8 @@ with a fine-tuned sequence-classification head, classification with the label na
 
 It loads stock RoBERTa / BERT / ELECTRA folders and SmallEncoder folders (their modeling code travels with
 the folder, so it is loaded with `trust_remote_code`). With `--onnx` it serves an export instead, with onnxruntime or
-OpenVINO and tokenizers alone, loaded by deploy/serving.py (the artefact the export measured fastest that the installed
-runtimes can run, or `--backend NAME`; the export's one task). The same file
+OpenVINO and tokenizers alone, loaded by deploy/serving.py (the artefact the export measured fastest one sentence at a time that the
+installed runtimes can run, or `--backend NAME`; the export's one task). The same file
 is the app of a Hugging Face Space: `model_cards/publish.py --space_id ...` writes it with a `space_config.json`
 naming the model (and, with `--onnx`, the export's folder in the model's repository, so the Space needs no torch).
 A folder that is not a model, or a sentence without the mask token, gets a message on the page instead of a
@@ -242,7 +242,7 @@ class OnnxDemo:
         serving = serving_module(folder)
         self.np = numpy
         try:
-            self.model = serving.ExportedModel(folder, backend)
+            self.model = serving.ExportedModel(folder, backend, prefer="latency")  # the page answers one text at a time
         except serving.ServingError as error:
             raise DemoError(f"--onnx {onnx}: {error}") from None
         self.record, self.task, self.config = self.model.record, self.model.task, self.model.config

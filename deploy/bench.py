@@ -248,14 +248,14 @@ def resolve_sources(args):
     return sources
 
 
-def default_backend(args, sources):
+def default_backend(args, sources, prefer="throughput"):
     """What deploy/serving.py's "auto" would load from the export folder (None without one)."""
     if not args.onnx:
         return None
     from small_encoders.deploy.serving import ServingError, choose
 
     try:
-        name = choose(args.onnx)
+        name = choose(args.onnx, prefer=prefer)
     except ServingError:
         return None
     return name if name in sources else None
@@ -340,6 +340,11 @@ def default_summary(args, sources, rows, embedder):
           f"float32 at batch {size}, {summary['vs_pytorch_batch1']:.2f}x at batch 1"
           + (f", {summary['vs_pytorch_bf16']:.2f}x PyTorch bf16 autocast" if "vs_pytorch_bf16" in summary else "")
           + f"; {'Spearman' if embedder else 'accuracy'} {summary['accuracy_change_points']:+.2f} points")
+    latency = default_backend(args, sources, prefer="latency")
+    if latency:  # what a server of single requests loads (prefer="latency"), at batch 1
+        summary["latency_backend"] = latency
+        summary["latency_vs_pytorch_batch1"] = by_name[latency]["batch1"]["sentences_per_second"] / base["batch1"]["sentences_per_second"]
+        print(f"one sentence at a time (prefer='latency'): {latency}, {summary['latency_vs_pytorch_batch1']:.2f}x PyTorch float32 at batch 1")
     return summary
 
 

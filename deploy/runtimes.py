@@ -23,6 +23,7 @@ from small_encoders.deploy.serving import BACKENDS, INSTALL, Runner, cpu_feature
 # predictions that agree (a classifier, a masked LM) or the mean cosine of the outputs (vectors, hidden states).
 MIN_AGREEMENT = {"sequence-classification": 0.99, "fill-mask": 0.95, "sentence-embedding": 0.99, "feature-extraction": 0.98}
 PICK_BATCH = 32
+LATENCY_SENTENCES = 64  # timed one at a time for the latency ranking
 
 
 def calibration_sentences(task, data_dir, count):
@@ -125,56 +126,76 @@ def write_fused(staging, feeds, expected, tolerance):
     return {"file": "model_fused.onnx", "fusions": matched, "max_abs_difference": difference}
 
 
-def agreement_of(got, expected, task):
-    import numpy as np
+def single_sentences(batches, count=LATENCY_SENTENCES):
+    """The first `count` sentences of the batches one at a time, each cut to its own length (as a server sees them)."""
+    out = []
+    for batch in batches:
+        for row in range(len(batch["input_ids"])):
+            length = int(batch["attention_mask"][row].sum())
+            out.append({name: value[row:row + 1, :length] for name, value in batch.items()})
+            if len(out) == count:
+                return out
+    return out
 
-    if task in ("sequence-classification", "fill-mask"):
-        return float((got.argmax(-1) == expected.argmax(-1)).mean())
-    a, b = got.reshape(-1, got.shape[-1]), expected.reshape(-1, expected.shape[-1])
-    return float(((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)).mean())
+
+def timed_turns(runners, inputs, rounds):
+    """Sentences per second of each runner on `inputs` (the runners taking turns, the order reversed every other
+    round; the median of `rounds`), and each runner's outputs from its first round."""
+    names = list(runners)
+    sentences = sum(len(feeds["input_ids"]) for feeds in inputs)
+    rates, outputs = {name: [] for name in names}, {}
+    for round_number in range(rounds):
+        for name in names if round_number % 2 == 0 else list(reversed(names)):
+            started, got = time.perf_counter(), [runners[name](feeds) for feeds in inputs]
+            rates[name].append(sentences / (time.perf_counter() - started))
+            outputs.setdefault(name, got)
+    return {name: statistics.median(rates[name]) for name in names}, outputs
 
 
 def pick(staging, batches, expected, task, threads=None, rounds=3):
     """Time every artefact in the folder whose runtime is installed on `batches` (turns, `rounds` rounds, the median)
-    and compare it with PyTorch's `expected` outputs: the export.json `serving` entry, fastest first among those that
-    pass the quality check."""
+    and one sentence at a time, and compare it with PyTorch's `expected` outputs: the export.json `serving` entry,
+    its `ranking` fastest first at batch 32 (throughput) and its `latency_ranking` fastest first one sentence at a
+    time, among the artefacts that pass the quality check."""
     import numpy as np
+
+    from small_encoders.deploy.export import agreement
 
     names = [name for name, (module, file, _) in BACKENDS.items() if (staging / file).is_file() and installed(module)]
     runners = {name: Runner(staging / BACKENDS[name][1], name, threads) for name in names}
-    rates, outputs = {name: [] for name in names}, {}
-    sentences = sum(len(b["input_ids"]) for b in batches)
     for name, runner in runners.items():  # warm-up: first calls compile and allocate
         runner(batches[0])
-    for round_number in range(rounds):
-        for name in names if round_number % 2 == 0 else list(reversed(names)):
-            started, got = time.perf_counter(), [runners[name](b) for b in batches]
-            rates[name].append(sentences / (time.perf_counter() - started))
-            outputs.setdefault(name, np.concatenate([g.reshape(len(b["input_ids"]), -1) for g, b in zip(got, batches)])
-                               if task != "fill-mask" else got)
+    rates, outputs = timed_turns(runners, batches, rounds)
+    singles = single_sentences(batches)
+    single_rates, _ = timed_turns(runners, singles, rounds)
+    sizes = [len(b["input_ids"]) for b in batches]
     measured = {}
     for name in names:
-        if task == "fill-mask":  # per-batch logits of different widths: agreement batch by batch
-            agreed = statistics.fmean(agreement_of(g, e, task) for g, e in zip(outputs[name], expected))
-        else:
-            agreed = agreement_of(outputs[name], np.concatenate([e.reshape(len(e), -1) for e in expected]), task)
-        measured[name] = {"sentences_per_second": round(statistics.median(rates[name]), 1), "agreement": round(agreed, 5),
+        agreed = float(np.average([agreement(g, e, task, b["attention_mask"]) for g, e, b in zip(outputs[name], expected, batches)],
+                                  weights=sizes))
+        measured[name] = {"sentences_per_second": round(rates[name], 1),
+                          "sentences_per_second_batch1": round(single_rates[name], 1), "agreement": round(agreed, 5),
                           "passes": agreed >= MIN_AGREEMENT[task], "precision": runners[name].precision}
-    ranking = sorted((n for n in names if measured[n]["passes"]), key=lambda n: -measured[n]["sentences_per_second"])
+    passing = [n for n in names if measured[n]["passes"]]
+    ranking = sorted(passing, key=lambda n: -measured[n]["sentences_per_second"])
+    latency_ranking = sorted(passing, key=lambda n: -measured[n]["sentences_per_second_batch1"])
     base = measured.get("onnxruntime", {}).get("sentences_per_second")
-    print(f"serving pick on {sentences} held-out sentences, batch {PICK_BATCH}, median of {rounds} rounds "
-          f"(agreement with PyTorch: {'mean cosine' if task not in ('sequence-classification', 'fill-mask') else 'predictions'}, "
-          f"at least {MIN_AGREEMENT[task]}):")
+    print(f"serving pick on {sum(sizes)} held-out sentences, batch {PICK_BATCH} and one at a time ({len(singles)}), "
+          f"median of {rounds} rounds (agreement with PyTorch: "
+          f"{'mean cosine' if task not in ('sequence-classification', 'fill-mask') else 'predictions'}, at least {MIN_AGREEMENT[task]}):")
     for name in names:
         row = measured[name]
-        ratio = f", {row['sentences_per_second'] / base:.2f}x ONNX Runtime float32" if base else ""
-        print(f"  {name:<24} {row['sentences_per_second']:>8,.1f} sentences/s{ratio}; agreement {row['agreement']:.4f}"
+        ratio = f" ({row['sentences_per_second'] / base:.2f}x ONNX Runtime float32)" if base else ""
+        print(f"  {name:<24} {row['sentences_per_second']:>8,.1f} sentences/s at batch {PICK_BATCH}{ratio}, "
+              f"{row['sentences_per_second_batch1']:,.1f} one at a time; agreement {row['agreement']:.4f}"
               f"{'' if row['passes'] else ' (fails the check: not served by default)'}; {row['precision']}")
     if ranking:
-        print(f"default backend: {ranking[0]} (deploy/serving.py loads it; force another with backend=...)")
-    return {"ranking": ranking, "default": ranking[0] if ranking else None, "measured": measured,
-            "batch_size": PICK_BATCH, "sentences": sentences, "rounds": rounds, "min_agreement": MIN_AGREEMENT[task],
-            "threads": threads, "cpu_features": cpu_features()}
+        print(f"default backend: {ranking[0]} for batches, {latency_ranking[0]} one sentence at a time "
+              f"(deploy/serving.py loads it: prefer='throughput' or 'latency'; force another with backend=...)")
+    return {"ranking": ranking, "default": ranking[0] if ranking else None, "latency_ranking": latency_ranking,
+            "latency_default": latency_ranking[0] if latency_ranking else None, "measured": measured,
+            "batch_size": PICK_BATCH, "sentences": sum(sizes), "latency_sentences": len(singles), "rounds": rounds,
+            "min_agreement": MIN_AGREEMENT[task], "threads": threads, "cpu_features": cpu_features()}
 
 
 def batches_from(tokenizer, texts, pairs, names, max_length, size=PICK_BATCH):

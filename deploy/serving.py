@@ -6,6 +6,7 @@ export folder as serving.py, so a Hub user, the demo's ONNX page and its Space l
     model = ExportedModel("runs/sst2-onnx")             # backend "auto": the one deploy/export.py measured fastest here
     model.backend                                       # e.g. "openvino-int8"
     logits = model(["a gripping film", "two hours that feel like four"])
+    ExportedModel("runs/sst2-onnx", prefer="latency")       # the fastest one sentence at a time (a server of single requests)
     ExportedModel("runs/sst2-onnx", backend="onnxruntime")   # force one (BACKENDS)
 
 Backends, each an artefact of the export folder and the runtime that runs it:
@@ -19,7 +20,8 @@ Backends, each an artefact of the export folder and the runtime that runs it:
     onnxruntime              model.onnx                ONNX Runtime, float32
 
 "auto" takes the order export.json's `serving` section records (the export timed every artefact it wrote on this kind
-of CPU and kept those within its quality check), else the order above; the first whose file is there and whose
+of CPU, at batch 32 and one sentence at a time, and kept those within its quality check; prefer="latency" takes the
+one-at-a-time order), else the order above; the first whose file is there and whose
 runtime imports. OpenVINO comes with `pip install -e ".[deploy]"` (or `pip install openvino`).
 """
 
@@ -83,9 +85,15 @@ def present(folder):
     return [name for name, (_, file, _) in BACKENDS.items() if (Path(folder) / file).is_file()]
 
 
-def choose(folder, backend="auto", record=None):
+PREFER = ("throughput", "latency")
+
+
+def choose(folder, backend="auto", record=None, prefer="throughput"):
     """The backend to serve `folder` with: `backend` itself when it can run here (else one line saying what is
-    missing), or for "auto" the first of the export's measured order that can."""
+    missing), or for "auto" the first of the export's measured order that can: fastest at batch 32 for
+    prefer="throughput", fastest one sentence at a time for prefer="latency" (a server answering single requests)."""
+    if prefer not in PREFER:
+        raise ServingError(f"prefer={prefer!r}: choose {' or '.join(PREFER)}")
     folder = Path(folder)
     record = read_record(folder) if record is None else record
     if backend != "auto":
@@ -99,7 +107,7 @@ def choose(folder, backend="auto", record=None):
             raise ServingError(f"the {backend} backend needs the {module} package, which is not installed: {INSTALL[module]}")
         return backend
     picked = record.get("serving") or {}
-    ranking = picked.get("ranking") or []
+    ranking = (picked.get("latency_ranking") if prefer == "latency" else None) or picked.get("ranking") or []
     unmeasured = [name for name in BACKENDS if name not in ranking and name not in picked.get("measured", {})]
     for name in ranking + unmeasured:  # one that failed the export's quality check is never served by default
         if name in BACKENDS and (folder / BACKENDS[name][1]).is_file() and installed(BACKENDS[name][0]):
@@ -168,13 +176,13 @@ class ExportedModel:
     the export's output: a classifier's logits, an embedder's sentence vectors, a masked LM's logits, or hidden
     states."""
 
-    def __init__(self, folder, backend="auto", threads=None):
+    def __init__(self, folder, backend="auto", threads=None, prefer="throughput"):
         from tokenizers import Tokenizer
 
         self.folder = Path(folder)
         self.record = read_record(self.folder)
         self.task = self.record.get("task")
-        self.backend = choose(self.folder, backend, self.record)
+        self.backend = choose(self.folder, backend, self.record, prefer)
         self.runner = Runner(self.folder / BACKENDS[self.backend][1], self.backend, threads)
         tokenizer_file, config_file = _beside(self.folder, "tokenizer.json"), _beside(self.folder, "config.json")
         if tokenizer_file is None or config_file is None:

@@ -43,6 +43,15 @@ def test_auto_follows_the_exports_measured_order_and_never_serves_what_failed_it
     assert serving.choose(folder) == "openvino"
     monkeypatch.setattr(serving, "installed", lambda module: module != "openvino")  # OpenVINO not installed
     assert serving.choose(folder) == "onnxruntime"  # not the int8 copy the export measured and left out
+    # one sentence at a time the export measured another order: prefer="latency" follows it
+    (folder / "model_int8_static.onnx").write_bytes(b"")
+    record = json.loads((folder / "export.json").read_text())
+    record["serving"]["latency_ranking"] = ["onnxruntime", "onnxruntime-int8-static"]
+    (folder / "export.json").write_text(json.dumps(record))
+    assert serving.choose(folder, prefer="latency") == "onnxruntime"
+    assert serving.choose(folder) == "onnxruntime-int8-static"
+    with pytest.raises(serving.ServingError, match="prefer='fastest': choose throughput or latency"):
+        serving.choose(folder, prefer="fastest")
     # no pick recorded (an export without calibration text): the fixed order, int8 before float32
     plain = record_folder(tmp_path / "plain", ["model.onnx", "model_int8.onnx"])
     assert serving.choose(plain) == "onnxruntime-int8"
@@ -137,6 +146,10 @@ def test_every_artefact_agrees_with_pytorch_and_the_pick_is_the_fastest_that_pas
     assert speeds == sorted(speeds, reverse=True) and picked["default"] == picked["ranking"][0]
     assert all(picked["measured"][name]["passes"] for name in picked["ranking"])
     assert {"onnxruntime", "onnxruntime-fused"} <= set(picked["ranking"])  # float32 always agrees with PyTorch
+    # one sentence at a time: the same artefacts that pass, fastest first by their own measurement
+    assert sorted(picked["latency_ranking"]) == sorted(picked["ranking"]) and picked["latency_sentences"] == 64
+    singles = [picked["measured"][name]["sentences_per_second_batch1"] for name in picked["latency_ranking"]]
+    assert singles == sorted(singles, reverse=True) and picked["latency_default"] == picked["latency_ranking"][0]
     assert (out / "serving.py").read_bytes() == open(serving.__file__, "rb").read()  # the loader travels with the files
     auto = isolated(["-c", BACKEND_OUTPUTS, str(out), json.dumps(SENTENCES)], cwd=tmp_path).strip().splitlines()[-1]
     assert auto == picked["default"]
