@@ -137,6 +137,8 @@ def test_every_artefact_agrees_with_pytorch_and_the_pick_is_the_fastest_that_pas
     for name, (_, file, _) in serving.BACKENDS.items():
         assert (out / file).is_file() and file in record["files"], name
     assert record["openvino"]["float32_max_abs_difference"] <= TOLERANCE
+    # the SmallEncoder's graph has the shape OpenVINO fuses: the rotary embedding of q and k in every layer
+    assert record["openvino"]["fused"].get("RoPE") == 2 * 2
     assert record["ort_fusions"]["max_abs_difference"] <= TOLERANCE
     assert record["ort_fusions"]["fusions"].get("sdpa_via_mha", 0) >= 2  # each layer's attention, fused
     assert record["calibration"] == {"task": "sst2", "split": "train", "sentences": 64, "held_out_sentences": 96}
