@@ -192,9 +192,10 @@ def load_model(model_dir, task):
 
 
 def eager_attention(model):
-    """Attention as plain matmul, softmax, matmul in the exported graph: torch's SDPA exports with a Where and an IsNaN
-    guard around the softmax that OpenVINO and ONNX Runtime run as separate operators (measured, docs/performance.md:
-    OpenVINO int8 1.1-1.3 times as fast for the SmallEncoder and stock BERT). Models without the setting keep theirs."""
+    """Attention as plain matmul, additive mask, softmax, matmul in the exported graph: torch's SDPA exports with a
+    Where and an IsNaN guard around the softmax that OpenVINO and ONNX Runtime run as separate operators, and the eager
+    form is what their attention fusions match (docs/performance.md, "The export's graph made for the runtimes").
+    Models without the setting keep theirs."""
     try:
         model.set_attn_implementation("eager")
     except (AttributeError, ValueError):

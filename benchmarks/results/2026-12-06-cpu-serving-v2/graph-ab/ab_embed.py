@@ -1,9 +1,14 @@
 """OpenVINO int8 (and bf16) of two embedder exports against PyTorch float32, taking turns on STS-B dev's sentences."""
-import sys, csv, numpy as np, torch
+import csv
+import sys
+
+import torch
+from transformers import AutoModel, AutoTokenizer
+
 from small_encoders.deploy import runtimes
-from small_encoders.deploy.serving import Runner
-from transformers import AutoTokenizer, AutoModel
 from small_encoders.deploy.export import sentence_modules, wrap_sentence_embedder
+from small_encoders.deploy.serving import Runner
+
 torch.set_num_threads(2)
 MODEL, old, new = sys.argv[1], sys.argv[2], sys.argv[3]
 tok = AutoTokenizer.from_pretrained(MODEL)
@@ -21,7 +26,8 @@ for tag, folder in (("old", old), ("new", new)):
     runners[f"{tag}/openvino-int8"] = Runner(f"{folder}/openvino/model_int8.xml", "openvino-int8", 2)
     runners[f"{tag}/openvino"] = Runner(f"{folder}/openvino/model.xml", "openvino", 2)
     runners[f"{tag}/onnxruntime-int8"] = Runner(f"{folder}/model_int8.onnx", "onnxruntime-int8", 2)
-for r in runners.values(): r(batches[0])
+for r in runners.values():
+    r(batches[0])
 rates, _ = runtimes.timed_turns(runners, batches, int(sys.argv[4]) if len(sys.argv) > 4 else 3)
 for name, rate in rates.items():
     print(f"{name:<28} {rate:7.1f} sentences/s {rate / rates['pytorch']:5.2f}x")

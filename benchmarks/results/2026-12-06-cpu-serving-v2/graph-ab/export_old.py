@@ -1,7 +1,11 @@
 """deploy/export.py with the graph as it was before 375093c (chunk/neg rotate-half, one 5-d q/k/v permute, SDPA)."""
-import sys, torch
-import small_encoders.modeling.modeling_small_encoder as mse
+import sys
+
+import torch
+
 import small_encoders.deploy.export as export
+import small_encoders.modeling.modeling_small_encoder as mse
+
 
 def rotate_half(x):
     x1, x2 = x.chunk(2, dim=-1)
