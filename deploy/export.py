@@ -414,7 +414,8 @@ def main(argv=None):
                         help="also write OpenVINO's IR (openvino/model.xml) and, with calibration text, its NNCF int8 "
                              "copy (openvino/model_int8.xml); needs the deploy extra (pip install -e '.[deploy]')")
     parser.add_argument("--ort_fusions", action="store_true",
-                        help="also write model_fused.onnx: attention fused into ONNX Runtime's MultiHeadAttention "
+                        help="also write model_fused.onnx: attention fused into ONNX Runtime's MultiHeadAttention, RMSNorm "
+                             "into (Skip)SimplifiedLayerNormalization "
                              "(onnxscript's ort_fusions), checked against PyTorch like model.onnx")
     parser.add_argument("--int8_static", action="store_true",
                         help="also write model_int8_static.onnx (ONNX Runtime static int8, calibrated)")

@@ -16,7 +16,8 @@ Backends, each an artefact of the export folder and the runtime that runs it:
                                                        the CPU has AMX or AVX-512 BF16, else float32)
     onnxruntime-int8-static  model_int8_static.onnx    ONNX Runtime, int8 weights and calibrated int8 activations
     onnxruntime-int8         model_int8.onnx           ONNX Runtime, int8 weights, activations quantised on the fly
-    onnxruntime-fused        model_fused.onnx          ONNX Runtime, float32, attention fused into its contrib operator
+    onnxruntime-fused        model_fused.onnx          ONNX Runtime, float32, attention and RMSNorm fused into its
+                                                       contrib operators
     onnxruntime              model.onnx                ONNX Runtime, float32
 
 "auto" takes the order export.json's `serving` section records (the export timed every artefact it wrote on this kind
@@ -41,7 +42,7 @@ BACKENDS = {  # name -> (the Python module that runs it, its file in the export 
     "openvino": ("openvino", "openvino/model.xml", "bf16 where the CPU has it, else float32"),
     "onnxruntime-int8-static": ("onnxruntime", "model_int8_static.onnx", "int8"),
     "onnxruntime-int8": ("onnxruntime", "model_int8.onnx", "int8 weights, dynamic activations"),
-    "onnxruntime-fused": ("onnxruntime", "model_fused.onnx", "float32, fused attention"),
+    "onnxruntime-fused": ("onnxruntime", "model_fused.onnx", "float32, fused attention and norms"),
     "onnxruntime": ("onnxruntime", "model.onnx", "float32"),
 }
 INSTALL = {"openvino": 'pip install -e ".[deploy]" (or pip install openvino)', "onnxruntime": "pip install onnxruntime"}

@@ -20,7 +20,7 @@ from small_encoders.recipes.recipe import (
 )
 
 EMBEDDING_RECIPES_DIR = RECIPES_DIR / "embeddings"
-GROUPS = ("data", "model", "loss", "training", "time budget", "evaluation", "logging", "Hub", "recipe")
+GROUPS = ("data", "model", "loss", "training", "time budget", "soup", "evaluation", "logging", "Hub", "recipe")
 PAIR_KINDS = ("title", "spans", "next")
 GLUE_PAIR_TASKS = ("mrpc", "stsb")
 LOSSES = ("mnrl", "cached_mnrl")
@@ -72,6 +72,8 @@ class EmbeddingRecipe(TypedSettings):
     overwrite_output_dir: bool = setting(False, "training", "replace a different run in --output_dir")
     # time budget
     time_budget: float | None = setting(None, "time budget", "minutes of training: steps planned from the measured step time, the schedule ending with the budget", kind="minutes", low=1e-9, high=525_600)
+    # soup
+    ingredients: dict | None = setting(None, "soup", "several runs from the same start averaged into one model (a model soup): {name: {setting: value, ...}, ...}, each ingredient this recipe with its own data, loss and training settings over it, trained apart; `share: N` gives it N parts of the time budget (default 1 each); null: one run")
     # evaluation
     evaluate: bool = setting(True, "evaluation", "measure the trained model and its start (mean-pooled) with eval/embeddings.py at the end")
     eval_data_dir: str | None = setting(None, "evaluation", "local GLUE TSV folders for that evaluation (STS-B, MRPC, QNLI); default: --glue_dir, else the Hub")
@@ -173,7 +175,10 @@ def validate(recipe):
             checks.in_range(value, f"--{name}", limits[0], limits[1], integer=limits[2])
     if not recipe.model_name_or_path:
         raise UserError("no model to train: pass --model_name_or_path FOLDER_OR_HUB_ID")
-    if not recipe.sources():
+    if recipe.ingredients is not None:
+        check_ingredients(recipe)
+        ingredient_recipes(recipe)  # each ingredient names its own data; it is validated as a recipe of its own
+    elif not recipe.sources():
         raise UserError("no training data: pass --train_files, --dataset_name, --raw_text_files or --glue_pairs")
     if not isinstance(recipe.glue_pairs, list) or any(task not in GLUE_PAIR_TASKS for task in recipe.glue_pairs):
         raise UserError(f"--glue_pairs takes {' and '.join(GLUE_PAIR_TASKS)} (their train sets), got {recipe.glue_pairs!r}")
@@ -186,3 +191,53 @@ def validate(recipe):
     if recipe.save_steps % recipe.logging_steps:
         raise UserError(f"save_steps ({recipe.save_steps}) must be a multiple of logging_steps ({recipe.logging_steps})")
     checks.output_folder(recipe.output_dir)
+
+
+# What an ingredient of a soup may set: what it learns from and how (its data, loss and training), never what makes
+# the ingredients one model (the start, the tokens, the pooling) or where the soup goes.
+INGREDIENT_GROUPS = ("data", "loss", "training")
+NOT_PER_INGREDIENT = {"output_dir", "resume_from_checkpoint", "overwrite_output_dir"}
+SHARE = "share"  # an ingredient's parts of the soup's time budget
+
+
+def check_ingredients(recipe):
+    """A soup's ingredients: two or more named mappings of settings an ingredient may change."""
+    ingredients = recipe.ingredients
+    if not isinstance(ingredients, dict) or len(ingredients) < 2:
+        raise UserError(f"--ingredients must name two or more runs to average, such as "
+                        f"{{retrieval: {{glue_pairs: []}}, similarity: {{raw_text_files: null}}}}, got {ingredients!r}")
+    allowed = {name for name, f in EmbeddingRecipe.fields().items()
+               if f.metadata["group"] in INGREDIENT_GROUPS and name not in NOT_PER_INGREDIENT} | {SHARE}
+    for name, settings in ingredients.items():
+        if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+            raise UserError(f"--ingredients: {name!r} is not a usable name (letters, digits, - and _; it names a folder)")
+        if not isinstance(settings, dict):
+            raise UserError(f"--ingredients: {name} must be a mapping of settings, got {settings!r}")
+        refused = sorted(set(settings) - allowed)
+        if refused:
+            raise UserError(f"--ingredients: {name} sets {', '.join(refused)}, which an ingredient cannot change (it "
+                            f"may set its data, loss and training, and its share of the time budget: "
+                            f"{', '.join(sorted(allowed))})")
+        share = settings.get(SHARE, 1)
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < float("inf"):
+            raise UserError(f"--ingredients: {name}'s share must be a positive number (its parts of the time budget), "
+                            f"got {share!r}")
+
+
+def ingredient_recipes(recipe):
+    """{name: the resolved, checked recipe of each ingredient}: this recipe with the ingredient's settings over it, its
+    folder OUTPUT/ingredients/NAME, its share of the time budget (equal unless the ingredients say `share`), no
+    evaluation or upload of its own (the soup has them)."""
+    shares = {name: settings.get(SHARE, 1) for name, settings in recipe.ingredients.items()}
+    made = {}
+    for name, settings in recipe.ingredients.items():
+        budget = recipe.time_budget * shares[name] / sum(shares.values()) if recipe.time_budget is not None else None
+        values = {**recipe.to_dict(), "ingredients": None, "evaluate": False, "push_to_hub": False,
+                  "resume_from_checkpoint": None, "output_dir": str(Path(recipe.output_dir) / "ingredients" / name),
+                  "time_budget": budget, **{key: value for key, value in settings.items() if key != SHARE}}
+        try:
+            made[name] = EmbeddingRecipe(**resolve(values))
+            validate(made[name])
+        except UserError as error:
+            raise UserError(f"--ingredients: {name}: {error}") from None
+    return made

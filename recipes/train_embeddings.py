@@ -28,8 +28,10 @@ from small_encoders.recipes.embedding_recipe import (
 from small_encoders.recipes.recipe import help_text, parse_overrides
 
 USAGE = "usage: train_embeddings.py --recipe NAME --model_name_or_path MODEL [--output_dir OUT] [--smoke] [--key value ...]"
+# Settings that do not change what is trained (a recipe's name, text and `base:` neither: its resolved settings do).
 IDENTITY_NEUTRAL = {"resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "hub_model_id", "hub_private_repo",
-                    "logging_steps", "report_to", "description", "evaluate", "eval_data_dir", "max_eval_pairs"}
+                    "logging_steps", "report_to", "description", "evaluate", "eval_data_dir", "max_eval_pairs",
+                    "recipe", "base", "smoke"}
 
 
 def st_module(name):
@@ -54,16 +56,16 @@ def prepare_output_dir(recipe):
         shutil.rmtree(out)
         return None
     if folder.recipe_file.exists():
-        before = {k: v for k, v in folder.recipe().items() if k not in IDENTITY_NEUTRAL}
-        now = {k: v for k, v in recipe.to_dict().items() if k not in IDENTITY_NEUTRAL}
-        if before != now:
-            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        changed = changed_settings(folder, recipe)
+        if changed:
             raise UserError(f"{out} holds a different run (settings differ: {', '.join(changed)}); use another "
                             f"--output_dir, or --overwrite_output_dir true to replace it")
     elif out.is_dir() and any(out.iterdir()):
         raise UserError(f"{out} is not empty and holds no embedding run; use another --output_dir, or "
                         f"--overwrite_output_dir true to replace it")
     resume = recipe.resume_from_checkpoint
+    if recipe.ingredients:
+        return bool(resume)  # a soup: each ingredient resumes from its own last checkpoint (make_soup)
     if resume in (True, "latest", "last"):
         last = get_last_checkpoint(str(out)) if out.is_dir() else None
         if last is None:
@@ -72,6 +74,14 @@ def prepare_output_dir(recipe):
     if resume and not Path(resume).is_dir():
         raise UserError(f"--resume_from_checkpoint {resume} is not a folder")
     return resume or None
+
+
+def changed_settings(folder, recipe):
+    """The settings (other than those that do not change what is trained) in which the run recorded in `folder`
+    differs from `recipe`."""
+    before = {k: v for k, v in folder.recipe().items() if k not in IDENTITY_NEUTRAL}
+    now = {k: v for k, v in recipe.to_dict().items() if k not in IDENTITY_NEUTRAL}
+    return sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
 
 
 # --------------------------------------------------------------------------------------------------------------- data
@@ -235,7 +245,10 @@ def training_arguments(recipe, shapes):
     same = {name: recipe[name] for name, f in EmbeddingRecipe.fields().items() if f.metadata["trainer"]}
     bf16 = auto_bf16() if recipe.bf16 == "auto" else bool(recipe.bf16)
     return st_args.SentenceTransformerTrainingArguments(
-        output_dir=recipe.output_dir, **same, max_steps=recipe.max_steps, warmup_steps=0, bf16=bf16,
+        # warm-up: a time budget's schedule sets its own (plan_budget); otherwise the ratio (transformers 5 reads a
+        # warmup_steps below 1 as a share of the steps)
+        output_dir=recipe.output_dir, **same, max_steps=recipe.max_steps, bf16=bf16,
+        warmup_steps=recipe.warmup_ratio if recipe.time_budget is None and recipe.warmup_ratio < 1 else 0,
         batch_sampler="no_duplicates", multi_dataset_batch_sampler=recipe.multi_dataset_batch_sampler,
         save_strategy="steps", eval_strategy="no", logging_first_step=True, data_seed=recipe.seed,
         dataloader_drop_last=True, dataloader_pin_memory=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available())
@@ -289,8 +302,18 @@ def plan_budget(recipe, trainer, args):
 # ------------------------------------------------------------------------------------------------------------ run
 def run(recipe):
     resume = prepare_output_dir(recipe)
+    if recipe.ingredients:
+        model, result = make_soup(recipe, resume)
+    else:
+        model, result = train(recipe, resume)
+    return finish(recipe, model, result)
+
+
+def train(recipe, resume, data=None):
+    """Train one embedder as the recipe says and save it in its folder; (model, the result's record). `data`: its
+    training_sets, when they were read already."""
     print(f"embedding run   recipe {recipe.recipe}{' (smoke)' if recipe.smoke_run else ''} -> {recipe.output_dir}", flush=True)
-    sets, shapes, lines = training_sets(recipe)
+    sets, shapes, lines = data or training_sets(recipe)
     for line in lines:
         print(line, flush=True)
     model = build_embedder(recipe.model_name_or_path, recipe.max_seq_length, recipe.pooling, recipe.normalize)
@@ -332,9 +355,17 @@ def run(recipe):
               "training_sets": {name: {"rows": len(d), "shape": shapes[name]} for name, d in sets.items()},
               "saw_stsb_train": "stsb" in recipe.glue_pairs, "bf16": bool(args.bf16), "commit": source_commit(),
               "sentence_transformers": importlib.metadata.version("sentence-transformers"),
-              "command": "python recipes/train_embeddings.py " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None,
-              "time_budget": plan.result() if plan is not None else None}
+              "command": command_line(), "time_budget": plan.result() if plan is not None else None}
     print(f"trained         {trainer.state.global_step:,} steps in {seconds / 60:.1f} min -> {recipe.output_dir}", flush=True)
+    return model, result
+
+
+def command_line():
+    return "python recipes/train_embeddings.py " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
+
+
+def finish(recipe, model, result):
+    """Measure the model against its start, write embedding_results.json and the card, and upload when asked."""
     if recipe.evaluate:
         from small_encoders.eval.embeddings import compare_with_start, summary_lines
 
@@ -353,6 +384,81 @@ def run(recipe):
         return publish(["--model_dir", recipe.output_dir, "--repo_id", recipe.hub_model_id or Path(recipe.output_dir).name]
                        + ([] if recipe.hub_private_repo else ["--public"]))
     return 0
+
+
+# ----------------------------------------------------------------------------------------------------------- the soup
+def make_soup(recipe, resume):
+    """A model soup: each ingredient trained from the start in OUTPUT/ingredients/NAME (one already finished there is
+    kept), then the float weights of all averaged into one model saved in OUTPUT; (model, the result's record)."""
+    from small_encoders.recipes.embedding_recipe import ingredient_recipes
+
+    made = ingredient_recipes(recipe)
+    print(f"model soup      {len(made)} ingredients trained apart from {recipe.model_name_or_path}, then averaged: "
+          f"{', '.join(made)}", flush=True)
+    records = {}
+    for name, ingredient in made.items():
+        folder = RunFolder(ingredient.output_dir)
+        finished = folder.embedding_results() if folder.recipe_file.exists() else None
+        if finished and not changed_settings(folder, ingredient):
+            print(f"ingredient      {name}: already trained ({finished['steps']:,} steps in {ingredient.output_dir})",
+                  flush=True)
+            records[name] = finished
+    # Every ingredient's data is read, and the start loaded once, before anything is written or trained: a bad file
+    # of the last ingredient is refused now, not after the first has trained.
+    data = {name: training_sets(ingredient) for name, ingredient in made.items() if name not in records}
+    if data:
+        build_embedder(recipe.model_name_or_path, recipe.max_seq_length, recipe.pooling, recipe.normalize)
+    Path(recipe.output_dir).mkdir(parents=True, exist_ok=True)
+    RunFolder(recipe.output_dir).write_recipe(recipe.to_dict())
+    for name, ingredient in made.items():
+        if name in records:
+            continue
+        last = None
+        if resume and Path(ingredient.output_dir).is_dir():
+            from transformers.trainer_utils import get_last_checkpoint
+
+            last = get_last_checkpoint(ingredient.output_dir)
+        _, records[name] = train(ingredient, last or prepare_output_dir(ingredient), data[name])
+        write_result(ingredient.output_dir, records[name])  # marks it finished, for a soup resumed later
+    records = {name: records[name] for name in made}  # in the recipe's order
+    model = average_embedders([made[name].output_dir for name in made])
+    model.save(recipe.output_dir)
+    first = next(iter(records.values()))
+    result = {"recipe": recipe.recipe, "model_name_or_path": recipe.model_name_or_path,
+              "steps": sum(r["steps"] for r in records.values()),
+              "train_seconds": round(sum(r["train_seconds"] for r in records.values()), 1), "hardware": first["hardware"],
+              "training_sets": {f"{name}/{set_name}": about for name, r in records.items()
+                                for set_name, about in r["training_sets"].items()},
+              "saw_stsb_train": any(r["saw_stsb_train"] for r in records.values()),
+              "bf16": any(r["bf16"] for r in records.values()), "commit": source_commit(),
+              "sentence_transformers": importlib.metadata.version("sentence-transformers"), "command": command_line(),
+              "time_budget": None, "ingredients": {
+                  name: {key: r[key] for key in ("steps", "train_seconds", "training_sets", "saw_stsb_train", "time_budget")}
+                  for name, r in records.items()}}
+    print(f"soup            the weights of {len(records)} ingredients averaged ({result['steps']:,} steps in "
+          f"{result['train_seconds'] / 60:.1f} min in all) -> {recipe.output_dir}", flush=True)
+    return model, result
+
+
+def average_embedders(folders):
+    """The first folder's SentenceTransformer with every floating-point weight the mean of the folders' (a uniform
+    soup); the folders are runs from one start, so their weights have the same names and shapes."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    import small_encoders.modeling  # noqa: F401
+
+    models = [SentenceTransformer(str(folder), device="cpu", trust_remote_code=True) for folder in folders]
+    states = [m.state_dict() for m in models]
+    averaged = {}
+    for key, value in states[0].items():
+        if any(key not in state or state[key].shape != value.shape for state in states[1:]):
+            raise UserError(f"the ingredients {', '.join(map(str, folders))} are not one architecture ({key} differs); "
+                            f"a soup's ingredients must start from the same model")
+        averaged[key] = (torch.stack([state[key].float() for state in states]).mean(0).to(value.dtype)
+                         if value.is_floating_point() else value)
+    models[0].load_state_dict(averaged)
+    return models[0]
 
 
 def write_result(folder, result):

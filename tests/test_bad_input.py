@@ -126,6 +126,12 @@ CASES = [
      "--raw_pairs title"),
     ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--raw_text_files", "{text}",
                           "--output_dir", "{out}"], "distinct"),
+    # a soup: the second ingredient's bad file is refused before the first trains or any folder is made
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--ingredients",
+                          "{a: {}, b: {raw_text_files: null, train_files: '{pairs_one}'}}", "--output_dir", "{out}"],
+     "has one column"),
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--ingredients",
+                          "{a: {}, b: {share: 0}}", "--output_dir", "{out}"], "share must be a positive number"),
     ("train_embeddings", ["--recipe", "nosuch", "--model_name_or_path", "{model}"], "unknown recipe"),
     ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--learning_rat", "1",
                           "--output_dir", "{out}"], "did you mean --learning_rate"),

@@ -69,8 +69,8 @@ def train(args, capsys):
 def test_pairs_triplets_scored_pairs_and_raw_text_train_together_into_a_sentence_transformers_folder(world, tmp_path, capsys):
     root, model, glue = world
     out = tmp_path / "embedder"
-    printed = train(["--recipe", "embed", "--smoke", "--model_name_or_path", str(model), "--output_dir", str(out),
-                     "--train_files", str(root / "pairs.csv"), "--raw_text_files", str(root / "raw.txt"),
+    printed = train(["--recipe", "embed", "--smoke", "--ingredients", "null", "--model_name_or_path", str(model),
+                     "--output_dir", str(out), "--train_files", str(root / "pairs.csv"), "--raw_text_files", str(root / "raw.txt"),
                      "--raw_pairs", "spans", "--glue_pairs", "[stsb]", "--glue_dir", str(glue), "--max_steps", "6",
                      "--report_to", "none"], capsys)
     result = json.loads((out / "embedding_results.json").read_text())
@@ -143,11 +143,14 @@ def test_triplets_train_with_the_cached_loss_and_matryoshka_and_a_0_to_5_file_re
     root, model, _ = world
     # Triplets, with the cached loss and Matryoshka: each set its loss, the vectors' first dimensions trained too.
     out2 = tmp_path / "triplets"
-    printed = train(["--recipe", "embed", "--smoke", "--model_name_or_path", str(model), "--output_dir", str(out2),
+    printed = train(["--recipe", "embed", "--smoke", "--ingredients", "null", "--model_name_or_path", str(model),
+                     "--output_dir", str(out2),
                      "--raw_text_files", "null", "--train_files", str(root / "triplets.jsonl"), "--loss", "cached_mnrl",
                      "--mini_batch_size", "3", "--matryoshka_dims", "[32,16]", "--evaluate", "false",
-                     "--report_to", "none"], capsys)
+                     "--warmup_ratio", "0.5", "--report_to", "none"], capsys)
     assert "CachedMultipleNegativesRankingLoss (pieces of 3)" in printed and "Matryoshka over [32, 16]" in printed
+    rates = [e["learning_rate"] for e in json.loads((out2 / "training_log.json").read_text()) if "learning_rate" in e]
+    assert rates[0] < rates[1] and max(rates) <= 1e-4  # warming up over half the 4 steps (no time budget), then decaying
     assert json.loads((out2 / "embedding_results.json").read_text())["training_sets"]["pairs"]["shape"] == "triplets"
 
     # A scored file on a 0-5 scale reads with --max_score 5 (scores become 0-1).
@@ -281,7 +284,8 @@ def test_a_killed_embedding_run_resumes_from_its_last_checkpoint(world, tmp_path
     from small_encoders.recipes import train_embeddings
 
     root, model, _ = world
-    args = ["--recipe", "embed", "--smoke", "--model_name_or_path", str(model), "--output_dir", str(tmp_path / "run"),
+    args = ["--recipe", "embed", "--smoke", "--ingredients", "null", "--model_name_or_path", str(model),
+            "--output_dir", str(tmp_path / "run"),
             "--max_steps", "6", "--evaluate", "false", "--report_to", "none"]
     make = train_embeddings.make_trainer_class
 
@@ -307,3 +311,91 @@ def test_a_killed_embedding_run_resumes_from_its_last_checkpoint(world, tmp_path
     steps = [entry["step"] for entry in json.loads((tmp_path / "run" / "training_log.json").read_text()) if "loss" in entry]
     assert steps == [1, 2, 4, 6]  # one history across the kill
     assert printed.count("'loss'") == 2  # and the resumed run trained only the steps after its checkpoint
+
+
+@pytest.mark.slow
+def test_a_soup_trains_each_ingredient_apart_and_averages_their_weights_and_resumes_per_ingredient(world, tmp_path, capsys):
+    """--ingredients: two runs from the start with their own data, the model the mean of their weights; a finished
+    ingredient is not trained again when the soup is run again; what an ingredient may not change is one error."""
+    import torch
+    import yaml
+    from safetensors.torch import load_file
+
+    from small_encoders.recipes.embedding_recipe import ingredient_recipes, load_embedding_recipe
+
+    root, model, glue = world
+    out = tmp_path / "soup"
+    args = ["--recipe", "embed", "--smoke", "--model_name_or_path", str(model), "--output_dir", str(out),
+            "--glue_dir", str(glue), "--report_to", "none", "--max_eval_pairs", "10",
+            "--ingredients", "{retrieval: {glue_pairs: []}, similarity: {raw_text_files: null, train_files: '%s', max_score: 5}}"
+            % (root / "scored.tsv")]
+    printed = train(args, capsys)
+    assert "model soup      2 ingredients" in printed and "the weights of 2 ingredients averaged" in printed
+    result = json.loads((out / "embedding_results.json").read_text())
+    assert set(result["ingredients"]) == {"retrieval", "similarity"}
+    assert set(result["training_sets"]) == {"retrieval/raw-text", "similarity/pairs"}
+    assert result["training_sets"]["similarity/pairs"]["shape"] == "scored"
+    assert result["steps"] == 8 and "evaluation" in result
+    retrieval = load_file(out / "ingredients" / "retrieval" / "model.safetensors")
+    similarity = load_file(out / "ingredients" / "similarity" / "model.safetensors")
+    soup = load_file(out / "model.safetensors")
+    assert set(soup) == set(retrieval)
+    moved = [k for k in soup if soup[k].is_floating_point() and not torch.equal(retrieval[k], similarity[k])]
+    assert moved  # the two ingredients learned different things ...
+    for key in moved:  # ... and the soup is their mean
+        assert torch.allclose(soup[key], (retrieval[key] + similarity[key]) / 2, atol=1e-6), key
+    card = (out / "README.md").read_text()
+    assert "model soup" in card and "| retrieval |" in card and "| similarity |" in card
+
+    # Run again: both ingredients are finished, so none is trained; the soup is made again from them.
+    stamp = (out / "ingredients" / "retrieval" / "model.safetensors").stat().st_mtime_ns
+    printed = train(args + ["--evaluate", "false"], capsys)
+    assert printed.count("already trained") == 2 and "embedding run" not in printed
+    assert (out / "ingredients" / "retrieval" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert torch.equal(load_file(out / "model.safetensors")[moved[0]], soup[moved[0]])
+
+    for ingredients, message in [("{only: {glue_pairs: []}}", "two or more runs"),
+                                 ("{a: {pooling: cls}, b: {}}", "a sets pooling, which an ingredient cannot change"),
+                                 ("{a: {}, b: [1]}", "b must be a mapping"),
+                                 ("{a: {}, b: {learning_rate: -1}}", "--ingredients: b: --learning_rate")]:
+        with pytest.raises(UserError, match=message):
+            recipe = load_embedding_recipe("embed", {"model_name_or_path": str(model), "ingredients": yaml.safe_load(ingredients)})
+            ingredient_recipes(recipe)
+
+
+@pytest.mark.slow
+def test_a_soup_killed_in_its_second_ingredient_resumes_there(world, tmp_path, capsys, monkeypatch):
+    from small_encoders.recipes import train_embeddings
+
+    root, model, _ = world
+    out = tmp_path / "soup"
+    args = ["--recipe", "embed", "--smoke", "--model_name_or_path", str(model), "--output_dir", str(out),
+            "--max_steps", "6", "--evaluate", "false", "--report_to", "none"]  # the smoke soup: spans, then next
+    make, calls = train_embeddings.make_trainer_class, []
+
+    def killed_in_the_second_ingredient():
+        base = make()
+        calls.append(1)
+
+        class Dies(base):
+            def _save_checkpoint(self, *a, **k):
+                super()._save_checkpoint(*a, **k)
+                if len(calls) == 2:
+                    raise Killed
+
+        return Dies
+
+    monkeypatch.setattr(train_embeddings, "make_trainer_class", killed_in_the_second_ingredient)
+    with pytest.raises(Killed):
+        train_embeddings.main(args)
+    second = out / "ingredients" / "next"
+    assert (out / "ingredients" / "spans" / "embedding_results.json").is_file()
+    assert (second / "checkpoint-2").is_dir() and not (second / "embedding_results.json").exists()
+    assert not (out / "model.safetensors").exists()
+    capsys.readouterr()
+    monkeypatch.setattr(train_embeddings, "make_trainer_class", make)
+    printed = train(args + ["--resume_from_checkpoint", "latest"], capsys)
+    assert "spans: already trained (6 steps" in printed and printed.count("'loss'") == 2  # next's steps 4 and 6 only
+    steps = [entry["step"] for entry in json.loads((second / "training_log.json").read_text()) if "loss" in entry]
+    assert steps == [1, 2, 4, 6]
+    assert json.loads((out / "embedding_results.json").read_text())["steps"] == 12 and (out / "model.safetensors").is_file()

@@ -141,7 +141,12 @@ def test_every_artefact_agrees_with_pytorch_and_the_pick_is_the_fastest_that_pas
     # the SmallEncoder's graph has the shape OpenVINO fuses: the rotary embedding of q and k in every layer
     assert record["openvino"]["fused"].get("RoPE") == 2 * 2
     assert record["ort_fusions"]["max_abs_difference"] <= TOLERANCE
-    assert record["ort_fusions"]["fusions"].get("sdpa_via_mha", 0) >= 2  # each layer's attention, fused
+    fusions = record["ort_fusions"]["fusions"]
+    assert fusions.get("sdpa_via_mha", 0) >= 2  # each layer's attention, fused
+    # RMSNorm (two a layer and the last) into SimplifiedLayerNormalization, each layer's two with the residual add
+    # before them into SkipSimplifiedLayerNormalization: torch's axes [2] respelled [-1] for the pattern
+    assert fusions.get("rms_normalization") == 2 * 2 + 1 and fusions.get("skip_rms_normalization") == 2 * 2
+    assert record["ort_fusions"]["respelled"]["reduce_mean_last_axis"] == 2 * 2 + 1
     assert record["calibration"] == {"task": "sst2", "split": "train", "sentences": 64, "held_out_sentences": 96}
     picked = record["serving"]
     assert set(picked["measured"]) == set(serving.BACKENDS)
