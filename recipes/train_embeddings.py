@@ -28,10 +28,11 @@ from small_encoders.recipes.embedding_recipe import (
 from small_encoders.recipes.recipe import help_text, parse_overrides
 
 USAGE = "usage: train_embeddings.py --recipe NAME --model_name_or_path MODEL [--output_dir OUT] [--smoke] [--key value ...]"
-# Settings that do not change what is trained (a recipe's name, text and `base:` neither: its resolved settings do).
+# Settings that do not change what is trained (a recipe's name, text and `base:` neither: its resolved settings do;
+# nor the folder's own path: a run folder copied elsewhere holds the same run).
 IDENTITY_NEUTRAL = {"resume_from_checkpoint", "overwrite_output_dir", "push_to_hub", "hub_model_id", "hub_private_repo",
                     "logging_steps", "report_to", "description", "evaluate", "eval_data_dir", "max_eval_pairs",
-                    "recipe", "base", "smoke"}
+                    "recipe", "base", "smoke", "output_dir"}
 
 
 def st_module(name):
