@@ -61,7 +61,8 @@ def prepare_output_dir(recipe):
         if changed:
             raise UserError(f"{out} holds a different run (settings differ: {', '.join(changed)}); use another "
                             f"--output_dir, or --overwrite_output_dir true to replace it")
-    elif out.is_dir() and any(out.iterdir()):
+    elif out.is_dir() and any(not (recipe.ingredients and child.name == "ingredients") for child in out.iterdir()):
+        # (a soup's folder may start with ingredients copied in from an earlier soup: those are kept)
         raise UserError(f"{out} is not empty and holds no embedding run; use another --output_dir, or "
                         f"--overwrite_output_dir true to replace it")
     resume = recipe.resume_from_checkpoint

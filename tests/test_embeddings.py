@@ -354,6 +354,16 @@ def test_a_soup_trains_each_ingredient_apart_and_averages_their_weights_and_resu
     assert (out / "ingredients" / "retrieval" / "model.safetensors").stat().st_mtime_ns == stamp
     assert torch.equal(load_file(out / "model.safetensors")[moved[0]], soup[moved[0]])
 
+    # A finished ingredient copied into another soup's folder is kept there too (its path is not what it trained).
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(out / "ingredients" / "retrieval", other / "ingredients" / "retrieval")
+    changed = [a if a != str(out) else str(other) for a in args]
+    changed[-1] = changed[-1].replace("max_score: 5}", "max_score: 5, learning_rate: 5.0e-5}")
+    printed = train(changed + ["--evaluate", "false"], capsys)
+    assert "retrieval: already trained" in printed and printed.count("embedding run") == 1  # similarity's own
+
     for ingredients, message in [("{only: {glue_pairs: []}}", "two or more runs"),
                                  ("{a: {pooling: cls}, b: {}}", "a sets pooling, which an ingredient cannot change"),
                                  ("{a: {}, b: [1]}", "b must be a mapping"),
