@@ -415,7 +415,7 @@ def main(argv=None):
                              "copy (openvino/model_int8.xml); needs the deploy extra (pip install -e '.[deploy]')")
     parser.add_argument("--ort_fusions", action="store_true",
                         help="also write model_fused.onnx: attention fused into ONNX Runtime's MultiHeadAttention, RMSNorm "
-                             "into (Skip)SimplifiedLayerNormalization "
+                             "into (Skip)SimplifiedLayerNormalization (with --int8 also its int8 copy, model_fused_int8.onnx) "
                              "(onnxscript's ort_fusions), checked against PyTorch like model.onnx")
     parser.add_argument("--int8_static", action="store_true",
                         help="also write model_int8_static.onnx (ONNX Runtime static int8, calibrated)")

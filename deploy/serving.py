@@ -14,6 +14,7 @@ Backends, each an artefact of the export folder and the runtime that runs it:
     openvino-int8            openvino/model_int8.xml   OpenVINO, weights and activations int8 (NNCF, calibrated)
     openvino                 openvino/model.xml        OpenVINO at its default precision for this CPU (bf16 where
                                                        the CPU has AMX or AVX-512 BF16, else float32)
+    onnxruntime-fused-int8   model_fused_int8.onnx     ONNX Runtime, int8 weights, the fused graph (attention, RMSNorm)
     onnxruntime-int8-static  model_int8_static.onnx    ONNX Runtime, int8 weights and calibrated int8 activations
     onnxruntime-int8         model_int8.onnx           ONNX Runtime, int8 weights, activations quantised on the fly
     onnxruntime-fused        model_fused.onnx          ONNX Runtime, float32, attention and RMSNorm fused into its
@@ -40,6 +41,7 @@ EXPORT_FILE = "export.json"
 BACKENDS = {  # name -> (the Python module that runs it, its file in the export folder, precision)
     "openvino-int8": ("openvino", "openvino/model_int8.xml", "int8"),
     "openvino": ("openvino", "openvino/model.xml", "bf16 where the CPU has it, else float32"),
+    "onnxruntime-fused-int8": ("onnxruntime", "model_fused_int8.onnx", "int8 weights, dynamic activations, fused graph"),
     "onnxruntime-int8-static": ("onnxruntime", "model_int8_static.onnx", "int8"),
     "onnxruntime-int8": ("onnxruntime", "model_int8.onnx", "int8 weights, dynamic activations"),
     "onnxruntime-fused": ("onnxruntime", "model_fused.onnx", "float32, fused attention and norms"),
@@ -117,7 +119,8 @@ def choose(folder, backend="auto", record=None, prefer="throughput"):
 
 
 EXPORT_FLAGS = {"openvino-int8": "--openvino with calibration text", "openvino": "--openvino",
-                "onnxruntime-int8-static": "--int8_static", "onnxruntime-int8": "--int8",
+                "onnxruntime-fused-int8": "--ort_fusions --int8", "onnxruntime-int8-static": "--int8_static",
+                "onnxruntime-int8": "--int8",
                 "onnxruntime-fused": "--ort_fusions", "onnxruntime": "always"}
 
 
