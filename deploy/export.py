@@ -305,22 +305,22 @@ def session_for(path, threads=None, **settings):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def quantize_int8(staging, out, feeds, expected, task, scales):
-    """Write model_int8.onnx beside model.onnx (ONNX Runtime's dynamic quantisation) and compare it with PyTorch on
-    the check sentences: (its size in bytes, the record's int8 entry)."""
+def quantize_int8(staging, out, feeds, expected, task, scales, source=ONNX_FILE, target=INT8_FILE):
+    """Write `target` (model_int8.onnx) from `source` (model.onnx) in `staging` with ONNX Runtime's dynamic
+    quantisation and compare it with PyTorch on the check sentences: (its size in bytes, the record's int8 entry)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with quiet_logger(""):  # the root logger: the quantiser's advice to pre-process (for static quantisation)
-        quantize_dynamic(str(staging / ONNX_FILE), str(staging / INT8_FILE), weight_type=QuantType.QInt8,
+        quantize_dynamic(str(staging / source), str(staging / target), weight_type=QuantType.QInt8,
                          per_channel=scales == "channel")
-    got_int8 = session_for(staging / INT8_FILE).run(None, feeds)[0]
+    got_int8 = session_for(staging / target).run(None, feeds)[0]
     agreed = agreement(got_int8, expected, task, feeds["attention_mask"])
     measure = {"feature-extraction": "cosine of the hidden states",
                "sentence-embedding": "cosine of the sentence vectors"}.get(task, "predictions that agree")
-    print(f"int8 copy {out / INT8_FILE}: {(staging / INT8_FILE).stat().st_size / 2**20:.1f} MiB "
-          f"(float32 {(staging / ONNX_FILE).stat().st_size / 2**20:.1f} MiB); {measure} with PyTorch on the "
+    print(f"int8 copy {out / target}: {(staging / target).stat().st_size / 2**20:.1f} MiB "
+          f"(float32 {(staging / source).stat().st_size / 2**20:.1f} MiB); {measure} with PyTorch on the "
           f"check sentences: {agreed:.4f} (accuracy on a dev set: deploy/bench.py)")
-    return (staging / INT8_FILE).stat().st_size, {
+    return (staging / target).stat().st_size, {
         "quantization": f"onnxruntime dynamic, QInt8 weights, a scale per {scales}", "agreement": agreed, "measure": measure}
 
 

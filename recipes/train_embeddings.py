@@ -11,6 +11,7 @@ log, embedding_results.json (the trained model and its start, mean-pooled, measu
 model card.
 """
 
+import copy
 import importlib.metadata
 import shlex
 import sys
@@ -311,14 +312,15 @@ def run(recipe):
     return finish(recipe, model, result)
 
 
-def train(recipe, resume, data=None):
+def train(recipe, resume, data=None, start=None):
     """Train one embedder as the recipe says and save it in its folder; (model, the result's record). `data`: its
-    training_sets, when they were read already."""
+    training_sets, `start`: the start model as build_embedder makes it (a copy is trained), when already loaded."""
     print(f"embedding run   recipe {recipe.recipe}{' (smoke)' if recipe.smoke_run else ''} -> {recipe.output_dir}", flush=True)
     sets, shapes, lines = data or training_sets(recipe)
     for line in lines:
         print(line, flush=True)
-    model = build_embedder(recipe.model_name_or_path, recipe.max_seq_length, recipe.pooling, recipe.normalize)
+    model = (copy.deepcopy(start) if start is not None else
+             build_embedder(recipe.model_name_or_path, recipe.max_seq_length, recipe.pooling, recipe.normalize))
     print(f"model           {recipe.model_name_or_path}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M "
           f"parameters, {embedding_dimension(model)} dimensions, {recipe.pooling} pooling"
           f"{', normalised' if recipe.normalize else ''}, {recipe.max_seq_length} tokens", flush=True)
@@ -408,8 +410,7 @@ def make_soup(recipe, resume):
     # Every ingredient's data is read, and the start loaded once, before anything is written or trained: a bad file
     # of the last ingredient is refused now, not after the first has trained.
     data = {name: training_sets(ingredient) for name, ingredient in made.items() if name not in records}
-    if data:
-        build_embedder(recipe.model_name_or_path, recipe.max_seq_length, recipe.pooling, recipe.normalize)
+    start = build_embedder(recipe.model_name_or_path, recipe.max_seq_length, recipe.pooling, recipe.normalize) if data else None
     Path(recipe.output_dir).mkdir(parents=True, exist_ok=True)
     RunFolder(recipe.output_dir).write_recipe(recipe.to_dict())
     for name, ingredient in made.items():
@@ -420,7 +421,7 @@ def make_soup(recipe, resume):
             from transformers.trainer_utils import get_last_checkpoint
 
             last = get_last_checkpoint(ingredient.output_dir)
-        _, records[name] = train(ingredient, last or prepare_output_dir(ingredient), data[name])
+        _, records[name] = train(ingredient, last or prepare_output_dir(ingredient), data[name], start)
         write_result(ingredient.output_dir, records[name])  # marks it finished, for a soup resumed later
     records = {name: records[name] for name in made}  # in the recipe's order
     model = average_embedders([made[name].output_dir for name in made])
