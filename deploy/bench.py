@@ -9,7 +9,9 @@ For each backend: sentences per second and p50/p95 latency at batch 1 (the first
 one at a time) and at batch 32 (every dev sentence, in order, each batch padded to its longest), the dev accuracy
 (every dev sentence), and the peak memory of a process that loads only that backend and serves the dev set once.
 The backends take turns round by round (--rounds, default 3) so a slow spell of a shared machine falls on all of
-them; a throughput is the median of the rounds, latencies pool every round's calls. Tokenization is done once,
+them; a throughput is the median of the rounds, latencies pool every round's calls. `--isolate` serves every round
+of every backend in a fresh process of its own (loaded and warmed up off the clock; slower to run), so no runtime's
+thread pool, allocator or caches sit beside another's. Tokenization is done once,
 before the clock, and is the same for every backend; the figures are the model's time alone. Every backend gets
 the same number of threads (--threads, default all of torch's).
 
@@ -175,6 +177,27 @@ def peak_resident_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
+def in_own_process(target, *args):
+    """target(*args, queue) run in a freshly spawned process; what it puts on the queue. A child that dies without
+    an answer (killed, out of memory) is an error here, not a wait."""
+    import queue as queues
+
+    context = multiprocessing.get_context("spawn")
+    answers = context.Queue()
+    child = context.Process(target=target, args=(*args, answers))
+    child.start()
+    try:
+        while True:
+            try:
+                return answers.get(timeout=2)
+            except queues.Empty:
+                if not child.is_alive():
+                    raise RuntimeError(f"{target.__name__} of {args[0]}: its process ended with exit code "
+                                       f"{child.exitcode} and no answer") from None
+    finally:
+        child.join()
+
+
 def serve_once(name, spec, threads, batches, queue):
     """In a fresh process: load one backend, serve the batches once, report the peak resident memory."""
     backend = Backend(name, spec, threads)
@@ -184,15 +207,28 @@ def serve_once(name, spec, threads, batches, queue):
 
 
 def peak_memory(name, spec, threads, batches):
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    child = context.Process(target=serve_once, args=(name, spec, threads, batches, queue))
-    child.start()
-    try:
-        value = queue.get(timeout=1800)
-    finally:
-        child.join()
-    return value
+    return in_own_process(serve_once, name, spec, threads, batches)
+
+
+def serve_pass(backend, batch1, batch_n):
+    """One round of one backend: ({1: seconds per call, N: seconds per call}, the outputs of the batch-N pass)."""
+    one, _ = timed(backend, batch1)
+    many, outputs = timed(backend, batch_n)
+    return {1: one, "n": many}, outputs
+
+
+def warm_up(backend, batch1, batch_n):
+    """First-call allocations and graph preparation, kept off the clock."""
+    timed(backend, batch_n[:2] + batch1[:4])
+
+
+def serve_round_alone(name, spec, threads, batch1, batch_n, with_outputs, queue):
+    """In a fresh process (--isolate): load one backend, warm it up, serve one round; the seconds, the outputs (when
+    asked) and the process's peak resident memory."""
+    backend = Backend(name, spec, threads)
+    warm_up(backend, batch1, batch_n)
+    seconds, outputs = serve_pass(backend, batch1, batch_n)
+    queue.put((seconds, outputs if with_outputs else None, peak_resident_bytes()))
 
 
 def bf16_cpu():
@@ -296,31 +332,42 @@ def machine():
             "system": platform.platform()}
 
 
-def measure_rounds(args, sources, threads, batch1, batch32, labels, embedder, sentence_order):
+def measure_rounds(args, sources, threads, batch1, batch_n, labels, embedder, sentence_order):
     """The backends taking turns for --rounds rounds (the order reversed every round): ({backend: {size: seconds per
-    call}}, {backend: {size: sentences/s per round}}, {backend: dev accuracy or Spearman})."""
+    call}}, {backend: {size: sentences/s per round}}, {backend: dev accuracy or Spearman}, {backend: peak resident
+    bytes, with --isolate}). With --isolate every backend serves every round in a process of its own, loaded and
+    warmed up there: no runtime's threads, allocations or caches share a process with another's."""
     import numpy as np
 
-    backends = {name: Backend(name, spec, threads) for name, spec in sources.items()}
-    for backend in backends.values():  # warm-up: first-call allocations and graph preparation stay off the clock
-        timed(backend, batch32[:2] + batch1[:4])
-    latency = {name: {1: [], args.batch_size: []} for name in backends}
-    throughput = {name: {1: [], args.batch_size: []} for name in backends}
-    accuracy = {}
+    size = args.batch_size
+    backends = {}
+    if not args.isolate:
+        backends = {name: Backend(name, spec, threads) for name, spec in sources.items()}
+        for backend in backends.values():
+            warm_up(backend, batch1, batch_n)
+    latency = {name: {1: [], size: []} for name in sources}
+    throughput = {name: {1: [], size: []} for name in sources}
+    accuracy, memory = {}, {}
     for round_number in range(args.rounds):
-        order = list(backends) if round_number % 2 == 0 else list(reversed(backends))
+        order = list(sources) if round_number % 2 == 0 else list(reversed(sources))
         for name in order:
-            for size, batches in ((1, batch1), (args.batch_size, batch32)):
-                seconds, logits = timed(backends[name], batches)
-                latency[name][size] += seconds
-                throughput[name][size].append(sum(len(b["input_ids"]) for b in batches) / sum(seconds))
-                if size == args.batch_size and name not in accuracy:
-                    if sentence_order is not None:  # back to the dev set's order
-                        logits = logits[np.argsort(sentence_order, kind="stable")]
-                    accuracy[name] = quality(logits, labels, embedder)
+            if args.isolate:
+                seconds, outputs, peak = in_own_process(serve_round_alone, name, str(sources[name]), threads, batch1,
+                                                        batch_n, name not in accuracy)
+                memory[name] = max(memory.get(name, 0), peak)
+            else:
+                seconds, outputs = serve_pass(backends[name], batch1, batch_n)
+            for key, batches in ((1, batch1), (size, batch_n)):
+                calls = seconds[1 if key == 1 else "n"]
+                latency[name][key] += calls
+                throughput[name][key].append(sum(len(b["input_ids"]) for b in batches) / sum(calls))
+            if name not in accuracy:
+                if sentence_order is not None:  # back to the dev set's order
+                    outputs = outputs[np.argsort(sentence_order, kind="stable")]
+                accuracy[name] = quality(outputs, labels, embedder)
         print(f"round {round_number + 1}/{args.rounds}: " + ", ".join(
-            f"{name} {statistics.median(throughput[name][args.batch_size]):,.0f}/s" for name in backends), flush=True)
-    return latency, throughput, accuracy
+            f"{name} {statistics.median(throughput[name][size]):,.0f}/s" for name in sources), flush=True)
+    return latency, throughput, accuracy, memory
 
 
 def default_summary(args, sources, rows, embedder):
@@ -374,10 +421,13 @@ def run(args):
     print(f"{args.task_name} {split}: {len(encoded['input_ids'])} sentences{' (a sentence embedder: STS-B Spearman)' if embedder else ''}; batch 1 over the first {len(batch1)}, batch "
           f"{args.batch_size} over all ({len(batch32)} batches); {threads} threads; backends: {', '.join(sources)}",
           flush=True)
-    latency, throughput, accuracy = measure_rounds(args, sources, threads, batch1, batch32, labels, embedder, sentence_order)
+    latency, throughput, accuracy, isolated_memory = measure_rounds(args, sources, threads, batch1, batch32, labels,
+                                                                    embedder, sentence_order)
     rows = []
     for name, spec in sources.items():
-        memory = peak_memory(name, str(spec), threads, batch32) if not args.skip_memory else None
+        memory = isolated_memory.get(name)
+        if memory is None and not args.skip_memory:
+            memory = peak_memory(name, str(spec), threads, batch32)
         row = {"backend": name, "source": str(spec), "accuracy": accuracy[name], "peak_memory_bytes": memory}
         for size in (1, args.batch_size):
             row[f"batch{size}"] = {"sentences_per_second": statistics.median(throughput[name][size]),
@@ -408,6 +458,7 @@ def run(args):
     result = {"task": args.task_name, "split": split, "sentences": len(encoded["input_ids"]),
               "quality": "stsb_spearman" if embedder else "accuracy", "batch1_sentences": len(batch1),
               "batch_size": size, "rounds": args.rounds, "threads": threads, "length_sorted": args.length_sorted,
+              "isolated": args.isolate,
               "rows": rows, "default": summary, "machine": machine(),
               "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                            **({"openvino": version("openvino")} if installed("openvino") else {}),
@@ -437,7 +488,11 @@ def main(argv=None):
     parser.add_argument("--max_length", type=checks.bounded(int, 2, 8192), default=128)
     parser.add_argument("--threads", type=checks.bounded(int, 1, 1024), default=None)
     parser.add_argument("--skip_memory", action="store_true",
-                        help="do not measure each backend's peak memory (a process of its own per backend)")
+                        help="do not measure each backend's peak memory (a process of its own per backend; with "
+                             "--isolate the rounds' processes give it at no cost)")
+    parser.add_argument("--isolate", action="store_true",
+                        help="serve every round of every backend in a fresh process of its own (loaded and warmed up "
+                             "off the clock), so no runtime shares threads, allocations or caches with another")
     parser.add_argument("--profile", action="store_true",
                         help="also print where each ONNX backend's time goes, by operator type (ONNX Runtime's profiler)")
     parser.add_argument("--backends", type=lambda text: [x.strip() for x in text.split(",") if x.strip()], default=None,

@@ -127,7 +127,8 @@ def spell_for_ort_fusions(model):
     numbers: RMSNorm's ReduceMean over the last axis named by its index (torch's rms_norm exports axes [2]; the
     SimplifiedLayerNormalization pattern wants [-1]), and rotate-half's multiplication by -1 (the form OpenVINO's RoPE
     fusion matches; the RotaryEmbedding pattern wants Neg). `model` is an onnx_ir model, changed in place; returns
-    {rewrite: count}."""
+    {rewrite: count}. (The rotary embedding's own fusion, tried and not kept: benchmarks/results/
+    2026-12-06-cpu-serving-v3/ort-rotary-fusion.)"""
     import numpy as np
     import onnx_ir as ir
 

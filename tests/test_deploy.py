@@ -216,16 +216,20 @@ def test_the_benchmark_measures_every_backend_on_the_dev_set(tmp_path, classifie
     shares = int8["operator_shares"]  # the profile: the quantised matrix products are among its operators
     assert "operator_shares" not in pytorch and 0.5 < sum(shares.values()) <= 1.0001
     assert any("MatMul" in name for name in shares) and "kernel time by operator" in done.stdout
-    # length-sorted batches: every row is put back in the dev set's order, so the accuracy is the same
+    # length-sorted batches: every row is put back in the dev set's order, so the accuracy is the same; --isolate:
+    # every round of every backend in a process of its own, whose peak memory is the row's (with --skip_memory too)
     sorted_report = tmp_path / "bench-sorted.json"
     done = subprocess.run([sys.executable, BENCH, "--model_dir", str(classifier), "--onnx", str(out), "--task_name", "sst2",
-                           "--data_dir", str(tmp_path / "glue"), "--rounds", "1", "--batch1_sentences", "2",
+                           "--data_dir", str(tmp_path / "glue"), "--rounds", "2", "--batch1_sentences", "2",
                            "--batch_size", "8", "--length_sorted", "--skip_memory", "--backends", "onnxruntime",
-                           "--output_json", str(sorted_report)], capture_output=True, text=True, timeout=600)
+                           "--isolate", "--output_json", str(sorted_report)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     again = json.loads(sorted_report.read_text())
-    assert again["length_sorted"] and [row["backend"] for row in again["rows"]] == ["pytorch", "onnxruntime"]
+    assert again["length_sorted"] and again["isolated"] and [row["backend"] for row in again["rows"]] == ["pytorch", "onnxruntime"]
     assert [row["accuracy"] for row in again["rows"]] == [pytorch["accuracy"], fp32["accuracy"]]
+    alone_pytorch, alone_fp32 = again["rows"]
+    assert alone_pytorch["peak_memory_bytes"] > 1.5 * alone_fp32["peak_memory_bytes"] > 30 * 2**20
+    assert done.stdout.count("round ") == 2 and alone_fp32["batch8"]["sentences_per_second"] > 0
 
 
 @pytest.mark.slow
