@@ -211,10 +211,10 @@ def peak_memory(name, spec, threads, batches):
 
 
 def serve_pass(backend, batch1, batch_n):
-    """One round of one backend: ({1: seconds per call, N: seconds per call}, the outputs of the batch-N pass)."""
+    """One round of one backend: (seconds per call at batch 1, seconds per call at batch N, the batch-N outputs)."""
     one, _ = timed(backend, batch1)
     many, outputs = timed(backend, batch_n)
-    return {1: one, "n": many}, outputs
+    return one, many, outputs
 
 
 def warm_up(backend, batch1, batch_n):
@@ -227,8 +227,8 @@ def serve_round_alone(name, spec, threads, batch1, batch_n, with_outputs, queue)
     asked) and the process's peak resident memory."""
     backend = Backend(name, spec, threads)
     warm_up(backend, batch1, batch_n)
-    seconds, outputs = serve_pass(backend, batch1, batch_n)
-    queue.put((seconds, outputs if with_outputs else None, peak_resident_bytes()))
+    one, many, outputs = serve_pass(backend, batch1, batch_n)
+    queue.put((one, many, outputs if with_outputs else None, peak_resident_bytes()))
 
 
 def bf16_cpu():
@@ -352,13 +352,12 @@ def measure_rounds(args, sources, threads, batch1, batch_n, labels, embedder, se
         order = list(sources) if round_number % 2 == 0 else list(reversed(sources))
         for name in order:
             if args.isolate:
-                seconds, outputs, peak = in_own_process(serve_round_alone, name, str(sources[name]), threads, batch1,
-                                                        batch_n, name not in accuracy)
+                one, many, outputs, peak = in_own_process(serve_round_alone, name, str(sources[name]), threads,
+                                                          batch1, batch_n, name not in accuracy)
                 memory[name] = max(memory.get(name, 0), peak)
             else:
-                seconds, outputs = serve_pass(backends[name], batch1, batch_n)
-            for key, batches in ((1, batch1), (size, batch_n)):
-                calls = seconds[1 if key == 1 else "n"]
+                one, many, outputs = serve_pass(backends[name], batch1, batch_n)
+            for key, batches, calls in ((1, batch1, one), (size, batch_n, many)):
                 latency[name][key] += calls
                 throughput[name][key].append(sum(len(b["input_ids"]) for b in batches) / sum(calls))
             if name not in accuracy:

@@ -289,7 +289,7 @@ def stage(args, staging, task, tokenizer, names, max_length, expected_of):
         sample = expected_sample(tokenizer, names, max_length)
         expected = expected_of(sample)
         record["ort_fusions"] = write_fused(staging, sample, expected, args.tolerance)
-        if args.int8:  # the fused graph quantised as --int8 quantises model.onnx (12% faster here, docs/performance.md)
+        if args.int8:  # the fused graph quantised as --int8 quantises model.onnx (faster for a SmallEncoder here: docs/performance.md)
             from small_encoders.deploy.export import quantize_int8
 
             _, record["ort_fusions"]["int8"] = quantize_int8(staging, Path(args.output_dir), sample, expected, task,
