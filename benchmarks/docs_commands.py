@@ -51,7 +51,7 @@ STAND_INS = {
     "google/bert_uncased_L-4_H-256_A-4": START_MODEL,
     "my-docs/*.txt": f"{SHARED}/pretrain-corpus/wikipedia/enwiki2015_0000.txt.gz",
 }
-SHELL_STEPS = ("git", "ln", "cd")
+SHELL_STEPS = ("git", "ln", "cd", "mkdir", "cp")
 # Flags whose value is a model or tokenizer folder that an earlier command makes.
 MODEL_INPUTS = ("--model_name_or_path", "--model_dir", "--tokenizer_name", "--init_from", "--onnx", "--baseline_model")
 # What makes each script's run one of seconds (appended: a later flag wins), or the flags to replace.
@@ -193,7 +193,7 @@ def not_run_reason(command):
     if argv[0] == "tensorboard":
         return "a log viewer: no code of this repository"
     if argv[0] in SHELL_STEPS:
-        return "a shell step (a clone, a link, a folder change): the setup around the commands"
+        return "a shell step (a clone, a link, a folder change or copy): the setup around the commands"
     if script == "benchmarks/docs_commands.py":
         return "this script"
     if script.endswith(".sh"):
