@@ -10,7 +10,7 @@
 # 3. embedder: the sentence embedder of recipes/train_embeddings.py given as EMBEDDER (a folder), served on STS-B dev.
 # Each is exported with every artefact (deploy/export.py --int8 --int8_static --openvino --ort_fusions, calibrated on
 # the task's train sentences, the pick timed on held-out ones) and benchmarked with deploy/bench.py (batch 1 and 32,
-# the backends taking turns for ROUNDS rounds, each round of each in a process of its own: --isolate); the JSON files
+# the backends taking turns for ROUNDS rounds, each round of each in a process of its own); the JSON files
 # go to RESULTS. Needs the deploy extra (pip install -e ".[deploy]").
 set -euo pipefail
 DATA=${DATA:-../shared/data}
@@ -27,7 +27,7 @@ export_and_bench() {  # name, model folder, calibration task, bench arguments...
     python deploy/export.py --model_dir "$model" --output_dir "$WORK/$name-export" --overwrite --int8 --int8_static \
         --openvino --ort_fusions --calibration_task "$task" --data_dir "$DATA/glue" 2>&1 | grep -v "Loading weights" | tee "$RESULTS/$name-export.log"
     cp "$WORK/$name-export/export.json" "$RESULTS/$name-export.json"
-    python deploy/bench.py --model_dir "$model" --onnx "$WORK/$name-export" --data_dir "$DATA/glue" --rounds "$ROUNDS" --isolate \
+    python deploy/bench.py --model_dir "$model" --onnx "$WORK/$name-export" --data_dir "$DATA/glue" --rounds "$ROUNDS" \
         --output_json "$RESULTS/$name-bench.json" "$@" 2>&1 | grep -v "Loading weights" | tee "$RESULTS/$name-bench.log"
 }
 
@@ -41,7 +41,7 @@ for model in $MODELS; do
         fi
         export_and_bench classifier "$WORK/sst2-model" sst2 --task_name sst2 --profile
         python deploy/bench.py --model_dir "$WORK/sst2-model" --onnx "$WORK/classifier-export" --task_name sst2 \
-            --data_dir "$DATA/glue" --rounds "$ROUNDS" --isolate --length_sorted --skip_memory \
+            --data_dir "$DATA/glue" --rounds "$ROUNDS" --length_sorted --skip_memory \
             --output_json "$RESULTS/classifier-bench-length-sorted.json" 2>&1 | grep -v "Loading weights" \
             | tee "$RESULTS/classifier-bench-length-sorted.log"
         ;;

@@ -185,7 +185,8 @@ def test_the_benchmark_measures_every_backend_on_the_dev_set(tmp_path, classifie
     report = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, BENCH, "--model_dir", str(classifier), "--onnx", str(out), "--task_name", "sst2",
                            "--data_dir", str(tmp_path / "glue"), "--rounds", "2", "--batch1_sentences", "5",
-                           "--batch_size", "8", "--profile", "--output_json", str(report)], capture_output=True, text=True,
+                           "--batch_size", "8", "--profile", "--same_process", "--output_json", str(report)],
+                          capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(report.read_text())
@@ -216,13 +217,13 @@ def test_the_benchmark_measures_every_backend_on_the_dev_set(tmp_path, classifie
     shares = int8["operator_shares"]  # the profile: the quantised matrix products are among its operators
     assert "operator_shares" not in pytorch and 0.5 < sum(shares.values()) <= 1.0001
     assert any("MatMul" in name for name in shares) and "kernel time by operator" in done.stdout
-    # length-sorted batches: every row is put back in the dev set's order, so the accuracy is the same; --isolate:
+    # length-sorted batches: every row is put back in the dev set's order, so the accuracy is the same; by default
     # every round of every backend in a process of its own, whose peak memory is the row's (with --skip_memory too)
     sorted_report = tmp_path / "bench-sorted.json"
     done = subprocess.run([sys.executable, BENCH, "--model_dir", str(classifier), "--onnx", str(out), "--task_name", "sst2",
                            "--data_dir", str(tmp_path / "glue"), "--rounds", "2", "--batch1_sentences", "2",
                            "--batch_size", "8", "--length_sorted", "--skip_memory", "--backends", "onnxruntime",
-                           "--isolate", "--output_json", str(sorted_report)], capture_output=True, text=True, timeout=600)
+                           "--output_json", str(sorted_report)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     again = json.loads(sorted_report.read_text())
     assert again["length_sorted"] and again["isolated"] and [row["backend"] for row in again["rows"]] == ["pytorch", "onnxruntime"]
