@@ -199,16 +199,10 @@ def in_own_process(target, *args):
         child.join()
 
 
-def serve_once(name, spec, threads, batches, queue):
-    """In a fresh process: load one backend, serve the batches once, report the peak resident memory."""
-    backend = Backend(name, spec, threads)
-    for batch in batches:
-        backend(batch)
-    queue.put(peak_resident_bytes())
-
-
-def peak_memory(name, spec, threads, batches):
-    return in_own_process(serve_once, name, spec, threads, batches)
+def peak_memory(name, spec, threads, batch1, batch_n):
+    """The peak resident memory of a fresh process that loads one backend and serves one round (--same_process, where
+    the rounds themselves share this process)."""
+    return in_own_process(serve_round_alone, name, spec, threads, batch1, batch_n, False)[-1]
 
 
 def serve_pass(backend, batch1, batch_n):
@@ -224,8 +218,8 @@ def warm_up(backend, batch1, batch_n):
 
 
 def serve_round_alone(name, spec, threads, batch1, batch_n, with_outputs, queue):
-    """In a fresh process (the default; not with --same_process): load one backend, warm it up, serve one round; the seconds, the outputs (when
-    asked) and the process's peak resident memory."""
+    """In a fresh process: load one backend, warm it up, serve one round; the seconds, the outputs (when asked) and
+    the process's peak resident memory."""
     backend = Backend(name, spec, threads)
     warm_up(backend, batch1, batch_n)
     one, many, outputs = serve_pass(backend, batch1, batch_n)
@@ -427,7 +421,7 @@ def run(args):
     for name, spec in sources.items():
         memory = isolated_memory.get(name)
         if memory is None and not args.skip_memory:
-            memory = peak_memory(name, str(spec), threads, batch32)
+            memory = peak_memory(name, str(spec), threads, batch1, batch32)
         row = {"backend": name, "source": str(spec), "accuracy": accuracy[name], "peak_memory_bytes": memory}
         for size in (1, args.batch_size):
             row[f"batch{size}"] = {"sentences_per_second": statistics.median(throughput[name][size]),
