@@ -141,6 +141,8 @@ def pairs_from_document(text, kind, rng, count):
             return []
         return [(lines[0], paragraph) for paragraph in body[:count]]
     sentences = sentences_of(text)
+    if kind == "same":  # a sentence and itself: the two copies differ only by the encoder's dropout (SimCSE)
+        return [(sentence, sentence) for sentence in rng.sample(sentences, min(count, len(sentences)))]
     if kind == "next":
         if len(sentences) < 2:
             return []
@@ -196,7 +198,8 @@ def raw_text_pairs(patterns, kind="spans", sample_by="paragraph", max_pairs=50_0
     if not pairs:
         why = {"title": "a first line followed by text (pass --raw_text_sample_by paragraph for articles separated by "
                         "blank lines, or --raw_pairs spans)",
-               "next": f"two sentences of {MIN_WORDS} words or more", "spans": f"two sentences of {MIN_WORDS} words or more"}
+               "next": f"two sentences of {MIN_WORDS} words or more", "spans": f"two sentences of {MIN_WORDS} words or more",
+               "same": f"a sentence of {MIN_WORDS} words or more"}
         raise UserError(f"--raw_pairs {kind}: no document of --raw_text_files has {why[kind]}")
     rng.shuffle(pairs)
     line = (f"raw text        {len(pairs):,} {kind} pairs from {used:,} of {len(documents):,} documents "

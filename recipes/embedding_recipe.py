@@ -21,7 +21,7 @@ from small_encoders.recipes.recipe import (
 
 EMBEDDING_RECIPES_DIR = RECIPES_DIR / "embeddings"
 GROUPS = ("data", "model", "loss", "training", "time budget", "soup", "evaluation", "logging", "Hub", "recipe")
-PAIR_KINDS = ("title", "spans", "next")
+PAIR_KINDS = ("title", "spans", "next", "same")
 GLUE_PAIR_TASKS = ("mrpc", "stsb")
 LOSSES = ("mnrl", "cached_mnrl")
 
@@ -37,7 +37,7 @@ class EmbeddingRecipe(TypedSettings):
     dataset_split: str = setting("train", "data", "the Hub dataset's split")
     raw_text_files: str | None = setting(None, "data", "unlabelled text (globs, the files pretraining reads; embedded: the Python-docstring corpus): pairs are made from its documents")
     raw_text_sample_by: str = setting("paragraph", "data", "raw .txt files: one document per line, per blank-line paragraph, or per file", choices=("line", "paragraph", "document"))
-    raw_pairs: str = setting("spans", "data", "pairs made from a raw document: title (its first line and the text after it), spans (two distinct passages of it) or next (a sentence and the next)", choices=PAIR_KINDS)
+    raw_pairs: str = setting("spans", "data", "pairs made from a raw document: title (its first line and the text after it), spans (two distinct passages of it), next (a sentence and the next) or same (a sentence and itself, told apart by dropout alone: unsupervised SimCSE; needs --dropout)", choices=PAIR_KINDS)
     max_raw_pairs: int = setting(50_000, "data", "raw-text pairs made at most (a seeded sample of the documents)", low=1, high=10**9, integer=True)
     glue_pairs: list = setting([], "data", "labelled pairs of GLUE train sets, as scored pairs (CoSENT): mrpc (1 a paraphrase, 0 not), stsb (0-5 scores); never a dev or test split")
     glue_dir: str | None = setting(None, "data", "local GLUE TSV folders (MRPC/train.tsv, ...); default: the Hub's nyu-mll/glue")
@@ -63,6 +63,7 @@ class EmbeddingRecipe(TypedSettings):
     lr_scheduler_type: str = setting("linear", "training", "the schedule after warm-up (a time budget needs linear or cosine)", trainer=True)
     num_train_epochs: float = setting(1.0, "training", "passes over the training sets (without --max_steps or --time_budget)", kind="positive", low=1e-6, high=100_000, trainer=True)
     max_steps: int = setting(-1, "training", "optimizer steps (-1: from the epochs or the time budget)", low=1, high=10**9, integer=True)
+    dropout: float | None = setting(None, "training", "the encoder's dropout while training (every dropout layer and the attention's; the saved model keeps its own); null: the model's own", kind="fraction0")
     multi_dataset_batch_sampler: str = setting("proportional", "training", "several training sets: proportional (each batch from one set, sets in proportion to their size) or round_robin", choices=("proportional", "round_robin"))
     save_steps: int = setting(500, "training", "write a checkpoint every N steps (a multiple of --logging_steps)", low=1, high=10**9, integer=True, trainer=True)
     save_total_limit: int = setting(2, "training", "checkpoints kept", low=1, high=10**6, integer=True, trainer=True)

@@ -152,6 +152,35 @@ def build_embedder(path, max_seq_length=128, pooling="mean", normalize=True):
     return SentenceTransformer(modules=parts, device="cpu" if not _cuda() else None)
 
 
+# Attention modules that hold their dropout as a number rather than a layer: ours (dropout_p), ModernBERT and the
+# Llama family (attention_dropout), others (dropout_prob).
+DROPOUT_NUMBERS = ("dropout_p", "attention_dropout", "dropout_prob")
+
+
+def dropouts(model):
+    """[(module, attribute)] of every dropout in the model: each nn.Dropout's p and each attention's number."""
+    import torch
+
+    found = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            found.append((module, "p"))
+        found.extend((module, name) for name in DROPOUT_NUMBERS if type(getattr(module, name, None)) is float)
+    return found
+
+
+def set_training_dropout(model, rate):
+    """Every dropout of the model set to `rate` for training; the config, and so the saved model, keeps its own.
+    Returns the highest dropout the model now trains with."""
+    places = dropouts(model)
+    if rate is not None:
+        if not places and rate > 0:
+            raise UserError(f"--dropout {rate}: {type(model[0].auto_model).__name__} has no dropout layer to set")
+        for module, name in places:
+            setattr(module, name, float(rate))
+    return max((getattr(module, name) for module, name in places), default=0.0)
+
+
 def _cuda():
     import torch
 
@@ -324,8 +353,12 @@ def train(recipe, resume, data=None, start=None):
     print(f"model           {recipe.model_name_or_path}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M "
           f"parameters, {embedding_dimension(model)} dimensions, {recipe.pooling} pooling"
           f"{', normalised' if recipe.normalize else ''}, {recipe.max_seq_length} tokens", flush=True)
+    dropout = set_training_dropout(model, recipe.dropout)
+    if recipe.raw_text_files and recipe.raw_pairs == "same" and dropout == 0:
+        raise UserError("--raw_pairs same pairs each sentence with itself, and the two copies differ only by dropout: "
+                        "this model trains with none; pass --dropout 0.1")
     losses = make_losses(recipe, model, shapes)
-    print(loss_line(recipe, shapes), flush=True)
+    print(loss_line(recipe, shapes) + (f"; dropout {dropout:g} while training" if dropout else ""), flush=True)
     args = training_arguments(recipe, shapes)
     print(f"precision       {'bf16 autocast (float32 weights)' if args.bf16 else 'float32'}", flush=True)
     from datasets import DatasetDict

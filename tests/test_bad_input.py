@@ -126,6 +126,10 @@ CASES = [
      "--raw_pairs title"),
     ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--raw_text_files", "{text}",
                           "--output_dir", "{out}"], "distinct"),
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--ingredients", "null",
+                          "--raw_pairs", "same", "--output_dir", "{out}"], "--raw_pairs same"),  # and no dropout
+    ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--dropout", "1.5",
+                          "--output_dir", "{out}"], "--dropout"),
     # a soup: the second ingredient's bad file is refused before the first trains or any folder is made
     ("train_embeddings", ["--recipe", "embed", "--smoke", "--model_name_or_path", "{model}", "--ingredients",
                           "{a: {}, b: {raw_text_files: null, train_files: '{pairs_one}'}}", "--output_dir", "{out}"],

@@ -226,8 +226,8 @@ def test_glue_train_sets_become_scored_pairs_with_every_mrpc_pair_labelled(tmp_p
     assert shape == "scored" and stsb["score"] == [1.0 if i % 2 == 0 else 0.0 for i in range(10)]
 
 
-def test_raw_text_pairs_are_made_three_ways_and_never_repeat(tmp_path):
-    from small_encoders.data_prep.pairs import raw_text_pairs
+def test_raw_text_pairs_are_made_four_ways_and_never_repeat(tmp_path):
+    from small_encoders.data_prep.pairs import raw_text_pairs, sentences_of
 
     text = tmp_path / "articles.txt"
     text.write_text("\n\n".join(
@@ -244,6 +244,36 @@ def test_raw_text_pairs_are_made_three_ways_and_never_repeat(tmp_path):
     pairs = list(zip(spans["anchor"], spans["positive"]))
     assert len(pairs) == len(set(pairs)) and all(a != p for a, p in pairs)
     assert all(a.split("article ")[1][0] == p.split("article ")[1][0] for a, p in pairs)  # both from one document
+    same, line = raw_text_pairs(str(text), "same", "paragraph", max_pairs=100)
+    sentences = {s for t in text.read_text().split("\n\n") for s in sentences_of(t)}
+    assert list(same["anchor"]) == list(same["positive"]) and set(same["anchor"]) == sentences  # 4 of each of 8
+    assert len(same) == 32 and "same pairs from 8 of 8 documents" in line
+
+
+def test_training_dropout_is_set_on_every_layer_and_the_saved_model_keeps_its_own(world, tmp_path):
+    import torch
+
+    from small_encoders.recipes.train_embeddings import build_embedder, dropouts, set_training_dropout
+
+    _, model, _ = world  # ours, saved with no dropout
+    embedder = build_embedder(model, 16)
+    places = dropouts(embedder)
+    assert {name for _, name in places} == {"p", "dropout_p"}  # the layers and the attention's number
+    assert max(getattr(m, name) for m, name in places) == 0.0
+    assert set_training_dropout(embedder, None) == 0.0  # null: the model's own
+
+    def twice(training):
+        embedder.train(training)
+        features = embedder.tokenize(["the ship saw the sea"])
+        with torch.no_grad():
+            return [embedder(dict(features))["sentence_embedding"] for _ in range(2)]
+
+    assert torch.equal(*twice(True))  # no dropout: one sentence gives one vector (the same pair kind would teach nothing)
+    assert set_training_dropout(embedder, 0.1) == 0.1
+    assert all(getattr(m, name) == 0.1 for m, name in places)
+    assert not torch.equal(*twice(True)) and torch.equal(*twice(False))  # two views in training, one in use
+    embedder.save(str(tmp_path / "saved"))
+    assert json.loads((tmp_path / "saved" / "config.json").read_text())["hidden_dropout_prob"] == 0.0
 
 
 def test_the_embedding_recipe_is_typed_and_its_help_lists_every_setting(capsys):
