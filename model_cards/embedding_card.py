@@ -64,11 +64,12 @@ def build_embedding_card(folder, model_name=None):
         lines.append(f"| {set_name} | {about['rows']:,} | {about['shape']} | {loss} |")
     if result.get("ingredients"):
         lines += ["", f"A model soup: {len(result['ingredients'])} runs (ingredients) trained apart from the same start, "
-                  "each on its own sets, and the model the mean of their weights (each keeps most of what it learned):", "",
-                  "| ingredient | sets | steps | minutes |", "|---|---|---|---|"]
+                  "each on its own sets, and the model the (weighted) mean of their weights (each keeps most of what it "
+                  "learned):", "", "| ingredient | sets | steps | minutes | share of the weights |", "|---|---|---|---|---|"]
         for name, about in result["ingredients"].items():
+            share = about.get("weight", 1 / len(result["ingredients"]))
             lines.append(f"| {name} | {', '.join(about['training_sets'])} | {about['steps']:,} | "
-                         f"{about['train_seconds'] / 60:.1f} |")
+                         f"{about['train_seconds'] / 60:.1f} | {share:.0%} |")
     lines += ["", f"{result['steps']:,} steps of {recipe.get('per_device_train_batch_size')} pairs at a peak learning rate of "
               f"{recipe.get('learning_rate')} in {result['train_seconds'] / 60:.1f} minutes on {result['hardware']}"
               + (f" (a {recipe['time_budget']:g}-minute budget)" if recipe.get("time_budget") else "") + ". "

@@ -74,7 +74,7 @@ class EmbeddingRecipe(TypedSettings):
     # time budget
     time_budget: float | None = setting(None, "time budget", "minutes of training: steps planned from the measured step time, the schedule ending with the budget", kind="minutes", low=1e-9, high=525_600)
     # soup
-    ingredients: dict | None = setting(None, "soup", "several runs from the same start averaged into one model (a model soup): {name: {setting: value, ...}, ...}, each ingredient this recipe with its own data, loss and training settings over it, trained apart; `share: N` gives it N parts of the time budget (default 1 each); null: one run")
+    ingredients: dict | None = setting(None, "soup", "several runs from the same start averaged into one model (a model soup): {name: {setting: value, ...}, ...}, each ingredient this recipe with its own data, loss and training settings over it, trained apart; `share: N` gives it N parts of the time budget and `weight: N` N parts of the averaged weights (default 1 each); null: one run")
     # evaluation
     evaluate: bool = setting(True, "evaluation", "measure the trained model and its start (mean-pooled) with eval/embeddings.py at the end")
     eval_data_dir: str | None = setting(None, "evaluation", "local GLUE TSV folders for that evaluation (STS-B, MRPC, QNLI); default: --glue_dir, else the Hub")
@@ -199,6 +199,8 @@ def validate(recipe):
 INGREDIENT_GROUPS = ("data", "loss", "training")
 NOT_PER_INGREDIENT = {"output_dir", "resume_from_checkpoint", "overwrite_output_dir"}
 SHARE = "share"  # an ingredient's parts of the soup's time budget
+WEIGHT = "weight"  # an ingredient's parts of the soup's weights
+SOUP_KEYS = (SHARE, WEIGHT)
 
 
 def check_ingredients(recipe):
@@ -208,7 +210,7 @@ def check_ingredients(recipe):
         raise UserError(f"--ingredients must name two or more runs to average, such as "
                         f"{{retrieval: {{glue_pairs: []}}, similarity: {{raw_text_files: null}}}}, got {ingredients!r}")
     allowed = {name for name, f in EmbeddingRecipe.fields().items()
-               if f.metadata["group"] in INGREDIENT_GROUPS and name not in NOT_PER_INGREDIENT} | {SHARE}
+               if f.metadata["group"] in INGREDIENT_GROUPS and name not in NOT_PER_INGREDIENT} | set(SOUP_KEYS)
     for name, settings in ingredients.items():
         if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
             raise UserError(f"--ingredients: {name!r} is not a usable name (letters, digits, - and _; it names a folder)")
@@ -217,12 +219,18 @@ def check_ingredients(recipe):
         refused = sorted(set(settings) - allowed)
         if refused:
             raise UserError(f"--ingredients: {name} sets {', '.join(refused)}, which an ingredient cannot change (it "
-                            f"may set its data, loss and training, and its share of the time budget: "
+                            f"may set its data, loss and training, its share of the time budget and its weight: "
                             f"{', '.join(sorted(allowed))})")
-        share = settings.get(SHARE, 1)
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < float("inf"):
-            raise UserError(f"--ingredients: {name}'s share must be a positive number (its parts of the time budget), "
-                            f"got {share!r}")
+        for key, what in ((SHARE, "its parts of the time budget"), (WEIGHT, "its parts of the averaged weights")):
+            value = settings.get(key, 1)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise UserError(f"--ingredients: {name}'s {key} must be a positive number ({what}), got {value!r}")
+
+
+def soup_weights(recipe):
+    """{name: its share of the averaged weights}, summing to 1 (equal unless the ingredients say `weight`)."""
+    weights = {name: settings.get(WEIGHT, 1) for name, settings in recipe.ingredients.items()}
+    return {name: weight / sum(weights.values()) for name, weight in weights.items()}
 
 
 def ingredient_recipes(recipe):
@@ -235,7 +243,7 @@ def ingredient_recipes(recipe):
         budget = recipe.time_budget * shares[name] / sum(shares.values()) if recipe.time_budget is not None else None
         values = {**recipe.to_dict(), "ingredients": None, "evaluate": False, "push_to_hub": False,
                   "resume_from_checkpoint": None, "output_dir": str(Path(recipe.output_dir) / "ingredients" / name),
-                  "time_budget": budget, **{key: value for key, value in settings.items() if key != SHARE}}
+                  "time_budget": budget, **{key: value for key, value in settings.items() if key not in SOUP_KEYS}}
         try:
             made[name] = EmbeddingRecipe(**resolve(values))
             validate(made[name])

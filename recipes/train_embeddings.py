@@ -427,11 +427,11 @@ def finish(recipe, model, result):
 def make_soup(recipe, resume):
     """A model soup: each ingredient trained from the start in OUTPUT/ingredients/NAME (one already finished there is
     kept), then the float weights of all averaged into one model saved in OUTPUT; (model, the result's record)."""
-    from small_encoders.recipes.embedding_recipe import ingredient_recipes
+    from small_encoders.recipes.embedding_recipe import ingredient_recipes, soup_weights
 
-    made = ingredient_recipes(recipe)
+    made, weights = ingredient_recipes(recipe), soup_weights(recipe)
     print(f"model soup      {len(made)} ingredients trained apart from {recipe.model_name_or_path}, then averaged: "
-          f"{', '.join(made)}", flush=True)
+          f"{', '.join(f'{name} ({weights[name]:.0%})' for name in made)}", flush=True)
     records = {}
     for name, ingredient in made.items():
         folder = RunFolder(ingredient.output_dir)
@@ -457,7 +457,7 @@ def make_soup(recipe, resume):
         _, records[name] = train(ingredient, last or prepare_output_dir(ingredient), data[name], start)
         write_result(ingredient.output_dir, records[name])  # marks it finished, for a soup resumed later
     records = {name: records[name] for name in made}  # in the recipe's order
-    model = average_embedders([made[name].output_dir for name in made])
+    model = average_embedders([made[name].output_dir for name in made], [weights[name] for name in made])
     model.save(recipe.output_dir)
     first = next(iter(records.values()))
     result = {"recipe": recipe.recipe, "model_name_or_path": recipe.model_name_or_path,
@@ -469,16 +469,19 @@ def make_soup(recipe, resume):
               "bf16": any(r["bf16"] for r in records.values()), "commit": source_commit(),
               "sentence_transformers": importlib.metadata.version("sentence-transformers"), "command": command_line(),
               "time_budget": None, "ingredients": {
-                  name: {key: r[key] for key in ("steps", "train_seconds", "training_sets", "saw_stsb_train", "time_budget")}
+                  name: {"weight": weights[name], **{key: r[key] for key in ("steps", "train_seconds", "training_sets",
+                                                                             "saw_stsb_train", "time_budget")}}
                   for name, r in records.items()}}
-    print(f"soup            the weights of {len(records)} ingredients averaged ({result['steps']:,} steps in "
+    uniform = len(set(weights.values())) == 1
+    print(f"soup            the weights of {len(records)} ingredients averaged{'' if uniform else ' (weighted)'} ({result['steps']:,} steps in "
           f"{result['train_seconds'] / 60:.1f} min in all) -> {recipe.output_dir}", flush=True)
     return model, result
 
 
-def average_embedders(folders):
+def average_embedders(folders, weights=None):
     """The first folder's SentenceTransformer with every floating-point weight the mean of the folders' (a uniform
-    soup); the folders are runs from one start, so their weights have the same names and shapes."""
+    soup), or their weighted mean with `weights` (one per folder, summing to 1); the folders are runs from one start,
+    so their weights have the same names and shapes."""
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -486,12 +489,13 @@ def average_embedders(folders):
 
     models = [SentenceTransformer(str(folder), device="cpu", trust_remote_code=True) for folder in folders]
     states = [m.state_dict() for m in models]
+    shares = weights or [1 / len(folders)] * len(folders)
     averaged = {}
     for key, value in states[0].items():
         if any(key not in state or state[key].shape != value.shape for state in states[1:]):
             raise UserError(f"the ingredients {', '.join(map(str, folders))} are not one architecture ({key} differs); "
                             f"a soup's ingredients must start from the same model")
-        averaged[key] = (torch.stack([state[key].float() for state in states]).mean(0).to(value.dtype)
+        averaged[key] = (sum(w * state[key].float() for w, state in zip(shares, states)).to(value.dtype)
                          if value.is_floating_point() else value)
     models[0].load_state_dict(averaged)
     return models[0]

@@ -384,6 +384,15 @@ def test_a_soup_trains_each_ingredient_apart_and_averages_their_weights_and_resu
     assert (out / "ingredients" / "retrieval" / "model.safetensors").stat().st_mtime_ns == stamp
     assert torch.equal(load_file(out / "model.safetensors")[moved[0]], soup[moved[0]])
 
+    # Weighted (`weight: N` parts each): the same finished ingredients, three parts retrieval to one of similarity.
+    weighted = args[:-1] + [args[-1].replace("{glue_pairs: []}", "{glue_pairs: [], weight: 3}")]
+    printed = train(weighted + ["--evaluate", "false"], capsys)
+    assert printed.count("already trained") == 2 and "retrieval (75%), similarity (25%)" in printed
+    remade = load_file(out / "model.safetensors")
+    for key in moved:
+        assert torch.allclose(remade[key], 0.75 * retrieval[key] + 0.25 * similarity[key], atol=1e-6), key
+    assert json.loads((out / "embedding_results.json").read_text())["ingredients"]["retrieval"]["weight"] == 0.75
+
     # A finished ingredient copied into another soup's folder is kept there too (its path is not what it trained).
     import shutil
 
@@ -397,7 +406,8 @@ def test_a_soup_trains_each_ingredient_apart_and_averages_their_weights_and_resu
     for ingredients, message in [("{only: {glue_pairs: []}}", "two or more runs"),
                                  ("{a: {pooling: cls}, b: {}}", "a sets pooling, which an ingredient cannot change"),
                                  ("{a: {}, b: [1]}", "b must be a mapping"),
-                                 ("{a: {}, b: {learning_rate: -1}}", "--ingredients: b: --learning_rate")]:
+                                 ("{a: {}, b: {learning_rate: -1}}", "--ingredients: b: --learning_rate"),
+                                 ("{a: {weight: 0}, b: {}}", "a's weight must be a positive number")]:
         with pytest.raises(UserError, match=message):
             recipe = load_embedding_recipe("embed", {"model_name_or_path": str(model), "ingredients": yaml.safe_load(ingredients)})
             ingredient_recipes(recipe)
