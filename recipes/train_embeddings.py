@@ -81,9 +81,18 @@ def prepare_output_dir(recipe):
 
 def changed_settings(folder, recipe):
     """The settings (other than those that do not change what is trained) in which the run recorded in `folder`
-    differs from `recipe`."""
-    before = {k: v for k, v in folder.recipe().items() if k not in IDENTITY_NEUTRAL}
-    now = {k: v for k, v in recipe.to_dict().items() if k not in IDENTITY_NEUTRAL}
+    differs from `recipe`. A soup's ingredients' weights are not among them: a soup made again with other weights
+    mixes the same finished ingredients."""
+    from small_encoders.recipes.embedding_recipe import WEIGHT
+
+    def trained(settings):
+        kept = {k: v for k, v in settings.items() if k not in IDENTITY_NEUTRAL}
+        if isinstance(kept.get("ingredients"), dict):
+            kept["ingredients"] = {name: {k: v for k, v in about.items() if k != WEIGHT} if isinstance(about, dict)
+                                   else about for name, about in kept["ingredients"].items()}
+        return kept
+
+    before, now = trained(folder.recipe()), trained(recipe.to_dict())
     return sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
 
 
