@@ -491,7 +491,6 @@ def average_embedders(folders, weights=None):
     """The first folder's SentenceTransformer with every floating-point weight the mean of the folders' (a uniform
     soup), or their weighted mean with `weights` (one per folder, summing to 1); the folders are runs from one start,
     so their weights have the same names and shapes."""
-    import torch
     from sentence_transformers import SentenceTransformer
 
     import small_encoders.modeling  # noqa: F401
