@@ -281,7 +281,7 @@ def test_the_embedding_recipe_is_typed_and_its_help_lists_every_setting(capsys):
     from small_encoders.recipes.train_embeddings import main
 
     recipe = load_embedding_recipe("embed-no-stsb", {"model_name_or_path": "m", "learning_rate": "3e-4"})
-    assert recipe.glue_pairs == ["mrpc"] and recipe.learning_rate == 3e-4 and recipe.raw_pairs == "spans"
+    assert recipe.glue_pairs == ["mrpc"] and recipe.learning_rate == 3e-4 and recipe.raw_pairs == "title"
     assert main(["--recipe", "embed", "--help"]) == 0
     shown = capsys.readouterr().out
     for name in EmbeddingRecipe.fields():
