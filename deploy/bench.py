@@ -48,11 +48,11 @@ TORCH_BACKENDS = ("pytorch", "pytorch-bf16")
 
 
 def is_embedder(model_dir):
-    """Whether a folder is a sentence embedder (recipes/train_embeddings.py's): served as sentence vectors, measured
-    on STS-B dev."""
-    from small_encoders.core.run_folder import RunFolder
+    """Whether a folder is a sentence embedder (deploy/export.py's test): served as sentence vectors, measured on
+    STS-B dev."""
+    from small_encoders.deploy.export import is_sentence_embedder
 
-    return RunFolder(model_dir).embedding_results() is not None
+    return Path(model_dir).is_dir() and is_sentence_embedder(model_dir)
 
 
 def quality(outputs, labels, embedder):

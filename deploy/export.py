@@ -66,12 +66,28 @@ def weights_digest(model_dir):
     return digest.hexdigest() if files else None
 
 
-def task_of(config, model_dir=None):
-    """The task a folder was saved for: a sentence embedder (recipes/train_embeddings.py's folder), else from its
-    architectures: a classifier, a masked LM, else the bare encoder."""
+def is_sentence_embedder(model_dir, config=None):
+    """Whether a folder is a sentence embedder: recipes/train_embeddings.py's (its embedding_results.json), or any
+    sentence-transformers folder of a bare encoder (modules.json beside an architecture with no head: a soup mixed by
+    hand, one from the Hub). A pretrained or fine-tuned folder carries modules.json too, under its head: not one."""
     from small_encoders.core.run_folder import RunFolder
 
-    if model_dir is not None and RunFolder(model_dir).embedding_results() is not None:
+    if RunFolder(model_dir).embedding_results() is not None:
+        return True
+    if not (Path(model_dir) / "modules.json").is_file():
+        return False
+    if config is None:
+        config_file = Path(model_dir) / "config.json"
+        names = json.loads(config_file.read_text()).get("architectures") if config_file.is_file() else None
+    else:
+        names = getattr(config, "architectures", None)
+    return bool(names) and all(name.endswith("Model") for name in names)
+
+
+def task_of(config, model_dir=None):
+    """The task a folder was saved for: a sentence embedder (is_sentence_embedder), else from its architectures: a
+    classifier, a masked LM, else the bare encoder."""
+    if model_dir is not None and is_sentence_embedder(model_dir, config):
         return "sentence-embedding"
     names = " ".join(getattr(config, "architectures", None) or ())
     if "ForSequenceClassification" in names:
