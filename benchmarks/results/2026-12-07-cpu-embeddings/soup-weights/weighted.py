@@ -1,12 +1,12 @@
-"""A weighted soup of two ingredients: every floating-point weight w * A + (1 - w) * B (w = 0.5 is the uniform soup
-recipes/train_embeddings.py makes). A copy of the first folder with its model.safetensors replaced.
+"""A weighted soup of two ingredients: every floating-point weight w x A + (1 - w) x B (w = 0.5 is the uniform soup
+recipes/train_embeddings.py makes), by the recipe's own averaging (average_embedders), saved as a
+sentence-transformers folder.
 
     python weighted.py --weight 0.6 --output_dir OUT FOLDER_A FOLDER_B
 """
 import argparse
-import shutil
 
-from safetensors.torch import load_file, save_file
+from small_encoders.recipes.train_embeddings import average_embedders
 
 
 def main(argv=None):
@@ -16,12 +16,7 @@ def main(argv=None):
     parser.add_argument("first")
     parser.add_argument("second")
     args = parser.parse_args(argv)
-    shutil.copytree(args.first, args.output_dir, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("runs", "checkpoint-*", "ingredients", "embedding_results.json"))
-    a, b = load_file(f"{args.first}/model.safetensors"), load_file(f"{args.second}/model.safetensors")
-    mixed = {key: ((args.weight * value.float() + (1 - args.weight) * b[key].float()).to(value.dtype).contiguous()
-                   if value.is_floating_point() else value) for key, value in a.items()}
-    save_file(mixed, f"{args.output_dir}/model.safetensors", metadata={"format": "pt"})
+    average_embedders([args.first, args.second], [args.weight, 1 - args.weight]).save(args.output_dir)
     print(f"{args.weight:g} x {args.first} + {1 - args.weight:g} x {args.second} -> {args.output_dir}")
 
 
