@@ -130,25 +130,29 @@ def test_pairs_triplets_scored_pairs_and_raw_text_train_together_into_a_sentence
     assert [name for name in names if name != "pytorch-bf16"] == ["pytorch", "onnxruntime", "onnxruntime-int8"]
     assert all(row["batch32"]["sentences_per_second"] > 0 for row in measured["rows"])
 
-    # A sentence-transformers folder made elsewhere (no embedding_results.json: a soup mixed by hand, a Hub download)
-    # is an embedder too; the pretrained model, which also carries modules.json, is not.
-    import shutil
-
-    from small_encoders.deploy.bench import is_embedder
-    from small_encoders.deploy.export import is_sentence_embedder
-
-    shutil.copytree(out, tmp_path / "elsewhere", ignore=shutil.ignore_patterns("embedding_results.json"))
-    shutil.copytree(model, tmp_path / "mlm")
-    (tmp_path / "mlm" / "modules.json").write_text((out / "modules.json").read_text())
-    assert is_sentence_embedder(tmp_path / "elsewhere") and is_embedder(tmp_path / "elsewhere")
-    assert not is_sentence_embedder(tmp_path / "mlm") and not is_embedder(tmp_path / "mlm")
-
     # Publishing stages the sentence-transformers files, and the card is the embedder's.
     from small_encoders.model_cards.publish import stage
 
     staged = stage(out, tmp_path / "upload", repo_id="me/embedder")
     assert {"modules.json", "1_Pooling/config.json", "2_Normalize/config.json" if (out / "2_Normalize" / "config.json").exists()
             else "modules.json", "config_sentence_transformers.json", "embedding_results.json", "README.md"} <= set(staged)
+
+
+def test_a_sentence_transformers_folder_made_elsewhere_is_an_embedder_and_a_pretrained_one_is_not(world, tmp_path):
+    """A sentence-transformers folder with no embedding_results.json (a soup mixed by hand, a Hub download) is served
+    and exported as an embedder; the pretrained model, which also carries modules.json, is not."""
+    import shutil
+
+    from small_encoders.deploy.bench import is_embedder
+    from small_encoders.deploy.export import is_sentence_embedder
+    from small_encoders.recipes.train_embeddings import build_embedder
+
+    _, model, _ = world
+    build_embedder(model, 16).save(str(tmp_path / "elsewhere"))
+    shutil.copytree(model, tmp_path / "mlm")
+    (tmp_path / "mlm" / "modules.json").write_text((tmp_path / "elsewhere" / "modules.json").read_text())
+    assert is_sentence_embedder(tmp_path / "elsewhere") and is_embedder(tmp_path / "elsewhere")
+    assert not is_sentence_embedder(tmp_path / "mlm") and not is_embedder(tmp_path / "mlm")
 
 
 @pytest.mark.slow
