@@ -27,7 +27,7 @@ SHAPES = {"pairs": ("anchor", "positive"), "triplets": ("anchor", "positive", "n
           "scored": ("sentence1", "sentence2", "score")}
 WANTED = "anchor,positive[,negative] or sentence1,sentence2[,score]"
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
-GLUE_NAMES = {"mrpc": "MRPC", "stsb": "STS-B"}
+GLUE_NAMES = {"mrpc": "MRPC", "stsb": "STS-B", "rte": "RTE"}
 MIN_WORDS = 4  # a line shorter than this is a heading ("Etymology and terminology."), not a sentence of text
 
 
@@ -107,20 +107,24 @@ def load_hub_pairs(name, config=None, split="train", max_score=1.0):
 
 
 def glue_pairs(task, glue_dir=None):
-    """A GLUE train set as scored pairs: MRPC's pairs with their label (1 a paraphrase, 0 not) as the score, STS-B's
-    0-5 scores divided by 5. Both train with CoSENT, which ranks every pair of a batch by its score: MRPC's
-    non-paraphrases (most share many words with their sentence) are negatives that in-batch negatives of the
-    paraphrases alone never show (with the paraphrases only, MRPC's average precision fell below the start's in every
-    run of docs/results.md). Only the train split is read (dev and test are for evaluation)."""
+    """A GLUE train set as scored pairs: MRPC's pairs with their label (1 a paraphrase, 0 not) as the score, RTE's
+    with theirs (1 the second sentence follows from the first, 0 not), STS-B's 0-5 scores divided by 5. All train
+    with CoSENT, which ranks every pair of a batch by its score: MRPC's non-paraphrases (most share many words with
+    their sentence) are negatives that in-batch negatives of the paraphrases alone never show (with the paraphrases
+    only, MRPC's average precision fell below the start's in every run of docs/results.md). Only the train split is
+    read (dev and test are for evaluation)."""
     from small_encoders.eval.glue_data import load_glue
 
+    if task not in GLUE_NAMES:
+        raise UserError(f"--glue_pairs: no pairs are made from {task}; choose {', '.join(GLUE_NAMES)}")
     train = load_glue(task, glue_dir, splits=["train"])["train"]
+    if task == "rte":  # label 0 is entailment: the hypothesis follows from the premise
+        scored = train.map(lambda row: {"score": float(row["label"] == 0)}, remove_columns=["label"], desc="RTE labels as scores")
+        return as_shape(scored, "RTE train")
     if task == "mrpc":
         scored = train.map(lambda row: {"score": float(row["label"])}, remove_columns=["label"], desc="MRPC labels as scores")
         return as_shape(scored, "MRPC train")
-    if task == "stsb":
-        return as_shape(train.rename_column("label", "score"), "STS-B train", max_score=5.0)
-    raise UserError(f"--glue_pairs: no pairs are made from {task}; choose mrpc or stsb")
+    return as_shape(train.rename_column("label", "score"), "STS-B train", max_score=5.0)
 
 
 def sentences_of(text):

@@ -22,7 +22,7 @@ from small_encoders.recipes.recipe import (
 EMBEDDING_RECIPES_DIR = RECIPES_DIR / "embeddings"
 GROUPS = ("data", "model", "loss", "training", "time budget", "soup", "evaluation", "logging", "Hub", "recipe")
 PAIR_KINDS = ("title", "spans", "next", "same")
-GLUE_PAIR_TASKS = ("mrpc", "stsb")
+GLUE_PAIR_TASKS = ("mrpc", "stsb", "rte")
 LOSSES = ("mnrl", "cached_mnrl")
 
 
@@ -39,7 +39,7 @@ class EmbeddingRecipe(TypedSettings):
     raw_text_sample_by: str = setting("paragraph", "data", "raw .txt files: one document per line, per blank-line paragraph, or per file", choices=("line", "paragraph", "document"))
     raw_pairs: str = setting("spans", "data", "pairs made from a raw document: title (its first line and the text after it), spans (two distinct passages of it), next (a sentence and the next) or same (a sentence and itself, told apart by dropout alone: unsupervised SimCSE; needs --dropout)", choices=PAIR_KINDS)
     max_raw_pairs: int = setting(50_000, "data", "raw-text pairs made at most (a seeded sample of the documents)", low=1, high=10**9, integer=True)
-    glue_pairs: list = setting([], "data", "labelled pairs of GLUE train sets, as scored pairs (CoSENT): mrpc (1 a paraphrase, 0 not), stsb (0-5 scores); never a dev or test split")
+    glue_pairs: list = setting([], "data", "labelled pairs of GLUE train sets, as scored pairs (CoSENT): mrpc (1 a paraphrase, 0 not), stsb (0-5 scores), rte (1 entailed, 0 not); never a dev or test split")
     glue_dir: str | None = setting(None, "data", "local GLUE TSV folders (MRPC/train.tsv, ...); default: the Hub's nyu-mll/glue")
     max_score: float = setting(1.0, "data", "the top of a pair file's score scale (scores run from 0 to it; 5 for STS-B-style files)", kind="positive", low=1e-9, high=1e9)
     max_train_pairs: int | None = setting(None, "data", "use at most this many rows of each training set", low=1, high=10**10, integer=True)
@@ -182,7 +182,7 @@ def validate(recipe):
     elif not recipe.sources():
         raise UserError("no training data: pass --train_files, --dataset_name, --raw_text_files or --glue_pairs")
     if not isinstance(recipe.glue_pairs, list) or any(task not in GLUE_PAIR_TASKS for task in recipe.glue_pairs):
-        raise UserError(f"--glue_pairs takes {' and '.join(GLUE_PAIR_TASKS)} (their train sets), got {recipe.glue_pairs!r}")
+        raise UserError(f"--glue_pairs takes {', '.join(GLUE_PAIR_TASKS)} (their train sets), got {recipe.glue_pairs!r}")
     dims = recipe.matryoshka_dims
     if dims is not None and (not isinstance(dims, list) or not dims
                              or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims)):

@@ -229,8 +229,8 @@ def test_the_three_evaluations_give_the_known_answer_on_fixtures_built_for_it(tm
 
 
 def test_glue_train_sets_become_scored_pairs_with_every_mrpc_pair_labelled(tmp_path):
-    """MRPC's paraphrases score 1 and its non-paraphrases 0 (CoSENT ranks them apart), STS-B's 0-5 scores are divided
-    by 5; every train row is kept, and the dev split is never read."""
+    """MRPC's paraphrases score 1 and its non-paraphrases 0 (CoSENT ranks them apart), RTE's entailments 1 and the rest
+    0, STS-B's 0-5 scores are divided by 5; every train row is kept, and the dev split is never read."""
     from small_encoders.data_prep.pairs import glue_pairs
 
     glue = write_glue(tmp_path)
@@ -241,6 +241,14 @@ def test_glue_train_sets_become_scored_pairs_with_every_mrpc_pair_labelled(tmp_p
     assert all(row["sentence1"] == row["sentence2"] for row in mrpc if row["score"] == 1.0)
     stsb, shape = glue_pairs("stsb", str(glue))
     assert shape == "scored" and stsb["score"] == [1.0 if i % 2 == 0 else 0.0 for i in range(10)]
+    (glue / "RTE").mkdir()
+    (glue / "RTE" / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\tA cat sat on the mat.\tA cat sat.\t"
+                                            "entailment\n1\tA cat sat on the mat.\tA dog ran.\tnot_entailment\n")
+    (glue / "RTE" / "dev.tsv").write_text("not a GLUE file")
+    rte, shape = glue_pairs("rte", str(glue))
+    assert shape == "scored" and rte["score"] == [1.0, 0.0] and rte["sentence2"] == ["A cat sat.", "A dog ran."]
+    with pytest.raises(UserError, match="no pairs are made from cola; choose mrpc, stsb, rte"):
+        glue_pairs("cola", str(glue))
 
 
 def test_raw_text_pairs_are_made_four_ways_and_never_repeat(tmp_path):
