@@ -12,8 +12,9 @@
 
 `--baseline_model` (default: the start an embedding run of recipes/train_embeddings.py records) is measured
 mean-pooled; a folder with sentence-transformers files is measured as those files say (its pooling and normalisation).
-Without a start to compare with (a pretrained model alone), the command prints the suite's STS-B zero-shot row. Results go to OUTPUT_DIR/results.json and summary.md, with
-the commit and the command. Also here: `sts_zero_shot`, the suite's mean-pooled STS-B row.
+A sentence-transformers embedder with no start to compare with (a soup mixed by hand, an embedder from the Hub) is
+measured alone; a pretrained model alone gets the suite's STS-B zero-shot row. Results go to OUTPUT_DIR/results.json
+and summary.md, with the commit and the command. Also here: `sts_zero_shot`, the suite's mean-pooled STS-B row.
 """
 
 import argparse
@@ -203,29 +204,37 @@ def start_measures(start, data, data_dir, max_pairs, max_seq_length):
 
 
 def summary_lines(evaluation):
-    """The comparison as aligned lines: task, metric, start -> model (change)."""
+    """The comparison as aligned lines: task, metric, start -> model (change); the model's figure alone without a
+    start."""
     lines = []
     for task in TASKS:
         for metric in METRICS[task]:
-            start, now = evaluation["start"][task][metric], evaluation["model"][task][metric]
-            split = evaluation["model"][task]["split"]
+            now, split = evaluation["model"][task][metric], evaluation["model"][task]["split"]
+            if evaluation["start"] is None:
+                lines.append(f"{task + ' ' + split:<10} {metric:<10} {now:6.2f}")
+                continue
+            start = evaluation["start"][task][metric]
             lines.append(f"{task + ' ' + split:<10} {metric:<10} {start:6.2f} -> {now:6.2f} ({now - start:+.2f})")
     return lines
 
 
 def summary_markdown(results):
     start, model = results["evaluation"]["start"], results["evaluation"]["model"]
-    rows = ["| task | metric (x100) | start, mean-pooled | this model | change |", "|---|---|---|---|---|"]
+    rows = (["| task | metric (x100) | this model |", "|---|---|---|"] if start is None else
+            ["| task | metric (x100) | start, mean-pooled | this model | change |", "|---|---|---|---|---|"])
     for task in TASKS:
         size = (f"{model[task]['pairs']:,} pairs" if "pairs" in model[task]
                 else f"{model[task]['queries']:,} questions, {model[task]['corpus']:,} sentences")
         for metric in METRICS[task]:
-            rows.append(f"| {TASK_NAMES[task]} {model[task]['split']} ({size}) | {metric} | {start[task][metric]:.2f} | "
-                        f"{model[task][metric]:.2f} | {model[task][metric] - start[task][metric]:+.2f} |")
+            name, now = f"| {TASK_NAMES[task]} {model[task]['split']} ({size}) | {metric} |", model[task][metric]
+            rows.append(f"{name} {now:.2f} |" if start is None else
+                        f"{name} {start[task][metric]:.2f} | {now:.2f} | {now - start[task][metric]:+.2f} |")
     saw = results.get("saw_stsb_train")
     note = ("" if saw is None else f"\n\nThe model {'saw' if saw else 'did not see'} STS-B train in its training data.")
-    return (f"# Embeddings: {results['model']}\n\nStart: `{results['evaluation']['start_model']}` (mean-pooled). "
-            f"Commit {results.get('commit')}.\n\n```bash\n{results.get('command')}\n```\n\n" + "\n".join(rows) + note + "\n")
+    start_line = ("No start to compare with (`--baseline_model` names one)." if start is None else
+                  f"Start: `{results['evaluation']['start_model']}` (mean-pooled).")
+    return (f"# Embeddings: {results['model']}\n\n{start_line} Commit {results.get('commit')}.\n\n"
+            f"```bash\n{results.get('command')}\n```\n\n" + "\n".join(rows) + note + "\n")
 
 
 @entry_point
@@ -246,14 +255,17 @@ def main(argv=None):
     check_source(args.model_name_or_path, "--model_name_or_path")
     recorded = RunFolder(args.model_name_or_path).embedding_results() if Path(args.model_name_or_path).is_dir() else None
     start = args.baseline_model or (recorded or {}).get("model_name_or_path")
-    if not start:  # a pretrained model alone: the suite's STS-B zero-shot row
+    if not start and not is_embedder_folder(args.model_name_or_path):  # a pretrained model alone: the suite's row
         return sts_only(args)
-    check_source(start, "--baseline_model")
+    if start:
+        check_source(start, "--baseline_model")
     model = load_embedder(args.model_name_or_path, args.max_seq_length)
+    evaluation = (compare_with_start(model, start, args.data_dir, args.max_pairs, args.max_seq_length) if start else
+                  {"model": measure(model, task_data(args.data_dir, args.max_pairs)), "start": None, "start_model": None,
+                   "data_dir": args.data_dir})
     results = {"model": args.model_name_or_path, "commit": source_commit(),
                "command": "python eval/embeddings.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-               "saw_stsb_train": (recorded or {}).get("saw_stsb_train"),
-               "evaluation": compare_with_start(model, start, args.data_dir, args.max_pairs, args.max_seq_length)}
+               "saw_stsb_train": (recorded or {}).get("saw_stsb_train"), "evaluation": evaluation}
     for line in summary_lines(results["evaluation"]):
         print(line)
     if args.output_dir:
@@ -262,6 +274,13 @@ def main(argv=None):
         write_atomic(out / "summary.md", summary_markdown(results))
         print(f"wrote {out / 'results.json'} and {out / 'summary.md'}")
     return 0
+
+
+def is_embedder_folder(path):
+    """A local sentence-transformers embedder (deploy/export.py's test: not a pretraining folder under its head)."""
+    from small_encoders.deploy.export import is_sentence_embedder
+
+    return Path(path).is_dir() and is_sentence_embedder(path)
 
 
 def sts_only(args):

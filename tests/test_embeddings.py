@@ -138,13 +138,15 @@ def test_pairs_triplets_scored_pairs_and_raw_text_train_together_into_a_sentence
             else "modules.json", "config_sentence_transformers.json", "embedding_results.json", "README.md"} <= set(staged)
 
 
-def test_a_sentence_transformers_folder_made_elsewhere_is_an_embedder_and_a_pretrained_one_is_not(world, tmp_path):
-    """A sentence-transformers folder with no embedding_results.json (a soup mixed by hand, a Hub download) is served
-    and exported as an embedder; the pretrained model, which also carries modules.json, is not."""
+def test_a_sentence_transformers_folder_made_elsewhere_is_an_embedder_and_a_pretrained_one_is_not(world, tmp_path, capsys):
+    """A sentence-transformers folder with no embedding_results.json (a soup mixed by hand, a Hub download) is served,
+    exported and evaluated as an embedder (the three tasks, with no start to compare with); the pretrained model, which
+    also carries modules.json, is not (the evaluation gives it the STS-B zero-shot row)."""
     import shutil
 
     from small_encoders.deploy.bench import is_embedder
     from small_encoders.deploy.export import is_sentence_embedder
+    from small_encoders.eval.embeddings import main as evaluate
     from small_encoders.recipes.train_embeddings import build_embedder
 
     _, model, _ = world
@@ -153,6 +155,17 @@ def test_a_sentence_transformers_folder_made_elsewhere_is_an_embedder_and_a_pret
     (tmp_path / "mlm" / "modules.json").write_text((tmp_path / "elsewhere" / "modules.json").read_text())
     assert is_sentence_embedder(tmp_path / "elsewhere") and is_embedder(tmp_path / "elsewhere")
     assert not is_sentence_embedder(tmp_path / "mlm") and not is_embedder(tmp_path / "mlm")
+
+    glue = world[2]
+    assert evaluate(["--model_name_or_path", str(tmp_path / "elsewhere"), "--data_dir", str(glue),
+                     "--output_dir", str(tmp_path / "eval")]) == 0
+    printed = capsys.readouterr().out
+    assert "qnli dev   ndcg@10" in printed and "->" not in printed
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())["evaluation"]
+    assert results["start"] is None and set(results["model"]) == {"stsb", "mrpc", "qnli"}
+    assert "No start to compare with" in (tmp_path / "eval" / "summary.md").read_text()
+    assert evaluate(["--model_name_or_path", str(tmp_path / "mlm"), "--data_dir", str(glue)]) == 0
+    assert "STS-B dev zero-shot: Spearman" in capsys.readouterr().out
 
 
 @pytest.mark.slow
