@@ -126,11 +126,28 @@ def load_embedding_recipe(name, overrides=None, smoke=False, check=True):
         check_keys(settings["smoke"], f"{path} (smoke)", settable)
         settings.update({**SMOKE_DEFAULTS, **settings["smoke"]})
     settings.update(overrides)
+    fixed_steps(settings, overrides, check)
     settings["recipe"], settings["smoke_run"] = path.stem, bool(smoke)
     recipe = EmbeddingRecipe(**resolve(settings))
     if check:
         validate(recipe)
     return recipe
+
+
+def fixed_steps(settings, overrides, say):
+    """--max_steps N on the command line trains N steps: the recipe's time budget is set aside (with a note). Both on
+    the command line is one error line, since one of them would be ignored."""
+    steps = overrides.get("max_steps")
+    if steps is None or steps == -1:
+        return
+    if overrides.get("time_budget") is not None:
+        raise UserError(f"--max_steps {steps} and --time_budget {overrides['time_budget']} both given: a run trains "
+                        f"fixed steps or for a time, not both; drop one")
+    if settings.get("time_budget") is not None and "time_budget" not in overrides:
+        if say:
+            print(f"note: --max_steps {steps}: fixed steps; the recipe's {settings['time_budget']:g}-minute time budget "
+                  f"is set aside", flush=True)
+        settings["time_budget"] = None
 
 
 NUMBER_KINDS = {"fraction0": lambda v, flag: checks.fraction(v, flag, low_open=False),

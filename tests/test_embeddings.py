@@ -319,7 +319,14 @@ def test_the_embedding_recipe_is_typed_and_its_help_lists_every_setting(capsys):
     from small_encoders.recipes.train_embeddings import main
 
     recipe = load_embedding_recipe("embed-no-stsb", {"model_name_or_path": "m", "learning_rate": "3e-4"})
-    assert recipe.glue_pairs == ["mrpc"] and recipe.learning_rate == 3e-4 and recipe.raw_pairs == "title"
+    assert recipe.glue_pairs == ["mrpc", "rte"] and recipe.learning_rate == 3e-4 and recipe.raw_pairs == "title"
+    assert recipe.time_budget == 30 and list(recipe.ingredients) == ["retrieval", "next", "similarity"]
+    # --max_steps on the command line trains fixed steps: the recipe's time budget is set aside, and says so.
+    capsys.readouterr()
+    assert load_embedding_recipe("embed", {"model_name_or_path": "m", "max_steps": 3}).time_budget is None
+    assert "the recipe's 30-minute time budget is set aside" in capsys.readouterr().out
+    with pytest.raises(UserError, match="--max_steps 3 and --time_budget 5 both given"):
+        load_embedding_recipe("embed", {"model_name_or_path": "m", "max_steps": 3, "time_budget": 5})
     assert main(["--recipe", "embed", "--help"]) == 0
     shown = capsys.readouterr().out
     for name in EmbeddingRecipe.fields():
