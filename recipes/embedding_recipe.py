@@ -252,12 +252,14 @@ def soup_weights(recipe):
 
 def ingredient_recipes(recipe):
     """{name: the resolved, checked recipe of each ingredient}: this recipe with the ingredient's settings over it, its
-    folder OUTPUT/ingredients/NAME, its share of the time budget (equal unless the ingredients say `share`), no
-    evaluation or upload of its own (the soup has them)."""
+    folder OUTPUT/ingredients/NAME, its share of the time budget (equal unless the ingredients say `share`; none where
+    it names its own max_steps), no evaluation or upload of its own (the soup has them)."""
     shares = {name: settings.get(SHARE, 1) for name, settings in recipe.ingredients.items()}
     made = {}
     for name, settings in recipe.ingredients.items():
         budget = recipe.time_budget * shares[name] / sum(shares.values()) if recipe.time_budget is not None else None
+        if settings.get("max_steps") not in (None, -1):  # an ingredient that names its steps trains them, no budget
+            budget = None
         values = {**recipe.to_dict(), "ingredients": None, "evaluate": False, "push_to_hub": False,
                   "resume_from_checkpoint": None, "output_dir": str(Path(recipe.output_dir) / "ingredients" / name),
                   "time_budget": budget, **{key: value for key, value in settings.items() if key not in SOUP_KEYS}}

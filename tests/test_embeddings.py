@@ -315,7 +315,7 @@ def test_training_dropout_is_set_on_every_layer_and_the_saved_model_keeps_its_ow
 
 
 def test_the_embedding_recipe_is_typed_and_its_help_lists_every_setting(capsys):
-    from small_encoders.recipes.embedding_recipe import EmbeddingRecipe, load_embedding_recipe
+    from small_encoders.recipes.embedding_recipe import EmbeddingRecipe, ingredient_recipes, load_embedding_recipe
     from small_encoders.recipes.train_embeddings import main
 
     recipe = load_embedding_recipe("embed-no-stsb", {"model_name_or_path": "m", "learning_rate": "3e-4"})
@@ -327,6 +327,10 @@ def test_the_embedding_recipe_is_typed_and_its_help_lists_every_setting(capsys):
     assert "the recipe's 30-minute time budget is set aside" in capsys.readouterr().out
     with pytest.raises(UserError, match="--max_steps 3 and --time_budget 5 both given"):
         load_embedding_recipe("embed", {"model_name_or_path": "m", "max_steps": 3, "time_budget": 5})
+    soup = ingredient_recipes(load_embedding_recipe("embed", {"model_name_or_path": "m", "ingredients": {
+        "retrieval": {"glue_pairs": [], "max_steps": 7}, "similarity": {"raw_text_files": None}}}))
+    assert (soup["retrieval"].time_budget, soup["retrieval"].max_steps) == (None, 7)  # its own steps, no budget
+    assert soup["similarity"].time_budget == 15  # half of 30 minutes
     assert main(["--recipe", "embed", "--help"]) == 0
     shown = capsys.readouterr().out
     for name in EmbeddingRecipe.fields():
