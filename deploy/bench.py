@@ -52,7 +52,7 @@ def is_embedder(model_dir):
     STS-B dev."""
     from small_encoders.deploy.export import is_sentence_embedder
 
-    return Path(model_dir).is_dir() and is_sentence_embedder(model_dir)
+    return is_sentence_embedder(model_dir)
 
 
 def quality(outputs, labels, embedder):

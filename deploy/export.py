@@ -72,6 +72,8 @@ def is_sentence_embedder(model_dir, config=None):
     hand, one from the Hub). A pretrained or fine-tuned folder carries modules.json too, under its head: not one."""
     from small_encoders.core.run_folder import RunFolder
 
+    if not Path(model_dir).is_dir():  # a Hub id: nothing to read here
+        return False
     if RunFolder(model_dir).embedding_results() is not None:
         return True
     if not (Path(model_dir) / "modules.json").is_file():

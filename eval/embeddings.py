@@ -255,7 +255,9 @@ def main(argv=None):
     check_source(args.model_name_or_path, "--model_name_or_path")
     recorded = RunFolder(args.model_name_or_path).embedding_results() if Path(args.model_name_or_path).is_dir() else None
     start = args.baseline_model or (recorded or {}).get("model_name_or_path")
-    if not start and not is_embedder_folder(args.model_name_or_path):  # a pretrained model alone: the suite's row
+    from small_encoders.deploy.export import is_sentence_embedder
+
+    if not start and not is_sentence_embedder(args.model_name_or_path):  # a pretrained model alone: the suite's row
         return sts_only(args)
     if start:
         check_source(start, "--baseline_model")
@@ -274,13 +276,6 @@ def main(argv=None):
         write_atomic(out / "summary.md", summary_markdown(results))
         print(f"wrote {out / 'results.json'} and {out / 'summary.md'}")
     return 0
-
-
-def is_embedder_folder(path):
-    """A local sentence-transformers embedder (deploy/export.py's test: not a pretraining folder under its head)."""
-    from small_encoders.deploy.export import is_sentence_embedder
-
-    return Path(path).is_dir() and is_sentence_embedder(path)
 
 
 def sts_only(args):

@@ -258,12 +258,12 @@ def ingredient_recipes(recipe):
     made = {}
     for name, settings in recipe.ingredients.items():
         budget = recipe.time_budget * shares[name] / sum(shares.values()) if recipe.time_budget is not None else None
-        if settings.get("max_steps") not in (None, -1):  # an ingredient that names its steps trains them, no budget
-            budget = None
+        own = {key: value for key, value in settings.items() if key not in SOUP_KEYS}
         values = {**recipe.to_dict(), "ingredients": None, "evaluate": False, "push_to_hub": False,
                   "resume_from_checkpoint": None, "output_dir": str(Path(recipe.output_dir) / "ingredients" / name),
-                  "time_budget": budget, **{key: value for key, value in settings.items() if key not in SOUP_KEYS}}
+                  "time_budget": budget, **own}
         try:
+            fixed_steps(values, own, say=False)  # an ingredient that names its steps trains them, no budget
             made[name] = EmbeddingRecipe(**resolve(values))
             validate(made[name])
         except UserError as error:
