@@ -267,7 +267,11 @@ def fine_tune_all(model_path, data_dir, settings, tasks, sides, scratch, workers
     order = sorted(tasks, key=lambda task: -expected_cost(settings, data_dir, task))
     first_jobs = [Job(side, task, rate, seeds[0]) for task in order for side in sides for rate in rates]
     done, failed, submitted = {}, {}, []
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    import torch
+
+    # the threads this process would compute with, shared among the workers (an OMP_NUM_THREADS or a test runner's
+    # limit holds for the pool too, and one job alone computes what the sequential way computes, to the last bit)
+    threads = max(1, torch.get_num_threads() // workers)
     pool = WorkerPool(workers, threads, runner or run_job, multiprocessing.get_context("spawn"))
     started = time.time()
 

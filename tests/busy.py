@@ -35,7 +35,7 @@ def main(argv=None):
     parser.add_argument("--max_minutes", type=float, default=90.0,
                         help="the busy processes stop after this long even if the tests have not ended (default 90)")
     args, pytest_args = parser.parse_known_args(argv)  # everything else goes to pytest
-    pytest_args = [a for a in pytest_args if a != "--"] or ["-q", "tests"]
+    pytest_args = [a for a in pytest_args if a != "--"] or ["-q", "-n", "2", "--dist", "worksteal", "tests"]
     if not 0 <= args.load <= 256 or not 0 < args.max_minutes <= 24 * 60:
         parser.error("--load must be within 0-256 and --max_minutes within 0-1440")
     deadline = time.monotonic() + args.max_minutes * 60

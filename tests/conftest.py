@@ -8,6 +8,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist (the README's `-n 2`) the workers share the cores: each worker, and every process it starts, uses
+# its share of them (torch would start one thread per core in every worker, and two workers on two cores then run
+# slower than one). Set before torch is imported.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, str(_share))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -21,6 +28,20 @@ WORDS = (
     "house ship sea whale captain man woman day night said went came saw love old new time "
     "good great little long first last never always very more most small large"
 ).split()
+
+
+def accelerate_launch(processes=2):
+    """`accelerate launch` of `processes` CPU (gloo) processes through torchrun, on a port free now: two tests that
+    launch at once (pytest-xdist's workers) would both take torch's default 29500. On a machine without GPUs,
+    accelerate 1.x starts DDP processes with --multi_gpu; its --cpu flag alone launches a single process unless MPI is
+    set up."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return ["accelerate", "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port)]
 
 
 def pytest_configure(config):

@@ -8,15 +8,13 @@ import sys
 import textwrap
 
 import pytest
-from conftest import REPO_ROOT, save_tiny_model, tiny_config, tiny_vocab
+from conftest import REPO_ROOT, accelerate_launch, save_tiny_model, tiny_config, tiny_vocab
 
 from small_encoders.core.errors import UserError
 from small_encoders.recipes.recipe import CONTINUED_DEFAULTS, load_recipe
 
 SCRIPT = str(REPO_ROOT / "recipes" / "pretrain_mlm.py")
 SUITE = str(REPO_ROOT / "eval" / "suite.py")
-LAUNCH = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-          "--dynamo_backend", "no"]
 SMOKE = ["--recipe", "domain", "--smoke", "--report_to", "none", "--logging_steps", "1", "--save_steps", "4",
          "--eval_steps", "4"]
 
@@ -141,7 +139,7 @@ def test_a_continued_run_starts_where_its_model_ended_in_one_and_two_processes(t
     the smoke tokenizer's 1,000 entries), in one process and under `accelerate launch` with two (gloo, two collation
     workers each); the folder records what it started from and keeps the model's tokenizer, and the card says so."""
     random_first = losses(trained)[0]
-    for name, launcher, workers in (("one", None, "0"), ("two", LAUNCH, "2")):  # two processes, two collation workers each
+    for name, launcher, workers in (("one", None, "0"), ("two", accelerate_launch(), "2")):  # two processes, two collation workers each
         out = tmp_path / name
         done = pretrain(tmp_path, SMOKE + ["--init_from", str(trained), "--max_steps", "4", "--dataloader_num_workers",
                                            workers, "--output_dir", str(out)], launcher)

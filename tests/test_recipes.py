@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, SHARED_DATA
+from conftest import REPO_ROOT, SHARED_DATA, accelerate_launch
 
 from small_encoders.core.errors import UserError
 from small_encoders.recipes.pretrain_mlm import native_bf16
@@ -193,12 +193,9 @@ def test_overwrite_removes_the_old_run_only_once_the_new_one_is_checked(tmp_path
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
 def test_accelerate_launch_two_cpu_processes(tmp_path):
-    # On a machine without GPUs, accelerate 1.x starts two gloo (CPU) DDP processes through torchrun
-    # with --multi_gpu; its --cpu flag alone launches a single process unless MPI is set up.
     out = tmp_path / "out"
-    launcher = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-                "--dynamo_backend", "no"]
-    result = run_script(["--recipe", "quickstart", "--smoke", "--output_dir", str(out)], tmp_path, launcher=launcher)
+    result = run_script(["--recipe", "quickstart", "--smoke", "--output_dir", str(out)], tmp_path,
+                        launcher=accelerate_launch())
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(2 process(es))" in result.stdout
     assert result.stdout.count("recipe            quickstart") == 1  # one header, from the main process

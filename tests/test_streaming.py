@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import REPO_ROOT, assert_ends_by_its_plan
+from conftest import REPO_ROOT, accelerate_launch, assert_ends_by_its_plan
 
 from small_encoders.core.errors import UserError
 from small_encoders.data_prep.corpus import load_corpus
@@ -178,8 +178,6 @@ RECORDER = textwrap.dedent(
 )
 
 
-LAUNCH = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-          "--dynamo_backend", "no"]
 needs_launcher = pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
 
 
@@ -203,7 +201,7 @@ def test_two_processes_of_two_workers_stream_disjoint_blocks_and_no_held_out_tex
     args = ["--recipe", "tuned-20m", "--smoke", "--streaming", "true", "--train_files", train_files,
             "--max_validation_samples", "100", "--dataloader_num_workers", "2", "--max_steps", "12", "--output_dir",
             str(out), "--report_to", "none"]
-    done = subprocess.run(LAUNCH + [str(tmp_path / "recorder.py"), str(seen), SCRIPT, *args], env=environment(tmp_path),
+    done = subprocess.run(accelerate_launch() + [str(tmp_path / "recorder.py"), str(seen), SCRIPT, *args], env=environment(tmp_path),
                           cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [[tuple(json.loads(line)) for line in (seen / f"rank{rank}.jsonl").read_text().splitlines()] for rank in (0, 1)]
@@ -255,7 +253,7 @@ def test_two_processes_with_a_time_budget_and_frequent_saves_end_together(tmp_pa
             "--validation_files", validation_files, "--max_steps", "-1", "--time_budget", "0.4", "--save_steps", "5",
             "--logging_steps", "5", "--eval_steps", "1000", "--output_dir", str(out), "--report_to", "none"]
     try:
-        done = subprocess.run(LAUNCH + [str(tmp_path / "slow.py"), SCRIPT, *args], env=environment(tmp_path),
+        done = subprocess.run(accelerate_launch() + [str(tmp_path / "slow.py"), SCRIPT, *args], env=environment(tmp_path),
                               cwd=tmp_path, capture_output=True, text=True, timeout=240)
     except subprocess.TimeoutExpired as error:
         pytest.fail(f"the two processes did not end together (a process waits for the other): {str(error.stdout)[-1500:]}")
