@@ -39,20 +39,12 @@ from pathlib import Path
 
 from small_encoders.core import checks
 from small_encoders.core.errors import ArgumentParser, UserError, entry_point
-from small_encoders.deploy.export import EXPORT_FILE, INT8_FILE, ONNX_FILE
+from small_encoders.deploy.export import EXPORT_FILE, INT8_FILE, ONNX_FILE, is_sentence_embedder
 from small_encoders.deploy.serving import BACKENDS, INSTALL, Runner, cpu_features, installed
 
 # PyTorch's two rows, then every artefact of the export folder (deploy/serving.py's names), OpenVINO's float32 row
 # (the same IR with strict float32: what its default precision buys on this CPU) after OpenVINO's default.
 TORCH_BACKENDS = ("pytorch", "pytorch-bf16")
-
-
-def is_embedder(model_dir):
-    """Whether a folder is a sentence embedder (deploy/export.py's test): served as sentence vectors, measured on
-    STS-B dev."""
-    from small_encoders.deploy.export import is_sentence_embedder
-
-    return is_sentence_embedder(model_dir)
 
 
 def quality(outputs, labels, embedder):
@@ -92,7 +84,7 @@ class Backend:
 
             torch.set_num_threads(threads)
             self.torch = torch
-            embedder = is_embedder(spec)
+            embedder = is_sentence_embedder(spec)
             with quiet_load_reports():
                 auto = AutoModel if embedder else AutoModelForSequenceClassification
                 self.model = auto.from_pretrained(spec, trust_remote_code=True, dtype=torch.float32).eval()
@@ -252,7 +244,7 @@ def resolve_sources(args):
         record = folder / EXPORT_FILE
         if record.is_file():
             task = json.loads(record.read_text()).get("task")
-            wanted = "sentence-embedding" if is_embedder(model_dir) else "sequence-classification"
+            wanted = "sentence-embedding" if is_sentence_embedder(model_dir) else "sequence-classification"
             if task != wanted:
                 raise UserError(f"--onnx {folder}: an export for {task}, not {wanted}; export the model of --model_dir "
                                 f"(deploy/export.py --model_dir {model_dir})")
@@ -402,7 +394,7 @@ def run(args):
 
     sources = resolve_sources(args)
     tokenizer = load_tokenizer(sources["pytorch"], "--model_dir")
-    embedder = is_embedder(sources["pytorch"])
+    embedder = is_sentence_embedder(sources["pytorch"])
     if embedder:
         args.task_name = "stsb"
     encoded, labels, split = load_dev(args, tokenizer, embedder)
