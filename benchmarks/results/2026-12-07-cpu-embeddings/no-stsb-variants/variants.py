@@ -1,7 +1,8 @@
 """Soups mixed otherwise from one seed's finished `embed-no-stsb` ingredients, each saved as a sentence-transformers
 folder for eval/embeddings.py: the recipe's uniform mean, the start as a fourth part (every change shrunk by a
-quarter), the title and labelled-pair ingredients alone, the labelled pairs weighted twice; and the uniform soup's
-change from the start stretched (1.25 and 1.5 times).
+quarter), the title and labelled-pair ingredients alone, the labelled pairs weighted twice; the uniform soup's
+change from the start stretched (1.25 and 1.5 times); and (added later) the two unlabelled ingredients alone and the
+labelled pairs at half weight.
 
     python variants.py START SEED_FOLDER OUT_FOLDER [NAME ...]   # every mix, or the ones named
 
@@ -21,6 +22,8 @@ MIXES = {  # name: {part: weight, "scale": stretch of the mean change (default 1
     "labels-x2": {"retrieval": 1, "next": 1, "similarity": 2},
     "uniform-x1.25": {**UNIFORM, "scale": 1.25},
     "uniform-x1.5": {**UNIFORM, "scale": 1.5},
+    "title-next": {"retrieval": 1, "next": 1},  # no labelled pairs at all
+    "labels-half": {"retrieval": 2, "next": 2, "similarity": 1},
 }
 
 if __name__ == "__main__":
