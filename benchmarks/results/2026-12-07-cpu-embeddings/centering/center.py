@@ -85,10 +85,8 @@ def main():
         dense = modules.Dense(w.shape[1], w.shape[0], bias=True, activation_function=torch.nn.Identity(),
                               init_weight=torch.tensor(w, dtype=torch.float32),
                               init_bias=torch.tensor(b, dtype=torch.float32))
-        parts = list(model)
-        names = [type(m).__name__ for m in parts]
-        at = names.index("Normalize") if "Normalize" in names else len(parts)
-        mapped = type(model)(modules=parts[:at] + [dense, modules.Normalize()], device="cpu")
+        unnormalized = [m for m in model if type(m).__name__ != "Normalize"]
+        mapped = type(model)(modules=unnormalized + [dense, modules.Normalize()], device="cpu")
         mapped.save(str(Path(args.out) / name))
 
 
