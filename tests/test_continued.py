@@ -70,7 +70,7 @@ def test_keep_best_spreads_its_evaluations_on_logging_steps_and_the_pass_cap_cut
     assert evaluation_interval(77, 8, 50) == (9, 9)  # a plan too short for the logging interval: logged at each
     assert evaluation_interval(5, 8, 50) == (1, 1)
     plan = BudgetPlan(minutes=15, step_seconds=1.0, planned_steps=458, planned_tokens=458 * 4096)
-    assert plan.cap == 916  # a re-plan may double an uncapped plan
+    assert plan.cap == 1832  # a re-plan may quadruple an uncapped plan
     assert plan.cap_passes(3, blocks=800, blocks_per_step=32)  # 458 steps = 18.3 passes over 800 blocks
     assert (plan.planned_steps, plan.budget_steps, plan.cap, plan.planned_tokens) == (75, 458, 75, 75 * 4096)
     assert not plan.cap_passes(3, blocks=800, blocks_per_step=32)  # once
